@@ -1,0 +1,35 @@
+"""Backends: turn a Design and priors into a PyMC model. The only place that builds PyMC graphs."""
+
+from __future__ import annotations
+
+from ..collapsed import CollapsedData, prepare
+from ..design import Design
+
+
+def choose(design: Design, backend: str) -> str:
+    """Resolve ``backend="auto"``: marginal for Gaussian models with one grouping factor
+    (and a residual correlation, if any, within that factor), latent otherwise."""
+    ok = (
+        design.spec.family.collapsible
+        and len(design.groups) == 1
+        and (design.correlation is None or design.correlation.group == design.groups[0].name)
+    )
+    if backend == "auto":
+        return "marginal" if ok else "latent"
+    if backend not in ("marginal", "latent"):
+        raise ValueError(f"backend must be 'auto', 'marginal' or 'latent', got {backend!r}.")
+    if backend == "marginal" and not ok:
+        prepare(design)  # raises the specific reason
+        raise ValueError(f"the {design.spec.family.name} family has no marginal backend; use 'latent'.")
+    return backend
+
+
+def build_model(design: Design, priors, backend: str, cdata: CollapsedData | None = None):
+    """Build the PyMC model for ``backend`` ("marginal" or "latent")."""
+    if backend == "marginal":
+        from . import marginal
+
+        return marginal.build(design, priors, cdata if cdata is not None else prepare(design))
+    from . import latent
+
+    return latent.build(design, priors)

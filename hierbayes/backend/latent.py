@@ -1,0 +1,64 @@
+"""The latent backend: non-centred random effects, every family and grouping structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from .. import collapsed
+from ..design import Design
+from ..priors import Prior
+from . import params
+
+
+def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
+    """PyMC model with ``b_<g> = z_<g> F^T`` (``F F^T = S``), ``z ~ N(0, 1)`` for every group factor.
+
+    With AR(1)/CAR(1) residuals the likelihood is the whitened Gaussian (DESIGN.md step 1)
+    on the padded (cluster x occasion) layout.
+    """
+    coords = params.coords_for(design)
+    coords["obs"] = list(range(design.n))
+    with pm.Model(coords=coords) as model:
+        beta = params.fixed_effects(design, priors)
+        sigma = params.residual_sd(priors)
+        phi = params.ar_phi(design, priors)
+        X = pm.Data("X", design.X)
+        mu = pt.dot(X, beta) if design.p else pt.zeros(design.n)
+        for g in design.groups:
+            F, _ = params.re_covariance(g, priors)
+            tdim = params.term_dim(g)
+            z = pm.Normal(f"z_{g.name}", 0.0, 1.0, dims=(g.name, tdim))
+            b = pm.Deterministic(f"b_{g.name}", pt.dot(z, F.T), dims=(g.name, tdim))
+            idx = pm.Data(f"idx_{g.name}", g.index)
+            Z = pm.Data(f"Z_{g.name}", g.Z)
+            mu = mu + (Z * b[idx]).sum(axis=1)
+        y = design.y
+        if design.correlation is None:
+            pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
+        else:
+            lay = design.layout
+            pos = pm.Data("pos", np.where(lay.mask, lay.pos, 0))
+            mask = pm.Data("mask", lay.mask.astype(float))
+            inner = lay.mask.copy()
+            inner[:, 0] = False
+            e = (pm.Data("y_obs", y) - mu)[pos] * mask
+            a, inv_s2 = collapsed.ar_coefficients(
+                pt,
+                design.correlation.kind,
+                phi,
+                pm.Data("lag", lay.lag),
+                pm.Data("inner", inner.astype(float)),
+                pm.Data("odd", (np.mod(lay.lag, 2) == 1).astype(float)),
+            )
+            w = collapsed.whiten(pt, e, a, inv_s2)
+            n = float(design.n)
+            ll = (
+                -0.5 * n * np.log(2 * np.pi)
+                - n * pt.log(sigma)
+                - 0.5 * (w * w).sum() / sigma**2
+                + 0.5 * (pt.log(inv_s2) * mask).sum()
+            )
+            pm.Potential("loglik", ll)
+    return model

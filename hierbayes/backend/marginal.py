@@ -1,0 +1,37 @@
+"""The marginal (collapsed) backend: random effects integrated out analytically.
+
+NUTS explores only the fixed effects, the residual sd, phi and the random-effect
+covariance; the random effects are drawn back afterwards (:mod:`hierbayes.recover`).
+"""
+
+from __future__ import annotations
+
+import pymc as pm
+import pytensor.tensor as pt
+
+from .. import collapsed
+from ..design import Design
+from ..priors import Prior
+from . import params
+
+
+def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedData) -> pm.Model:
+    """PyMC model with the collapsed log-likelihood as a potential.
+
+    The precomputed arrays are ``pm.Data`` (named ``cd_<key>``) so a compiled model can be
+    reused with new data of the same shape.
+    """
+    with pm.Model(coords=params.coords_for(design)) as model:
+        beta = params.fixed_effects(design, priors)
+        sigma = params.residual_sd(priors)
+        phi = params.ar_phi(design, priors)
+        _, S = params.re_covariance(design.groups[0], priors)
+        shared = {k: pm.Data(f"cd_{k}", v, shape=v.shape) for k, v in cdata.arrays.items()}
+        q = cdata.q
+        if cdata.layout == "pooled":
+            T = cdata.arrays["Z"].shape[1]
+            ll = collapsed.loglik_pooled(pt, shared, cdata.corr, beta, sigma, phi, S, q, T)
+        else:
+            ll = collapsed.loglik_padded(pt, shared, cdata.corr, beta, sigma, phi, S, q)
+        pm.Potential("loglik", ll.sum())
+    return model

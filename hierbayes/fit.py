@@ -1,0 +1,139 @@
+"""Fit: the posterior (an ArviZ InferenceData) with the spec, design and priors behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+
+from . import priors as priors_mod
+from .design import Design
+from .summary import Summary, parameter_table
+
+
+@dataclass
+class Fit:
+    """A fitted model.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        Posterior with labelled dims: ``beta[coef]``, ``sigma``, ``phi``, ``sd_<g>[<g>__term]``,
+        ``corr_<g>``, ``b_<g>[<g>, <g>__term]`` (random effects, recovered for the marginal
+        backend); ``observed_data`` holds ``y`` in the user's row order.
+    design : Design
+    priors : dict of str to Prior
+    backend : str
+        ``"marginal"`` or ``"latent"``.
+    layout : str or None
+        Layout of the collapsed likelihood (``"pooled"`` / ``"padded"``), marginal only.
+    options : SamplerOptions
+    timing : dict
+        Seconds spent building, compiling, sampling and recovering.
+    """
+
+    idata: az.InferenceData
+    design: Design
+    priors: dict
+    backend: str
+    layout: str | None
+    options: object
+    timing: dict = field(default_factory=dict)
+
+    @property
+    def spec(self):
+        return self.design.spec
+
+    @property
+    def posterior(self):
+        return self.idata.posterior
+
+    def n_divergences(self) -> int:
+        ss = getattr(self.idata, "sample_stats", None)
+        if ss is None or "diverging" not in ss:
+            return 0
+        return int(ss["diverging"].sum())
+
+    def header(self) -> list[str]:
+        d, o = self.design, self.options
+        groups = ", ".join(f"{g.name}: {g.n_levels} levels" for g in d.groups) or "none"
+        backend = {
+            "marginal": f"marginal (random effects integrated out, {self.layout} layout; "
+            f"{d.groups[0].name if d.groups else ''} collapsed, draws recovered)",
+            "latent": "latent (non-centred random effects)",
+        }[self.backend]
+        lines = [
+            "Bayesian linear mixed-effects model (hierbayes)",
+            f"  Formula: {d.spec.formula}",
+            f"  Family: {d.spec.family.name} ({d.spec.family.link} link)",
+            f"  Correlation: {d.correlation.describe() if d.correlation else 'none (independent residuals)'}",
+            f"  Data: {d.n} observations used"
+            + (f" ({d.n_dropped} rows with missing values dropped)" if d.n_dropped else "")
+            + f"; groups: {groups}",
+            f"  Backend: {backend}",
+            f"  Sampler: {o.sampler} NUTS, {o.chains} chains x {o.draws} draws "
+            f"(tune {o.tune}), seed {self.timing.get('seed')}",
+        ]
+        t = self.timing
+        if "total_s" in t:
+            lines.append(
+                f"  Time: {t['total_s']:.1f} s (compile {t.get('compile_s', float('nan')):.1f} s"
+                + (", cached" if t.get("cache_hit") else "")
+                + f", sampling {t.get('sampling_s', float('nan')):.1f} s)"
+            )
+        return lines
+
+    def summary(self, hdi_prob: float = 0.94) -> Summary:
+        """nlme-like summary: fixed effects, variance components, residual sd and phi.
+
+        Returns a :class:`~hierbayes.summary.Summary`: ``.table`` (DataFrame of every
+        hyperparameter with mean, sd, HDI, MCSE, bulk/tail ESS, R-hat), ``.fixed``,
+        ``.variance``; ``print(summary)`` gives the text form, notebooks show HTML.
+
+        Examples
+        --------
+        >>> fit = model.fit(seed=1)            # doctest: +SKIP
+        >>> fit.summary().fixed["mean"]        # doctest: +SKIP
+        """
+        table = parameter_table(self.idata, self.design, hdi_prob)
+        footer = self._verdicts(table)
+        return Summary(table, self.header(), footer)
+
+    def _verdicts(self, table) -> list[str]:
+        n_div = self.n_divergences()
+        rhat = float(np.nanmax(table["r_hat"]))
+        ess = float(np.nanmin(table["ess_bulk"]))
+        ok = n_div == 0 and rhat <= 1.01 and ess >= 100 * self.options.chains
+        lines = [
+            f"Diagnostics: max R-hat {rhat:.3f}, min bulk ESS {ess:.0f}, {n_div} divergent transitions."
+        ]
+        if ok:
+            lines.append("  Converged: every hyperparameter has R-hat <= 1.01 and bulk ESS >= 100 per chain.")
+        else:
+            problems = []
+            if rhat > 1.01:
+                problems.append(f"R-hat {rhat:.3f} > 1.01: chains disagree")
+            if ess < 100 * self.options.chains:
+                problems.append(f"bulk ESS {ess:.0f} < {100 * self.options.chains}")
+            if n_div:
+                problems.append(f"{n_div} divergences")
+            advice = (
+                "use the marginal backend (backend='marginal')"
+                if self.backend == "latent" and self.spec.family.collapsible
+                else "raise tune and target_accept (e.g. 0.95), or draw longer chains"
+            )
+            lines.append(
+                "  NOT CONVERGED: " + "; ".join(problems) + f". Do not trust these estimates; {advice}."
+            )
+        return lines
+
+    def print_priors(self) -> str:
+        return priors_mod.tree(self.priors)
+
+    def to_netcdf(self, path) -> str:
+        """Write the InferenceData to netCDF."""
+        return self.idata.to_netcdf(str(path))
+
+    def __repr__(self) -> str:
+        return "\n".join(self.header())

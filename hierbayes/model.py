@@ -1,0 +1,209 @@
+"""Model: formula + data + options -> spec -> design -> backend -> sample -> Fit."""
+
+from __future__ import annotations
+
+import time
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import backend as backend_mod
+from . import collapsed, recover, sample
+from .design import Design, build_design
+from .fit import Fit
+from .priors import Prior, resolve_priors, tree
+from .spec import parse
+
+_KEEP = ("beta", "sigma", "phi", "sd_", "corr_", "b_")
+
+
+class Model:
+    """A Bayesian mixed-effects model, ready to fit.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ time + treatment + (1 + time | id)"``: fixed effects in formulae syntax
+        (categoricals with treatment coding, interactions ``a:b`` / ``a*b``, ``np.log(x)``,
+        ``0 +`` to drop the intercept) and lme4-style group terms ``(1 | g)``,
+        ``(1 + x | g)``, ``(x | g)`` (intercept implied), ``(0 + x | g)``, ``(1 | a/b)``.
+        Terms of one grouping factor are correlated (LKJ prior on their correlation).
+    data : pandas.DataFrame
+    correlation : hb.AR1 or hb.CAR1, optional
+        Residual correlation within clusters.
+    family : str, default "gaussian"
+    priors : dict of str to hb.Prior, optional
+        Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
+        a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
+        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``.
+    backend : {"auto", "marginal", "latent"}
+        ``"auto"``: marginal (random effects integrated out) for Gaussian models with one
+        grouping factor, latent otherwise.
+    na_action : {"drop", "raise"}
+        Rows with missing values in used columns: drop them with a warning that counts
+        them, or raise.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> data = hb.datasets.load("clark_ar1")
+    >>> model = hb.Model("y ~ time + treatment + (1 + time | id)", data,
+    ...                  correlation=hb.AR1(time="time", group="id"))
+    >>> model.backend
+    'marginal'
+    >>> fit = model.fit(seed=1)  # doctest: +SKIP
+    >>> print(fit.summary())     # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        correlation=None,
+        family: str = "gaussian",
+        priors: dict[str, Prior] | None = None,
+        backend: str = "auto",
+        na_action: str = "drop",
+    ) -> None:
+        self.spec = parse(formula, family=family, correlation=correlation, priors=priors)
+        self.design: Design = build_design(self.spec, data, na_action=na_action)
+        self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
+        self.backend: str = backend_mod.choose(self.design, backend)
+        self._cdata = collapsed.prepare(self.design) if self.backend == "marginal" else None
+        self._pymc = None
+
+    @property
+    def layout(self) -> str | None:
+        """Layout of the collapsed likelihood (``"pooled"`` or ``"padded"``), if marginal."""
+        return self._cdata.layout if self._cdata is not None else None
+
+    def build(self):
+        """The PyMC model (built once)."""
+        if self._pymc is None:
+            self._pymc = backend_mod.build_model(self.design, self.priors, self.backend, self._cdata)
+        return self._pymc
+
+    def _structure_key(self) -> str:
+        d = self.design
+        shapes = (
+            self._cdata.signature()
+            if self._cdata is not None
+            else (d.X.shape, tuple((g.name, g.Z.shape, g.n_levels) for g in d.groups),
+                  None if d.layout is None else d.layout.pos.shape)
+        )
+        corr = None if d.correlation is None else (d.correlation.kind,)
+        return sample.structure_key(
+            self.backend, d.fixed_names, tuple((g.name, g.terms) for g in d.groups),
+            corr, tuple((k, repr(v)) for k, v in self.priors.items()), shapes,
+        )
+
+    def fit(
+        self,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        *,
+        cores: int | None = None,
+        sampler: str = "nutpie",
+        target_accept: float = 0.8,
+        seed: int | None = None,
+        progressbar: bool = True,
+        mass_matrix: str = "low_rank",
+        recover_random_effects: bool = True,
+        **sampler_kwargs,
+    ) -> Fit:
+        """Sample the posterior with NUTS.
+
+        Parameters
+        ----------
+        draws, tune, chains : int
+            Draws kept per chain, warm-up draws per chain, number of chains.
+        cores : int, optional
+            Chains run in parallel (default: as many as cores, at most ``chains``).
+        sampler : {"nutpie", "pymc"}
+            nutpie (default; compiled through JAX) or PyMC's own NUTS.
+        target_accept : float
+        seed : int, optional
+            Seeds sampling and the recovery of random effects: same seed, same draws.
+        progressbar : bool
+        mass_matrix : {"low_rank", "diag"}
+            nutpie's metric adaptation (``low_rank`` adapts to posterior correlations).
+        recover_random_effects : bool
+            Marginal backend: draw ``b_<g>`` back per posterior draw (default True).
+
+        Returns
+        -------
+        Fit
+        """
+        t0 = time.perf_counter()
+        seed = sample._seed(seed)
+        opts = sample.SamplerOptions(
+            draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
+            seed=seed, sampler=sampler, progressbar=progressbar, mass_matrix=mass_matrix,
+            extra=sampler_kwargs,
+        )
+        pm_model = self.build()
+        t_build = time.perf_counter() - t0
+        raw, timing = sample.run(pm_model, self._structure_key(), opts)
+        timing["build_s"] = t_build
+        idata = self._tidy(raw)
+        if self.backend == "marginal" and recover_random_effects:
+            t1 = time.perf_counter()
+            idata.posterior[f"b_{self.design.groups[0].name}"] = self._recover(idata, seed)
+            timing["recover_s"] = time.perf_counter() - t1
+        timing["total_s"] = time.perf_counter() - t0
+        return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing)
+
+    # ------------------------------------------------------------------ post-processing
+
+    def _tidy(self, raw: az.InferenceData) -> az.InferenceData:
+        post = raw.posterior
+        keep = [
+            v for v in post.data_vars
+            if v.startswith(_KEEP) and not v.startswith("beta_") and not v.endswith("__")
+        ]
+        groups = {"posterior": post[keep]}
+        if hasattr(raw, "sample_stats"):
+            groups["sample_stats"] = raw.sample_stats
+        d = self.design
+        order = np.argsort(d.rows)
+        y = xr.DataArray(d.y[order], dims=["obs"], coords={"obs": d.rows[order]})
+        idata = az.InferenceData(**groups, observed_data=xr.Dataset({"y": y}))
+        return idata
+
+    def _recover(self, idata: az.InferenceData, seed: int) -> xr.DataArray:
+        g = self.design.groups[0]
+        post = idata.posterior
+        nc, nd = post.sizes["chain"], post.sizes["draw"]
+
+        def flat(name):
+            return post[name].values.reshape((nc * nd,) + post[name].shape[2:])
+
+        corr = flat(f"corr_{g.name}") if f"corr_{g.name}" in post else None
+        L_S = recover.covariance_cholesky(flat(f"sd_{g.name}"), corr)
+        rng = np.random.default_rng([seed, 1])
+        phi = flat("phi") if "phi" in post else None
+        b = recover.draw_random_effects(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
+        tdim = f"{g.name}__term"
+        return xr.DataArray(
+            b.reshape(nc, nd, g.n_levels, g.q),
+            dims=["chain", "draw", g.name, tdim],
+            coords={"chain": post.chain, "draw": post.draw, g.name: list(g.levels), tdim: list(g.terms)},
+        )
+
+    def __repr__(self) -> str:
+        d = self.design
+        lines = [
+            f"hierbayes.Model: {self.spec.formula}",
+            f"  family: {self.spec.family.name}; correlation: "
+            f"{d.correlation.describe() if d.correlation else 'none'}",
+            f"  backend: {self.backend}" + (f" ({self.layout} layout)" if self.layout else ""),
+            f"  {d.n} observations; groups: "
+            + (", ".join(f"{g.name} ({g.n_levels} levels: {', '.join(g.terms)})" for g in d.groups) or "none"),
+            "  priors:",
+        ]
+        lines += ["    " + line for line in tree(self.priors).split("\n")]
+        return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""Can these draws be trusted? Convergence and sampler checks with plain verdicts.
+
+Checks run on the hyperparameters by default (``beta``, ``sigma``, ``phi``, ``sd_*`` and the
+off-diagonal entries of ``corr_*``), not on the thousands of random effects ``b_*``.
+Sampler statistics are read from nutpie (``diverging``, ``maxdepth_reached``, ``energy``)
+or PyMC (``diverging``, ``reached_max_treedepth``, ``energy``) output.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN = 100
+EBFMI_MIN = 0.3
+TREEDEPTH_MAX_FRAC = 0.01
+
+# check -> (advice when it fails, verdict when ok, verdict when failing); the verdicts are
+# formatted with v (value), t (threshold) and the check's own fields.
+_TEXT = {
+    "R-hat": (
+        "Run longer (more tune and more draws). If R-hat stays high the geometry is hard: use "
+        "the collapsed backend (backend='marginal') or reparameterise, and look for "
+        "multimodality or a stuck chain in the rank/trace plots.",
+        "R-hat is at most {v:.3f} (worst: {name}), within {t}: the chains agree.",
+        "R-hat reaches {v:.3f} for {name} (threshold {t}): the chains disagree, so the "
+        "posterior summaries are not reliable.",
+    ),
+    "ESS": (
+        "Draw more (longer or more chains). Low ESS with long trajectories points to strong "
+        "posterior correlations: the collapsed backend or a reparameterisation helps more "
+        "than length.",
+        "{method} ESS is at least {v:.0f} (worst: {name}), above {t:.0f} ({per} per chain): "
+        "enough for {use}.",
+        "{method} ESS is only {v:.0f} for {name} (need {t:.0f}, {per} per chain): the {use} "
+        "carry large Monte Carlo error.",
+    ),
+    "MCSE": (
+        "Draw more: the Monte Carlo error falls as 1/sqrt(ESS); see the ESS advice.",
+        "Monte Carlo SE of the mean is at most {v:.3f} posterior sds (worst: {name}), "
+        "within {t:.3f}.",
+        "Monte Carlo SE of the mean reaches {v:.3f} posterior sds for {name} (threshold "
+        "{t:.3f}): the reported means are imprecise.",
+    ),
+    "divergences": (
+        "Raise target_accept (0.95, then 0.99) and tune longer. If divergences remain, "
+        "reparameterise: the collapsed backend (backend='marginal') removes the funnel between "
+        "the random-effect sds and the random effects; weakly informative priors on the sds "
+        "help too.",
+        "no divergent transitions.",
+        "{v:.0f} of {n} transitions diverged ({frac:.1%}): the sampler met curvature it cannot "
+        "follow, so the posterior may be biased.",
+    ),
+    "E-BFMI": (
+        "Reparameterise (collapsed backend, non-centred random effects), tighten the priors on "
+        "scale parameters, and tune longer.",
+        "E-BFMI is at least {v:.2f} in every chain (threshold {t}).",
+        "E-BFMI is {v:.2f} (below {t}) in chain(s) {low}: the sampler explores the energy "
+        "distribution poorly, typical of heavy tails or funnels.",
+    ),
+    "tree depth": (
+        "Remove the strong posterior correlations that need long trajectories (collapsed "
+        "backend, reparameterisation) or raise the maximum tree depth (nutpie maxdepth, PyMC "
+        "max_treedepth); a longer tune adapts the mass matrix better.",
+        "{v:.1%} of draws hit the maximum tree depth (threshold {t:.0%}).",
+        "{v:.1%} of draws hit the maximum tree depth (threshold {t:.0%}): trajectories are cut "
+        "short and the sampler moves slowly (inefficient, not biased by itself).",
+    ),
+}
+
+
+def _is_hyper(name: str) -> bool:
+    return name in ("beta", "sigma", "phi") or name.startswith(("sd_", "corr_"))
+
+
+def hyper_posterior(idata, var_names: list[str] | None = None) -> xr.Dataset:
+    """Posterior of the variables to diagnose, correlation matrices cut to off-diagonals.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    var_names : list of str, optional
+        Default: ``beta``, ``sigma``, ``phi``, ``sd_*`` and ``corr_*`` when present (else
+        every variable not named ``b_*``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Each ``corr_*`` (chain, draw, term, term_bis) becomes its strictly lower triangle
+        along a dim ``{name}__pair`` with labels like ``"Intercept, time"``.
+
+    Examples
+    --------
+    >>> list(hyper_posterior(idata).data_vars)   # doctest: +SKIP
+    ['beta', 'sigma', 'phi', 'sd_id', 'corr_id']
+    """
+    post = getattr(idata, "posterior", None)
+    if post is None:
+        raise ValueError("idata has no posterior group; pass the InferenceData of a fit.")
+    if var_names is None:
+        names = [v for v in post.data_vars if _is_hyper(v)]
+        names = names or [v for v in post.data_vars if not v.startswith("b_")]
+    else:
+        names = [var_names] if isinstance(var_names, str) else list(var_names)
+        missing = [v for v in names if v not in post]
+        if missing:
+            raise KeyError(
+                f"var_names {missing} are not in the posterior; it has {sorted(post.data_vars)}."
+            )
+    if not names:
+        raise ValueError("no variables to diagnose: pass var_names.")
+    out = {}
+    for v in names:
+        da = post[v]
+        if v.startswith("corr_") and da.ndim == 4 and da.shape[2] == da.shape[3]:
+            i, j = np.tril_indices(da.shape[2], -1)
+            if i.size == 0:
+                continue
+            labels = da[da.dims[2]].values
+            pair = [f"{labels[b]}, {labels[a]}" for a, b in zip(i, j)]
+            da = xr.DataArray(
+                da.values[:, :, i, j],
+                dims=("chain", "draw", f"{v}__pair"),
+                coords={"chain": da["chain"], "draw": da["draw"], f"{v}__pair": pair},
+            )
+        out[v] = da
+    return xr.Dataset(out)
+
+
+def _flatten(ds: xr.Dataset) -> pd.Series:
+    """Every scalar of a (non-sample) Dataset, labelled ``var[coord, ...]``."""
+    vals, labels = [], []
+    for v, da in ds.data_vars.items():
+        arr = np.asarray(da.values, dtype=float)
+        coords = [da[d].values if d in da.coords else range(n) for d, n in zip(da.dims, arr.shape)]
+        for ix in np.ndindex(arr.shape):
+            lab = ",".join(str(coords[k][i]) for k, i in enumerate(ix))
+            labels.append(f"{v}[{lab}]" if ix else v)
+            vals.append(arr[ix])
+    return pd.Series(vals, index=labels, dtype=float)
+
+
+def _row(check, value, threshold, ok, key=None, missing="", **fields) -> dict:
+    """One row of :func:`diagnose`; ``ok=None`` or a NaN value means not checked."""
+    advice, ok_msg, fail_msg = _TEXT[key or check]
+    value = float(value)
+    if ok is None or np.isnan(value):
+        ok, verdict = pd.NA, missing
+    else:
+        verdict = (ok_msg if ok else fail_msg).format(v=value, t=threshold, **fields)
+    return {
+        "check": check,
+        "value": value,
+        "threshold": float(threshold),
+        "ok": ok,
+        "verdict": verdict,
+        "advice": "" if ok is pd.NA or ok else advice,
+    }
+
+
+def _summary_row(check, values: pd.Series, worst: str, threshold, key, **fields) -> dict:
+    """The worst (``"max"`` or ``"min"``) value over all variables against ``threshold``."""
+    s = values.dropna()
+    if s.empty:
+        return _row(check, np.nan, threshold, None, key, "not computed: no finite value.")
+    name = s.idxmax() if worst == "max" else s.idxmin()
+    v = float(s[name])
+    ok = v <= threshold if worst == "max" else v >= threshold
+    return _row(check, v, threshold, ok, key, name=name, **fields)
+
+
+def _stat(idata, *names):
+    """The first of ``names`` in ``idata.sample_stats`` (nutpie or PyMC spelling), or None."""
+    ss = getattr(idata, "sample_stats", None)
+    return next((ss[n] for n in names if ss is not None and n in ss), None)
+
+
+def _sampler_rows(idata) -> list[dict]:
+    div = _stat(idata, "diverging")
+    energy = _stat(idata, "energy")
+    hit = _stat(idata, "maxdepth_reached", "reached_max_treedepth")
+    rows = []
+    if div is None:
+        rows.append(_row("divergences", np.nan, 0, None, missing="not checked: no diverging stat."))
+    else:
+        d = np.asarray(div.values, dtype=bool)
+        k = int(d.sum())
+        rows.append(_row("divergences", k, 0, k == 0, n=d.size, frac=k / d.size))
+    if energy is None or energy.sizes.get("draw", 0) < 2:
+        rows.append(_row("E-BFMI", np.nan, EBFMI_MIN, None, missing="not checked: no energy stat."))
+    else:
+        e = np.asarray(energy.transpose("chain", "draw").values, dtype=float)
+        bfmi = np.atleast_1d(az.bfmi(e))
+        low = [int(c) for c in np.flatnonzero(bfmi < EBFMI_MIN)]
+        rows.append(_row("E-BFMI", bfmi.min(), EBFMI_MIN, not low, low=low))
+    if hit is None:
+        msg = "not checked: no maxdepth_reached / reached_max_treedepth stat."
+        rows.append(_row("tree depth", np.nan, TREEDEPTH_MAX_FRAC, None, missing=msg))
+    else:
+        f = float(np.mean(np.asarray(hit.values, dtype=bool)))
+        rows.append(_row("tree depth", f, TREEDEPTH_MAX_FRAC, f <= TREEDEPTH_MAX_FRAC))
+    return rows
+
+
+def diagnose(idata, var_names: list[str] | None = None) -> pd.DataFrame:
+    """Convergence and sampler checks, one row per check, with a verdict and advice.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Posterior, and ``sample_stats`` for the sampler checks (those rows say
+        "not checked" and have ``ok`` = NA when a statistic is missing).
+    var_names : list of str, optional
+        Variables for R-hat, ESS and MCSE; default the hyperparameters (see
+        :func:`hyper_posterior`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``check``, ``value``, ``threshold``, ``ok`` (nullable boolean), ``verdict``
+        (a sentence naming the worst variable) and ``advice`` (what to do; empty when ok).
+        Checks, in order:
+
+        - ``R-hat``: max rank-normalised split R-hat, ok when <= 1.01;
+        - ``bulk ESS``, ``tail ESS``: min, ok when >= 100 per chain (400 for 4 chains);
+        - ``MCSE``: max Monte Carlo SE of the mean over the posterior sd, ok when
+          <= 1 / sqrt(ESS threshold) (0.05 for 4 chains), i.e. consistent with the ESS rule;
+        - ``divergences``: count, ok when 0;
+        - ``E-BFMI``: min over chains, ok when >= 0.3;
+        - ``tree depth``: fraction of draws at the maximum depth, ok when <= 1%.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> idata = az.from_dict(posterior={"sigma": rng.normal(1, 0.1, (4, 500))})
+    >>> diagnose(idata).set_index("check").loc["R-hat", "ok"]
+    np.True_
+    """
+    ds = hyper_posterior(idata, var_names)
+    ess_min = ESS_PER_CHAIN * int(ds.sizes.get("chain", 1))
+    rows = [_summary_row("R-hat", _flatten(az.rhat(ds, method="rank")), "max", RHAT_MAX, "R-hat")]
+    for method, use in (("bulk", "posterior means and sds"), ("tail", "interval bounds")):
+        ess = _flatten(az.ess(ds, method=method))
+        fields = {"method": method, "use": use, "per": ESS_PER_CHAIN}
+        rows.append(_summary_row(f"{method} ESS", ess, "min", ess_min, "ESS", **fields))
+    sd = _flatten(ds.std(("chain", "draw")))
+    rel = _flatten(az.mcse(ds, method="mean")) / sd.where(sd > 0)
+    rows.append(_summary_row("MCSE", rel, "max", 1 / np.sqrt(ess_min), "MCSE"))
+    rows.extend(_sampler_rows(idata))
+    out = pd.DataFrame(rows, columns=["check", "value", "threshold", "ok", "verdict", "advice"])
+    out["ok"] = out["ok"].astype("boolean")
+    return out
+
+
+def verdict_lines(df: pd.DataFrame) -> str:
+    """Plain-text verdicts of :func:`diagnose`, one line per check, advice under failures.
+
+    Examples
+    --------
+    >>> print(verdict_lines(diagnose(idata)))   # doctest: +SKIP
+    [ok]   R-hat: R-hat is at most 1.003 (worst: sigma), within 1.01: the chains agree.
+    """
+    lines = []
+    for r in df.itertuples(index=False):
+        tag = "[--]  " if pd.isna(r.ok) else ("[ok]  " if r.ok else "[FAIL]")
+        lines.append(f"{tag} {r.check}: {r.verdict}")
+        if r.advice:
+            lines.append(f"       -> {r.advice}")
+    n_fail = int((df["ok"] == False).sum())  # noqa: E712  (nullable boolean)
+    lines.append("All checks passed." if n_fail == 0 else f"{n_fail} check(s) failed.")
+    return "\n".join(lines)

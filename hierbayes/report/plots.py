@@ -1,0 +1,252 @@
+"""Figures of the report: shrinkage densities and arrows, posterior predictive density.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no global
+state, nothing left open); save it with ``fig.savefig`` or let a notebook display it.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .diagnostics import hyper_posterior
+
+OLS_COLOR = "#d95f02"
+POST_COLOR = "#1b9e77"
+
+
+def _kde(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Gaussian kernel density on an even ``grid`` (binned, Scott's bandwidth)."""
+    x = x[np.isfinite(x)]
+    if x.size < 2 or np.ptp(x) == 0:
+        return np.zeros_like(grid)
+    step = grid[1] - grid[0]
+    edges = np.append(grid - step / 2, grid[-1] + step / 2)
+    counts = np.histogram(x, edges)[0].astype(float)
+    bw = (
+        1.06
+        * min(np.std(x), np.subtract(*np.percentile(x, [75, 25])) / 1.34 or np.inf)
+        * x.size**-0.2
+    )
+    half = int(np.ceil(4 * bw / step))
+    u = np.arange(-half, half + 1) * step / bw
+    kern = np.exp(-0.5 * u**2)
+    dens = np.convolve(counts, kern / kern.sum(), mode="full")[half : half + grid.size]
+    return dens / (x.size * step)
+
+
+def _grid(*arrays, n: int = 256) -> np.ndarray:
+    vals = np.concatenate([np.ravel(a)[np.isfinite(np.ravel(a))] for a in arrays])
+    if vals.size == 0:
+        raise ValueError("nothing to plot: all values are NaN.")
+    lo, hi = vals.min(), vals.max()
+    pad = 0.1 * (hi - lo) if hi > lo else 1.0
+    return np.linspace(lo - pad, hi + pad, n)
+
+
+def _terms(frame: pd.DataFrame, terms) -> list[str]:
+    have = list(dict.fromkeys(frame.index.get_level_values("term")))
+    if terms is None:
+        return have
+    terms = [terms] if isinstance(terms, str) else list(terms)
+    bad = [t for t in terms if t not in have]
+    if bad:
+        raise KeyError(f"terms {bad} are not in the shrinkage frame; it has {have}.")
+    return terms
+
+
+def plot_shrinkage_densities(frame: pd.DataFrame, terms=None, figsize=None) -> Figure:
+    """Overlaid densities of per-cluster OLS estimates and posterior cluster coefficients.
+
+    One panel per term: the wide orange curve (no pooling) against the narrower green one
+    (the hierarchical model) shows the shrinkage at a glance.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A :func:`~hierbayes.report.shrinkage.shrinkage_frame`.
+    terms : str or list of str, optional
+        Terms to show; default all.
+    figsize : tuple, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_shrinkage_densities(shrinkage_frame(idata, design))   # doctest: +SKIP
+    >>> fig.savefig("shrinkage.png")                                      # doctest: +SKIP
+    """
+    terms = _terms(frame, terms)
+    fig = Figure(figsize=figsize or (4.2 * len(terms), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(terms), squeeze=False)[0])
+    for ax, t in zip(axes, terms):
+        f = frame.xs(t, level="term")
+        ols = f["ols"].to_numpy(float)
+        post = f["posterior"].to_numpy(float)
+        grid = _grid(ols, post)
+        ax.plot(
+            grid,
+            _kde(ols, grid),
+            color=OLS_COLOR,
+            lw=2,
+            label=f"per-cluster OLS ({np.isfinite(ols).sum()})",
+        )
+        ax.plot(
+            grid, _kde(post, grid), color=POST_COLOR, lw=2, label="mixed model (posterior mean)"
+        )
+        ax.set_title(t)
+        ax.set_xlabel("cluster coefficient")
+        ax.set_yticks([])
+    axes[0].set_ylabel("density")
+    axes[0].legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def plot_shrinkage_arrows(
+    frame: pd.DataFrame, terms=None, max_clusters: int = 60, seed: int = 0, figsize=None
+) -> Figure:
+    """Per-cluster arrows from the OLS estimate to the posterior mean.
+
+    One panel per term, clusters on the vertical axis sorted by their OLS estimate; a grey
+    tick marks the population value each cluster is pulled towards. With more than
+    ``max_clusters`` clusters (having an OLS estimate) a random sample is shown, the same
+    clusters in every panel.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A :func:`~hierbayes.report.shrinkage.shrinkage_frame`.
+    terms : str or list of str, optional
+    max_clusters : int
+    seed : int
+        Seed of the sample of clusters.
+    figsize : tuple, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> frame = shrinkage_frame(idata, design)                  # doctest: +SKIP
+    >>> fig = plot_shrinkage_arrows(frame, max_clusters=40)     # doctest: +SKIP
+    """
+    if max_clusters < 1:
+        raise ValueError(f"max_clusters must be at least 1, got {max_clusters}.")
+    terms = _terms(frame, terms)
+    level_name = frame.index.names[0]
+    levels = frame.index.get_level_values(0)
+    has_ols = frame["ols"].notna().groupby(levels, sort=False).all()
+    pool = has_ols.index[has_ols.to_numpy()]
+    if len(pool) == 0:
+        raise ValueError("no cluster has an OLS estimate for every term: nothing to draw.")
+    if len(pool) > max_clusters:
+        rng = np.random.default_rng(seed)
+        pool = pool[np.sort(rng.choice(len(pool), max_clusters, replace=False))]
+    n_show = len(pool)
+    fig = Figure(figsize=figsize or (4.2 * len(terms), 1.5 + 0.12 * n_show), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(terms), squeeze=False)[0])
+    for ax, t in zip(axes, terms):
+        f = frame.xs(t, level="term").loc[pool].sort_values("ols")
+        yy = np.arange(len(f))
+        x0, x1 = f["ols"].to_numpy(float), f["posterior"].to_numpy(float)
+        ax.scatter(f["population"], yy, marker="|", color="0.6", s=60, zorder=1)
+        for y, a, b in zip(yy, x0, x1):
+            ax.annotate(
+                "",
+                xy=(b, y),
+                xytext=(a, y),
+                arrowprops=dict(arrowstyle="->", color=POST_COLOR, lw=1),
+            )
+        ax.scatter(x0, yy, color=OLS_COLOR, s=12, zorder=3, label="OLS")
+        ax.scatter(x1, yy, color=POST_COLOR, s=12, zorder=3, label="posterior mean")
+        ax.set_title(t)
+        ax.set_yticks([])
+        ax.set_xlabel("cluster coefficient")
+    axes[0].set_ylabel(f"{n_show} {level_name} (sorted by OLS)")
+    axes[0].legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_ppc_density(y, y_rep, n_draws: int = 50, seed: int = 0, figsize=(5.5, 3.6)) -> Figure:
+    """Density of the observed response over densities of posterior predictive draws.
+
+    Parameters
+    ----------
+    y : array_like, shape (N,)
+        Observed response.
+    y_rep : array_like, shape (..., N)
+        Replicated responses; leading axes (chain, draw) are flattened and ``n_draws`` of
+        them, chosen at random, are drawn.
+    n_draws : int
+    seed : int
+    figsize : tuple
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> fig = plot_ppc_density(rng.normal(size=200), rng.normal(size=(2, 30, 200)))
+    >>> len(fig.axes[0].lines)  # 50 of the 60 draws, and the observed density
+    51
+    """
+    y = np.asarray(y, dtype=float).ravel()
+    rep = np.asarray(y_rep, dtype=float)
+    if rep.shape[-1] != y.size:
+        raise ValueError(f"y_rep has {rep.shape[-1]} values on its last axis; y has {y.size}.")
+    rep = rep.reshape(-1, y.size)
+    if rep.shape[0] > n_draws:
+        rep = rep[np.sort(np.random.default_rng(seed).choice(rep.shape[0], n_draws, replace=False))]
+    grid = _grid(y, rep)
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.subplots()
+    for i, r in enumerate(rep):
+        ax.plot(
+            grid,
+            _kde(r, grid),
+            color=POST_COLOR,
+            alpha=0.25,
+            lw=0.8,
+            label="posterior predictive" if i == 0 else None,
+        )
+    ax.plot(grid, _kde(y, grid), color="black", lw=2, label="observed")
+    ax.set_yticks([])
+    ax.set_xlabel("y")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _figure_of(axes) -> Figure:
+    return np.ravel(np.asarray(axes, dtype=object))[0].figure
+
+
+def rank_plot(idata, var_names: list[str] | None = None, **kwargs) -> Figure:
+    """Rank plots (:func:`arviz.plot_rank`) of the hyperparameters; returns the Figure.
+
+    Uniform rank histograms in every chain mean the chains mix; a chain piled up at one end
+    is stuck elsewhere. Variables as :func:`~hierbayes.report.diagnostics.hyper_posterior`;
+    ``kwargs`` go to :func:`arviz.plot_rank` (which draws with pyplot).
+
+    Examples
+    --------
+    >>> fig = rank_plot(idata)   # doctest: +SKIP
+    """
+    return _figure_of(az.plot_rank(hyper_posterior(idata, var_names), **kwargs))
+
+
+def trace_plot(idata, var_names: list[str] | None = None, **kwargs) -> Figure:
+    """Trace plots (:func:`arviz.plot_trace`) of the hyperparameters; returns the Figure.
+
+    Examples
+    --------
+    >>> fig = trace_plot(idata, compact=True)   # doctest: +SKIP
+    """
+    return _figure_of(az.plot_trace(hyper_posterior(idata, var_names), **kwargs))

@@ -1,0 +1,226 @@
+"""Shrinkage: what the hierarchy did to the cluster estimates, against per-cluster OLS.
+
+For cluster ``c`` and term ``k`` let ``ols`` be the by-cluster least-squares estimate
+(:func:`~hierbayes.report.ols.cluster_ols`), ``post`` the posterior mean of the cluster
+coefficient (:func:`~hierbayes.report.coefficients.cluster_coefficient_draws`) and ``pop``
+the population value the cluster is pulled towards, the fixed part
+``sum_j A[c, k, j] E[beta_j]`` (so a treated id is pulled towards intercept + treatment).
+The shrinkage factor is
+
+    lambda = (ols - post) / (ols - pop)
+
+0 means no pooling (the posterior keeps the OLS estimate), 1 complete pooling (the
+posterior sits at the population value). In a Gaussian random-intercept model with known
+variances it is ``sigma^2 / n / (sigma^2 / n + tau^2)``, larger for smaller clusters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .coefficients import _align, _posterior_var, absorption_matrix
+from .ols import _group_block, cluster_ols
+
+
+def shrinkage_frame(
+    idata, design, group: str | None = None, *, ols: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per-cluster OLS estimate, posterior mean, population value and shrinkage factor.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Posterior with ``beta`` and ``b_{group}``.
+    design : hierbayes.design.Design
+    group : str, optional
+        Grouping factor; default the only one (or the one with the most levels).
+    ols : pandas.DataFrame, optional
+        A precomputed :func:`cluster_ols` result for this design and group.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (level, term); columns ``n``, ``status`` (of the OLS fit), ``ols``,
+        ``ols_se``, ``posterior`` (posterior mean), ``population`` and ``shrinkage``
+        (``(ols - posterior) / (ols - population)``; NaN where OLS is NaN or equals the
+        population value). Clusters without an OLS estimate are kept, with NaN.
+
+    Examples
+    --------
+    >>> fr = shrinkage_frame(idata, design)             # doctest: +SKIP
+    >>> fr.xs("time", level="term")["shrinkage"].median()  # doctest: +SKIP
+    """
+    g = _group_block(design, group)
+    if ols is None:
+        ols = cluster_ols(design, g.name)
+    b = _posterior_var(idata, f"b_{g.name}", " (random-effect draws)")
+    b = _align(b, g.name, g.levels, f"b_{g.name}")
+    b = _align(b, f"{g.name}__term", g.terms, f"b_{g.name}")
+    b_mean = b.mean(("chain", "draw")).transpose(g.name, f"{g.name}__term").values
+    if design.X.shape[1]:
+        beta = _align(_posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
+        pop = np.einsum(
+            "ckj,j->ck", absorption_matrix(design, g.name), beta.mean(("chain", "draw")).values
+        )
+    else:
+        pop = np.zeros_like(b_mean)
+    post = pop + b_mean
+
+    terms = list(g.terms)
+    o = ols.reindex([str(v) for v in g.levels])
+    o_coef = o[terms].to_numpy(dtype=float)
+    o_se = o[[f"{t}_se" for t in terms]].to_numpy(dtype=float)
+    dev = o_coef - pop
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(dev != 0, (o_coef - post) / dev, np.nan)
+
+    q = len(terms)
+    index = pd.MultiIndex.from_product([list(g.levels), terms], names=[g.name, "term"])
+    return pd.DataFrame(
+        {
+            "n": np.repeat(o["n"].to_numpy(), q),
+            "status": np.repeat(o["status"].to_numpy(), q),
+            "ols": o_coef.ravel(),
+            "ols_se": o_se.ravel(),
+            "posterior": post.ravel(),
+            "population": pop.ravel(),
+            "shrinkage": factor.ravel(),
+        },
+        index=index,
+    )
+
+
+def _pooled_factor(f: pd.DataFrame) -> float:
+    """``1 - sum(d_post d_ols) / sum(d_ols^2)``: one factor fitted to all clusters.
+
+    The least-squares slope of the posterior deviations on the OLS deviations (from the
+    population value); unlike the mean of per-cluster ratios it is not thrown by clusters
+    whose OLS estimate happens to lie near the population value.
+    """
+    d_ols = (f["ols"] - f["population"]).to_numpy()
+    d_post = (f["posterior"] - f["population"]).to_numpy()
+    ss = np.sum(d_ols**2)
+    return float(1 - np.sum(d_post * d_ols) / ss) if ss > 0 else np.nan
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return np.nan
+    ra = pd.Series(a[ok]).rank().to_numpy()
+    rb = pd.Series(b[ok]).rank().to_numpy()
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return np.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _used(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[np.isfinite(frame["ols"]) & np.isfinite(frame["posterior"])]
+
+
+def shrinkage_table(
+    idata, design, group: str | None = None, *, frame: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per term: how much the hierarchy pulled the cluster estimates together.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    design : hierbayes.design.Design
+    group : str, optional
+        Grouping factor; default the only one (or the one with the most levels).
+    frame : pandas.DataFrame, optional
+        A precomputed :func:`shrinkage_frame` (then ``idata`` and ``design`` are unused).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``term``; columns
+
+        - ``n_clusters``: clusters with an OLS estimate (the others are left out here);
+        - ``var_ols``, ``var_posterior``: variance across clusters of the OLS estimates
+          and of the posterior means; ``var_ratio`` = their ratio (< 1: shrunk);
+        - ``shrinkage``: pooled factor ``1 - sum(d_post d_ols) / sum(d_ols^2)`` with
+          deviations from the population value (0 no pooling, 1 complete pooling);
+        - ``median_factor``: median of the per-cluster factors;
+        - ``corr_size``: Spearman correlation of the per-cluster factor with cluster
+          size (negative: small clusters are shrunk more; NaN when all sizes are equal).
+
+    Examples
+    --------
+    >>> shrinkage_table(idata, design)   # doctest: +SKIP
+    """
+    if frame is None:
+        frame = shrinkage_frame(idata, design, group)
+    rows = {}
+    for term, f in _used(frame).groupby(level="term", sort=False):
+        var_ols = float(np.var(f["ols"], ddof=1)) if len(f) > 1 else np.nan
+        var_post = float(np.var(f["posterior"], ddof=1)) if len(f) > 1 else np.nan
+        rows[term] = {
+            "n_clusters": len(f),
+            "var_ols": var_ols,
+            "var_posterior": var_post,
+            "var_ratio": var_post / var_ols if var_ols > 0 else np.nan,
+            "shrinkage": _pooled_factor(f),
+            "median_factor": float(np.nanmedian(f["shrinkage"]))
+            if f["shrinkage"].notna().any()
+            else np.nan,
+            "corr_size": _spearman(f["n"].to_numpy(float), f["shrinkage"].to_numpy(float)),
+        }
+    terms = list(dict.fromkeys(frame.index.get_level_values("term")))
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(terms).rename_axis("term")
+
+
+def shrinkage_by_size(frame: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
+    """Pooled shrinkage factor per term and cluster-size class.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A :func:`shrinkage_frame`.
+    bins : int
+        With at most ``2 * bins`` distinct cluster sizes each size is its own class;
+        otherwise sizes are cut into ``bins`` quantile classes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (term, size); columns ``n_clusters``, ``shrinkage`` (pooled factor, see
+        :func:`shrinkage_table`) and ``median_factor``.
+
+    Examples
+    --------
+    >>> shrinkage_by_size(shrinkage_frame(idata, design))   # doctest: +SKIP
+    """
+    f = _used(frame)
+    sizes = f["n"].astype(int)
+    if sizes.nunique() <= 2 * bins:
+        size = sizes.astype(str).rename("size")
+        order = [str(s) for s in sorted(sizes.unique())]
+    else:
+        size = pd.qcut(sizes, bins, duplicates="drop").astype(str).rename("size")
+        order = list(dict.fromkeys(size.iloc[np.argsort(sizes.to_numpy(), kind="stable")]))
+    out = []
+    for (term, s), part in f.groupby(
+        [f.index.get_level_values("term"), size.to_numpy()], sort=False
+    ):
+        out.append(
+            {
+                "term": term,
+                "size": s,
+                "n_clusters": len(part),
+                "shrinkage": _pooled_factor(part),
+                "median_factor": float(np.nanmedian(part["shrinkage"]))
+                if part["shrinkage"].notna().any()
+                else np.nan,
+            }
+        )
+    res = pd.DataFrame(out)
+    terms = list(dict.fromkeys(frame.index.get_level_values("term")))
+    res["term"] = pd.Categorical(res["term"], terms, ordered=True)
+    res["size"] = pd.Categorical(res["size"], order, ordered=True)
+    res = res.sort_values(["term", "size"])
+    res["term"] = res["term"].astype(str)
+    res["size"] = res["size"].astype(str)
+    return res.set_index(["term", "size"])

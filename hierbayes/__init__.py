@@ -13,7 +13,8 @@ from .correlation import AR1, CAR1
 from .fit import Fit
 from .model import Model
 from .priors import Prior
+from .simulate import simulate
 
 __version__ = "0.1.0"
 
-__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "__version__"]
+__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "simulate", "__version__"]

@@ -12,6 +12,11 @@ from ..priors import Prior
 from . import params
 
 
+def _data(name: str, value: np.ndarray):
+    """``pm.Data`` with a static shape (JAX needs concrete shapes; values stay replaceable)."""
+    return pm.Data(name, value, shape=value.shape)
+
+
 def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
     """PyMC model with ``b_<g> = z_<g> F^T`` (``F F^T = S``), ``z ~ N(0, 1)`` for every group factor.
 
@@ -24,33 +29,33 @@ def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
         beta = params.fixed_effects(design, priors)
         sigma = params.residual_sd(priors)
         phi = params.ar_phi(design, priors)
-        X = pm.Data("X", design.X)
+        X = _data("X", design.X)
         mu = pt.dot(X, beta) if design.p else pt.zeros(design.n)
         for g in design.groups:
             F, _ = params.re_covariance(g, priors)
             tdim = params.term_dim(g)
             z = pm.Normal(f"z_{g.name}", 0.0, 1.0, dims=(g.name, tdim))
             b = pm.Deterministic(f"b_{g.name}", pt.dot(z, F.T), dims=(g.name, tdim))
-            idx = pm.Data(f"idx_{g.name}", g.index)
-            Z = pm.Data(f"Z_{g.name}", g.Z)
+            idx = _data(f"idx_{g.name}", g.index)
+            Z = _data(f"Z_{g.name}", g.Z)
             mu = mu + (Z * b[idx]).sum(axis=1)
         y = design.y
         if design.correlation is None:
             pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
         else:
             lay = design.layout
-            pos = pm.Data("pos", np.where(lay.mask, lay.pos, 0))
-            mask = pm.Data("mask", lay.mask.astype(float))
+            pos = _data("pos", np.where(lay.mask, lay.pos, 0))
+            mask = _data("mask", lay.mask.astype(float))
             inner = lay.mask.copy()
             inner[:, 0] = False
-            e = (pm.Data("y_obs", y) - mu)[pos] * mask
+            e = (_data("y_obs", y) - mu)[pos] * mask
             a, inv_s2 = collapsed.ar_coefficients(
                 pt,
                 design.correlation.kind,
                 phi,
-                pm.Data("lag", lay.lag),
-                pm.Data("inner", inner.astype(float)),
-                pm.Data("odd", (np.mod(lay.lag, 2) == 1).astype(float)),
+                _data("lag", lay.lag),
+                _data("inner", inner.astype(float)),
+                _data("odd", (np.mod(lay.lag, 2) == 1).astype(float)),
             )
             w = collapsed.whiten(pt, e, a, inv_s2)
             n = float(design.n)

@@ -1,0 +1,72 @@
+"""The command line and model files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import arviz as az
+import pytest
+
+from hierbayes import modelfile
+from hierbayes.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_model_file_reads_acceptance_model():
+    mf = modelfile.read(ROOT / "models" / "clark_ar1.toml")
+    assert mf.formula == "y ~ time + treatment + (1 + time | id)"
+    assert mf.correlation.kind == "ar1" and mf.correlation.group == "id"
+    assert mf.data.shape == (10000, 4)
+    assert mf.fit_kwargs["chains"] == 4
+
+
+def test_model_file_errors(tmp_path):
+    bad = tmp_path / "m.toml"
+    bad.write_text('formula = "y ~ x + (1 | g)"\ndata = "nope.csv"\n')
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        modelfile.read(bad)
+    bad.write_text('formula = "y ~ x"\ndata = "clark_ar1"\n[sampler]\nwarmup = 3\n')
+    with pytest.raises(ValueError, match="warmup"):
+        modelfile.read(bad)
+
+
+def test_cli_fit_writes_netcdf(tmp_path, capsys):
+    csv = tmp_path / "d.csv"
+    import numpy as np
+    import pandas as pd
+
+    import hierbayes as hb
+
+    layout = pd.DataFrame({"g": np.repeat(np.arange(40), 5), "t": np.tile(np.arange(5), 40)})
+    data = hb.simulate("y ~ t + (1 | g)", layout, {"beta": {"Intercept": 1.0, "t": 0.2},
+                       "sigma": 1.0, "sd_g": [0.7], "phi": 0.5},
+                       correlation=hb.AR1(time="t", group="g"), seed=1)
+    data.to_csv(csv, index=False)
+    mfile = tmp_path / "m.toml"
+    mfile.write_text(
+        'formula = "y ~ t + (1 | g)"\ndata = "d.csv"\n'
+        '[correlation]\ntype = "ar1"\ntime = "t"\ngroup = "g"\n'
+        '[sampler]\nchains = 2\ndraws = 100\ntune = 100\nseed = 1\n'
+        '[priors]\nsigma = { dist = "HalfNormal", sigma = 2.0 }\n'
+    )
+    out = tmp_path / "fit.nc"
+    assert main(["fit", str(mfile), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "Fixed effects:" in printed and "phi (AR(1) correlation)" in printed
+    idata = az.from_netcdf(out)
+    assert {"beta", "sigma", "phi", "b_g"} <= set(idata.posterior.data_vars)
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    mfile = tmp_path / "m.toml"
+    mfile.write_text('formula = "y ~ nosuch + (1 | id)"\ndata = "clark_ar1"\n')
+    assert main(["fit", str(mfile), "--quiet"]) == 2
+    assert "nosuch" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    r = subprocess.run([sys.executable, "-m", "hierbayes", "fit", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "model file" in r.stdout

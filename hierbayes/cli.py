@@ -17,9 +17,13 @@ def _fit(args) -> int:
             kwargs[key] = getattr(args, key)
     fit = model.fit(sampler=mf.sampler, progressbar=not args.quiet, **kwargs)
     print(fit.summary())
-    if args.out:
+    if getattr(args, "out", None):
         fit.to_netcdf(args.out)
         print(f"\nInferenceData written to {args.out}")
+    report_dir = getattr(args, "report", None) or getattr(args, "out_dir", None)
+    if report_dir:
+        path = fit.report(report_dir)
+        print(f"\nReport written to {path}")
     return 0
 
 
@@ -35,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chains", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--report", help="also write the HTML report (and PNG figures) into this folder")
+    r = sub.add_parser("report", help="fit a model file and write its HTML report with figures")
+    r.add_argument("file", help="model file, e.g. models/clark_ar1.toml")
+    r.add_argument("--out", dest="out_dir", required=True, help="output folder")
+    for q in (p, r):
+        if q is r:
+            for key in ("draws", "tune", "chains", "seed"):
+                q.add_argument(f"--{key}", type=int)
+            q.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         return _fit(args)

@@ -128,6 +128,51 @@ class Fit:
             )
         return lines
 
+    # ------------------------------------------------------------------ reporting
+
+    def diagnose(self, var_names=None):
+        """Convergence checks with a verdict and advice per check (DataFrame)."""
+        from .report import diagnose
+
+        return diagnose(self.idata, var_names)
+
+    def cluster_ols(self, group: str | None = None):
+        """Per-cluster least squares of the random-effect design (R's ``lmList``)."""
+        from .report import cluster_ols
+
+        return cluster_ols(self.design, group)
+
+    def cluster_coefficients(self, group: str | None = None, hdi_prob: float = 0.94):
+        """Posterior cluster coefficients (fixed + random parts, as nlme's ``coef()``)."""
+        from .report import cluster_coefficients
+
+        return cluster_coefficients(self.idata, self.design, group, hdi_prob)
+
+    def shrinkage(self, group: str | None = None):
+        """Shrinkage of the cluster coefficients against per-cluster OLS (table per term)."""
+        from .report import shrinkage_table
+
+        return shrinkage_table(self.idata, self.design, group)
+
+    def residuals(self):
+        """Standardized within-group residuals summary (Min, Q1, Med, Q3, Max), as nlme prints."""
+        from .report import residual_summary, within_group_residuals
+
+        return residual_summary(within_group_residuals(self.idata, self.design))
+
+    def posterior_predictive(self, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
+        """Replicated data (draws x rows, in the user's row order) for posterior predictive checks."""
+        from .predictive import posterior_predictive
+
+        return self.design.to_user_order(posterior_predictive(self.idata, self.design, n_draws, seed))
+
+    def report(self, out_dir, n_ppc: int = 200, seed: int = 0):
+        """Write a self-contained HTML report (summary, diagnostics, shrinkage, residuals,
+        posterior predictive checks, figures as PNG too) into ``out_dir``; returns its path."""
+        from .report.fit_report import write_fit_report
+
+        return write_fit_report(self, out_dir, n_ppc=n_ppc, seed=seed)
+
     def print_priors(self) -> str:
         return priors_mod.tree(self.priors)
 

@@ -70,3 +70,27 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 def test_console_script_help():
     r = subprocess.run([sys.executable, "-m", "hierbayes", "fit", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "model file" in r.stdout
+
+
+def test_cli_report_writes_html_and_png(tmp_path):
+    mfile = tmp_path / "m.toml"
+    import numpy as np
+    import pandas as pd
+
+    import hierbayes as hb
+
+    layout = pd.DataFrame({"g": np.repeat(np.arange(30), 4), "t": np.tile(np.arange(4), 30)})
+    data = hb.simulate("y ~ t + (1 + t | g)", layout, {"beta": {"Intercept": 1.0, "t": 0.2},
+                       "sigma": 1.0, "sd_g": [0.7, 0.3], "phi": 0.4},
+                       correlation=hb.AR1(time="t", group="g"), seed=2)
+    data.to_csv(tmp_path / "d.csv", index=False)
+    mfile.write_text(
+        'formula = "y ~ t + (1 + t | g)"\ndata = "d.csv"\n'
+        '[correlation]\ntype = "ar1"\ntime = "t"\ngroup = "g"\n'
+        '[sampler]\nchains = 2\ndraws = 100\ntune = 100\nseed = 1\n'
+    )
+    out = tmp_path / "rep"
+    assert main(["report", str(mfile), "--out", str(out), "--quiet"]) == 0
+    html = (out / "report.html").read_text()
+    assert "<img" in html and "Shrinkage" in html and "lag-1" in html
+    assert len(list(out.glob("*.png"))) >= 4

@@ -1,0 +1,56 @@
+"""The report of a fit: summary, diagnostics verdicts, shrinkage, residuals, PPC, figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..predictive import posterior_predictive
+from .diagnostics import diagnose, verdict_lines
+from .html import write_report
+from .plots import plot_ppc_density, plot_shrinkage_arrows, plot_shrinkage_densities, rank_plot
+from .residuals import ppc_lag1_autocorr, residual_summary, within_group_residuals
+from .shrinkage import shrinkage_frame, shrinkage_table
+
+
+def ppc_lag1(fit, y_rep: np.ndarray) -> pd.Series:
+    """Posterior predictive check of the lag-1 within-cluster autocorrelation of residuals
+    (y minus the fixed part): observed value, replicated mean and the tail probability."""
+    d = fit.design
+    beta = fit.posterior["beta"].mean(("chain", "draw")).values
+    fixed = d.X @ beta
+    obs = float(ppc_lag1_autocorr(d.y - fixed, d))
+    rep = ppc_lag1_autocorr(y_rep - fixed[None], d)
+    return pd.Series(
+        {"observed": obs, "replicated mean": float(rep.mean()), "P(rep >= obs)": float((rep >= obs).mean())},
+        name="lag-1 autocorrelation",
+    )
+
+
+def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
+    """Write a self-contained HTML report (and PNG figures) of ``fit`` into ``out_dir``.
+
+    Examples
+    --------
+    >>> fit.report("report/")   # doctest: +SKIP
+    """
+    d = fit.design
+    diag = diagnose(fit.idata)
+    text = str(fit.summary()) + "\n\n" + verdict_lines(diag)
+    tables: dict[str, pd.DataFrame] = {"Diagnostics": diag}
+    figures = {}
+    if d.groups and all(f"b_{g.name}" in fit.posterior for g in d.groups):
+        resid = within_group_residuals(fit.idata, d)
+        tables["Standardized within-group residuals"] = residual_summary(resid).to_frame().T
+        frame = shrinkage_frame(fit.idata, d)
+        tables["Shrinkage towards the population (per term)"] = shrinkage_table(fit.idata, d, frame=frame)
+        figures["By-group OLS and mixed-model cluster coefficients"] = plot_shrinkage_densities(frame)
+        figures["Per-cluster shrinkage: OLS estimate to posterior mean"] = plot_shrinkage_arrows(frame)
+        y_rep = posterior_predictive(fit.idata, d, n_draws=n_ppc, seed=seed)
+        figures["Posterior predictive check: density of y"] = plot_ppc_density(d.y, y_rep)
+        if d.correlation is not None:
+            tables["Posterior predictive check: lag-1 residual autocorrelation"] = ppc_lag1(fit, y_rep).to_frame().T
+    figures["Rank plots of the hyperparameters"] = rank_plot(fit.idata)
+    return write_report(out_dir, text, tables, figures, title=f"hierbayes: {d.spec.formula}")

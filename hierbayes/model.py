@@ -186,7 +186,12 @@ class Model:
         L_S = recover.covariance_cholesky(flat(f"sd_{g.name}"), corr)
         rng = np.random.default_rng([seed, 1])
         phi = flat("phi") if "phi" in post else None
-        b = recover.draw_random_effects(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
+        draw = (
+            recover.draw_random_effects_by_pattern
+            if self.layout == "pooled"
+            else recover.draw_random_effects
+        )
+        b = draw(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
         tdim = f"{g.name}__term"
         return xr.DataArray(
             b.reshape(nc, nd, g.n_levels, g.q),

@@ -93,6 +93,60 @@ def draw_random_effects(
     return out
 
 
+def draw_random_effects_by_pattern(
+    design: Design,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    phi: np.ndarray | None,
+    L_S: np.ndarray,
+    rng: np.random.Generator,
+    chunk: int = 250,
+) -> np.ndarray:
+    """As :func:`draw_random_effects`, for designs whose clusters share few time/design
+    patterns (balanced longitudinal data): ``M`` and the whitening matrix are computed
+    once per pattern and draw, and the per-cluster work is small matrix products."""
+    from .collapsed import _padded_arrays, _patterns
+
+    g = design.groups[0]
+    pad = _padded_arrays(design, g)
+    first, inverse = _patterns(pad)
+    corr = design.correlation.kind if design.correlation is not None else None
+    D, q = beta.shape[0], g.q
+    out = np.empty((D, design.layout.n_clusters, q))
+    S_inv = np.linalg.inv(L_S @ np.swapaxes(L_S, -1, -2))
+    for pat, c0 in enumerate(first):
+        members = np.flatnonzero(inverse == pat)
+        T = int(pad["nobs"][c0])
+        Zg = pad["Z"][c0, :T]  # (T, q), shared by the pattern
+        Yg, Xg = pad["Y"][members, :T], pad["X"][members, :T]
+        for s in range(0, D, chunk):
+            sl = slice(s, min(s + chunk, D))
+            n = sl.stop - sl.start
+            W = np.broadcast_to(np.eye(T), (n, T, T)).copy()
+            if corr is not None:
+                a, inv_s2 = ar_coefficients(
+                    np, corr, phi[sl][:, None], pad["lag"][c0, :T][None],
+                    pad["inner"][c0, :T][None], pad["odd"][c0, :T][None],
+                )
+                r = np.sqrt(inv_s2)
+                W = W * r[:, :, None]
+                k = np.arange(1, T)
+                W[:, k, k - 1] = -(a * r)[:, 1:]
+            Zw = W @ Zg  # (n, T, q)
+            s2 = sigma[sl] ** 2
+            M = s2[:, None, None] * S_inv[sl] + np.swapaxes(Zw, 1, 2) @ Zw
+            Minv = np.linalg.inv(M)
+            L_M = np.linalg.cholesky(M)
+            e = Yg[None] - np.moveaxis(Xg @ beta[sl].T, -1, 0)  # (n, C_g, T)
+            v = e @ (np.swapaxes(W, 1, 2) @ Zw)  # rows: (Z*^T W e_c)^T, (n, C_g, q)
+            mean = v @ Minv
+            z = rng.standard_normal((n, members.size, q))
+            # rows z L_M^-1: covariance L_M^-T L_M^-1 = M^-1
+            noise = z @ np.linalg.inv(L_M)
+            out[sl, members] = mean + np.sqrt(s2)[:, None, None] * noise
+    return out
+
+
 def _whiten_batched(v: np.ndarray, a: np.ndarray, inv_s2: np.ndarray) -> np.ndarray:
     """``whiten`` over a leading draw axis: (D, C, T, ...) arrays."""
     D = v.shape[0]

@@ -12,7 +12,7 @@ import pytensor.tensor as pt
 from .. import collapsed
 from ..design import Design
 from ..priors import Prior
-from . import params
+from . import params, reparam
 
 
 def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedData) -> pm.Model:
@@ -23,9 +23,13 @@ def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedDa
     """
     with pm.Model(coords=params.coords_for(design)) as model:
         beta = params.fixed_effects(design, priors)
-        sigma = params.residual_sd(priors)
-        phi = params.ar_phi(design, priors)
-        _, S = params.re_covariance(design.groups[0], priors)
+        if reparam.applies(design, priors):
+            # ridge-aligned coordinates of the same prior (random intercept vs AR(1))
+            sigma, phi, _, S = reparam.ridge_parameters(design, priors)
+        else:
+            sigma = params.residual_sd(priors)
+            phi = params.ar_phi(design, priors)
+            _, S = params.re_covariance(design.groups[0], priors)
         shared = {k: pm.Data(f"cd_{k}", v, shape=v.shape) for k, v in cdata.arrays.items()}
         q = cdata.q
         if cdata.layout == "pooled":

@@ -89,7 +89,7 @@ def _log_sigmoid(x):
 
 
 def ridge_parameters(
-    design: Design, priors: dict[str, Prior], variant: str = "rho_first", ridge: str = "conditional",
+    design: Design, priors: dict[str, Prior], variant: str = "rho_first", ridge: str = "total",
     share_power: float = 1.0,
 ):
     """Register sigma, phi and the random-effect covariance in ridge coordinates.

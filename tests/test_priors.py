@@ -1,0 +1,190 @@
+"""Default priors follow the documented data-scaled rule; overrides by name; Prior as data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hierbayes.correlation import AR1, CAR1
+from hierbayes.design import build_design
+from hierbayes.priors import Prior, default_priors, resolve_priors, tree
+from hierbayes.spec import parse
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    n_ids, n_t = 12, 5
+    df = pd.DataFrame(
+        {
+            "id": np.repeat([f"i{k}" for k in range(n_ids)], n_t),
+            "time": np.tile(np.arange(n_t), n_ids).astype(float),
+            "treatment": np.repeat(["control", "treatment", "treatment"] * 4, n_t),
+        }
+    )
+    df["x"] = 3.0 + 2.0 * rng.normal(size=len(df))
+    df["y"] = 10.0 + 0.5 * df["time"] - 1.5 * (df["treatment"] == "treatment") + 4 * rng.normal(size=len(df))
+    return df.sample(frac=1.0, random_state=0)
+
+
+FORMULA = "y ~ time + treatment + x + (1 + time | id)"
+
+
+def _design(data, formula=FORMULA, correlation=AR1("time", "id")):
+    return build_design(parse(formula, correlation=correlation), data)
+
+
+def _close(a, b):
+    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-4, atol=1e-4)
+
+
+def test_default_priors_follow_the_documented_rule(data):
+    """Values recomputed from the user's columns (population sd), not from the design."""
+    pri = default_priors(_design(data))
+    y = data["y"].to_numpy()
+    s_y = y.std()
+    cols = {
+        "time": data["time"].to_numpy(),
+        "treatment[treatment]": (data["treatment"] == "treatment").to_numpy(float),
+        "x": data["x"].to_numpy(),
+    }
+    ratio = sum((v.mean() / v.std()) ** 2 for v in cols.values())
+    assert list(pri) == ["Intercept", "time", "treatment[treatment]", "x", "sigma", "sd_id", "corr_id", "phi"]
+    assert pri["Intercept"].dist == "Normal"
+    _close(pri["Intercept"].params["mu"], y.mean())
+    _close(pri["Intercept"].params["sigma"], 2.5 * s_y * np.sqrt(1 + ratio))
+    for name, v in cols.items():
+        assert pri[name].dist == "Normal"
+        _close(pri[name].params["mu"], 0.0)
+        _close(pri[name].params["sigma"], 2.5 * s_y / v.std())
+    assert pri["sigma"].dist == "HalfStudentT"
+    _close(pri["sigma"].params["nu"], 3)
+    _close(pri["sigma"].params["sigma"], 2.5 * s_y)
+    assert pri["sd_id"].dist == "HalfStudentT"
+    _close(pri["sd_id"].params["nu"], 3)
+    _close(pri["sd_id"].params["sigma"], [2.5 * s_y, 2.5 * s_y / cols["time"].std()])
+    assert pri["corr_id"] == Prior("LKJ", eta=1.0)
+    assert pri["phi"].dist == "Uniform"
+    _close([pri["phi"].params["lower"], pri["phi"].params["upper"]], [-1, 1])
+
+
+def test_defaults_scale_with_the_data(data):
+    """Multiplying y by 10 multiplies every scale by 10 (and the intercept mean)."""
+    base = default_priors(_design(data))
+    big = default_priors(_design(data.assign(y=10 * data["y"])))
+    for name in ["Intercept", "time", "x", "sigma"]:
+        _close(big[name].params["sigma"], 10 * np.asarray(base[name].params["sigma"]))
+    _close(big["sd_id"].params["sigma"], 10 * np.asarray(base["sd_id"].params["sigma"]))
+    _close(big["Intercept"].params["mu"], 10 * base["Intercept"].params["mu"])
+
+
+def test_defaults_without_intercept_or_correlation(data):
+    pri = default_priors(_design(data, "y ~ 0 + x + (1 | id)", correlation=None))
+    assert list(pri) == ["x", "sigma", "sd_id"]
+    _close(pri["x"].params["sigma"], 2.5 * data["y"].std(ddof=0) / data["x"].std(ddof=0))
+    # one random-effect term: a scalar scale, and no correlation prior
+    assert np.ndim(pri["sd_id"].params["sigma"]) == 0
+    _close(pri["sd_id"].params["sigma"], 2.5 * data["y"].std(ddof=0))
+
+
+def test_car1_phi_bounds(data):
+    pri = default_priors(_design(data.assign(time=data["time"] * 0.7), correlation=CAR1("time", "id")))
+    assert pri["phi"] == Prior("Uniform", lower=0.0, upper=1.0)
+
+
+# ----------------------------------------------------------------------- overrides
+
+
+def test_overrides_by_name(data):
+    d = _design(data)
+    new = {
+        "beta": Prior("Normal", mu=0, sigma=1),
+        "x": Prior("StudentT", nu=4, mu=0, sigma=2),  # a label beats "beta" for that label
+        "Intercept": Prior("Normal", mu=5, sigma=3),
+        "sd_id": Prior("HalfNormal", sigma=[1.0, 0.5]),
+        "corr_id": Prior("LKJ", eta=2.0),
+        "phi": Prior("Uniform", lower=0.0, upper=1.0),
+        "sigma": Prior("Exponential", lam=1.0),
+    }
+    pri = resolve_priors(d, new)
+    assert pri["time"] == pri["treatment[treatment]"] == new["beta"]
+    for k in ["x", "Intercept", "sd_id", "corr_id", "phi", "sigma"]:
+        assert pri[k] == new[k]
+    assert set(pri) == set(default_priors(d))
+    assert resolve_priors(d, None) == default_priors(d)
+
+
+def test_beta_override_leaves_the_intercept(data):
+    d = _design(data)
+    pri = resolve_priors(d, {"beta": Prior("Normal", mu=0, sigma=1)})
+    assert pri["Intercept"] == default_priors(d)["Intercept"]
+
+
+def test_unknown_name_lists_the_valid_ones(data):
+    d = _design(data)
+    with pytest.raises(KeyError, match="'sd_group'") as err:
+        resolve_priors(d, {"sd_group": Prior("HalfNormal", sigma=1)})
+    for name in [*default_priors(d), "beta"]:
+        assert repr(name) in str(err.value)
+
+
+def test_override_must_be_a_prior(data):
+    with pytest.raises(TypeError, match="'sigma'.*hb.Prior"):
+        resolve_priors(_design(data), {"sigma": 1.0})
+
+
+# ----------------------------------------------------------------------- Prior as data
+
+
+def test_tree_prints_nested_hyperpriors():
+    p = Prior(
+        "Normal",
+        mu=Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=2)),
+        sigma=Prior("HalfNormal", sigma=1),
+    )
+    assert p.tree() == (
+        "Normal()\n"
+        "├─ mu ~ Normal(mu=0)\n"
+        "│  └─ sigma ~ HalfNormal(sigma=2)\n"
+        "└─ sigma ~ HalfNormal(sigma=1)"
+    )
+    assert Prior("HalfNormal", sigma=1.5).tree() == "HalfNormal(sigma=1.5)"
+    assert set(p.hyperpriors) == {"mu", "sigma"}
+
+
+def test_model_tree_one_branch_per_parameter():
+    t = tree({"sigma": Prior("HalfNormal", sigma=1), "Intercept": Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1))})
+    lines = t.split("\n")
+    assert lines[0] == "sigma     ~ HalfNormal(sigma=1)"
+    assert lines[1] == "Intercept ~ Normal(mu=0)"
+    assert lines[2].endswith("└─ sigma ~ HalfNormal(sigma=1)") and lines[2].startswith(" " * 12)
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [
+        Prior("Normal", mu=0.0, sigma=1.0),
+        Prior("HalfStudentT", nu=3, sigma=[2.5, 0.75]),
+        Prior("Normal", mu=Prior("Normal", mu=0, sigma=10), sigma=Prior("HalfNormal", sigma=Prior("Exponential", lam=1))),
+        Prior("LKJ", eta=1.0),
+        Prior("Flat"),
+    ],
+)
+def test_to_dict_from_dict_round_trip(prior):
+    d = prior.to_dict()
+    back = Prior.from_dict(json.loads(json.dumps(d)))  # JSON-friendly
+    assert back == prior
+    assert back.to_dict() == d
+    assert back.tree() == prior.tree()
+
+
+def test_prior_equality_and_hash():
+    a = Prior("Normal", mu=0, sigma=1)
+    assert a == Prior("Normal", mu=0, sigma=1)
+    assert a != Prior("Normal", mu=0, sigma=2)
+    assert a != Prior("StudentT", mu=0, sigma=1)
+    assert len({a, Prior("Normal", mu=0, sigma=1)}) == 1
+    assert repr(a) == "Prior('Normal', mu=0, sigma=1)"

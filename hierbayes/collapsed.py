@@ -148,9 +148,13 @@ def ar_coefficients(xp, corr: str | None, phi, lag, inner, odd):
     if corr is None:
         return None, None
     if corr == "ar1":
-        # phi may be negative: phi^lag = |phi|^lag, times sign(phi) for odd lags
-        mag = xp.abs(phi) ** lag
-        a = inner * mag * (odd * xp.sign(phi) + (1 - odd))
+        # phi may be negative: phi^lag = |phi|^lag, times sign(phi) for odd lags. Lag-1
+        # slots use phi itself, and the power is taken at lag >= 2 only, so the gradient
+        # is finite at phi = 0 (the initial point of Uniform(-1, 1)); |phi|^0 would give
+        # 0 * inf there.
+        one = inner * (lag < 1.5)
+        mag = xp.abs(phi) ** xp.maximum(lag, 2.0)
+        a = inner * (one * phi + (1 - one) * mag * (odd * xp.sign(phi) + (1 - odd)))
     else:
         a = inner * phi**lag
     inv_s2 = 1.0 / (1.0 - a * a)

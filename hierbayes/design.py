@@ -303,7 +303,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         if not pd.api.types.is_numeric_dtype(t):
             raise ValueError(f"time column {corr.time!r} must be numeric (dtype {t.dtype}).")
         time = t.to_numpy(dtype=float)
-        if corr.integer_times and not np.allclose(time, np.round(time)):
+        if corr.integer_times and np.any(time != np.round(time)):
             raise ValueError(
                 f"time column {corr.time!r} has non-integer values, which AR1 cannot use; "
                 "use hb.CAR1 for real-valued, irregular times."

@@ -60,7 +60,9 @@ class Fit:
         groups = ", ".join(f"{g.name}: {g.n_levels} levels" for g in d.groups) or "none"
         backend = {
             "marginal": f"marginal (random effects integrated out, {self.layout} layout; "
-            f"{d.groups[0].name if d.groups else ''} collapsed, draws recovered)",
+            f"{d.groups[0].name if d.groups else ''} collapsed, draws recovered"
+            + ("; ridge-aligned coordinates" if self.timing.get("ridge") else "")
+            + ")",
             "latent": "latent (non-centred random effects)",
         }[self.backend]
         lines = [
@@ -73,7 +75,7 @@ class Fit:
             + f"; groups: {groups}",
             f"  Backend: {backend}",
             f"  Sampler: {o.sampler} NUTS, {o.chains} chains x {o.draws} draws "
-            f"(tune {o.tune}), seed {self.timing.get('seed')}",
+            f"(tune {o.tune}, target_accept {o.target_accept}), seed {self.timing.get('seed')}",
         ]
         t = self.timing
         if "total_s" in t:

@@ -21,9 +21,8 @@ _CACHE: dict[str, object] = {}
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    """NUTS settings. ``mass_matrix="low_rank"`` adapts to posterior correlations (the
-    marginal backend's ridge between sigma, the intercept sd and phi); ``"diag"`` is the
-    classic diagonal metric."""
+    """NUTS settings. ``mass_matrix="diag"`` is the classic diagonal metric (default);
+    ``"low_rank"`` is nutpie's experimental low-rank-modified metric."""
 
     draws: int = 1000
     tune: int = 1000
@@ -33,7 +32,7 @@ class SamplerOptions:
     max_treedepth: int = 10
     seed: int | None = None
     sampler: str = "nutpie"
-    mass_matrix: str = "low_rank"
+    mass_matrix: str = "diag"
     progressbar: bool = True
     extra: dict = field(default_factory=dict)
 

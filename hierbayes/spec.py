@@ -57,20 +57,32 @@ class ModelSpec:
         return sorted(names)
 
 
-def _split_top_level(rhs: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
+def _split_top_level(rhs: str) -> list[tuple[str, str]]:
+    """Split a right-hand side at top-level ``+`` and ``-``: ``[(sign, term), ...]``."""
+    parts, depth, cur, sign = [], 0, "", "+"
     for ch in rhs:
         if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
-        if ch == "+" and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
+        if ch in "+-" and depth == 0:
+            if cur.strip():
+                parts.append((sign, cur.strip()))
+            cur, sign = "", ch
         else:
             cur += ch
-    parts.append(cur.strip())
-    return [p for p in parts if p]
+    if cur.strip():
+        parts.append((sign, cur.strip()))
+    return parts
+
+
+def _join(parts: list[str]) -> str:
+    if not parts:
+        return "1"
+    out = parts[0] if not parts[0].startswith("-") else "1 " + parts[0].replace("-", "- ", 1)
+    for p in parts[1:]:
+        out += f" - {p[1:]}" if p.startswith("-") else f" + {p}"
+    return out
 
 
 def _group_term(part: str) -> list[GroupTerm] | None:
@@ -130,10 +142,12 @@ def parse(
     if not response:
         raise ValueError(f"formula {formula!r} has no response on the left of '~'.")
     fixed, groups = [], []
-    for part in _split_top_level(rhs):
+    for sign, part in _split_top_level(rhs):
         g = _group_term(part)
         if g is None:
-            fixed.append(part)
+            fixed.append(part if sign == "+" else f"-{part}")
+        elif sign == "-":
+            raise ValueError(f"a group term cannot be subtracted: '- {part}' in {formula!r}.")
         else:
             groups.extend(g)
     if correlation is not None and not isinstance(correlation, (AR1, CAR1)):
@@ -143,7 +157,7 @@ def parse(
     return ModelSpec(
         formula=formula,
         response=response,
-        fixed=" + ".join(fixed) if fixed else "1",
+        fixed=_join(fixed),
         group_terms=tuple(groups),
         family=families.get(family),
         correlation=correlation,

@@ -163,7 +163,9 @@ def check_model_gradient(model, point, mode):
     assert np.isfinite(logp(point))
     g = np.asarray(dlogp(point))
     names = [
-        f"{v.name}{list(i)}" for v in model.continuous_value_vars for i in np.ndindex(point[v.name].shape)
+        f"{v.name}{list(i)}"
+        for v in model.continuous_value_vars
+        for i in np.ndindex(np.shape(point[v.name]))
     ]
     assert np.all(np.isfinite(g)), dict(zip(names, g))
     fd = finite_difference(logp, point, model.continuous_value_vars)

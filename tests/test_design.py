@@ -230,11 +230,6 @@ def test_non_integer_times_for_ar1_suggest_car1(df):
     assert 2.5 in d.time
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design.py checks AR1 times with np.allclose(time, np.round(time)) (rtol=1e-5): "
-    "1001.003 passes as an integer and the AR1 lag becomes 1.003 (odd flag lost)",
-)
 def test_non_integer_large_times_for_ar1(df):
     df = df.assign(t=df["t"] + 1000.0)
     df.iloc[2, df.columns.get_loc("t")] += 0.003

@@ -26,7 +26,8 @@ def data() -> pd.DataFrame:
         }
     )
     df["x"] = 3.0 + 2.0 * rng.normal(size=len(df))
-    df["y"] = 10.0 + 0.5 * df["time"] - 1.5 * (df["treatment"] == "treatment") + 4 * rng.normal(size=len(df))
+    treated = (df["treatment"] == "treatment").to_numpy(float)
+    df["y"] = 10.0 + 0.5 * df["time"] - 1.5 * treated + 4 * rng.normal(size=len(df))
     return df.sample(frac=1.0, random_state=0)
 
 
@@ -38,7 +39,8 @@ def _design(data, formula=FORMULA, correlation=AR1("time", "id")):
 
 
 def _close(a, b):
-    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-4, atol=1e-4)
+    """Defaults are rounded to 4 decimals."""
+    np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4, atol=1e-4)
 
 
 def test_default_priors_follow_the_documented_rule(data):
@@ -52,7 +54,9 @@ def test_default_priors_follow_the_documented_rule(data):
         "x": data["x"].to_numpy(),
     }
     ratio = sum((v.mean() / v.std()) ** 2 for v in cols.values())
-    assert list(pri) == ["Intercept", "time", "treatment[treatment]", "x", "sigma", "sd_id", "corr_id", "phi"]
+    assert list(pri) == [
+        "Intercept", "time", "treatment[treatment]", "x", "sigma", "sd_id", "corr_id", "phi"
+    ]
     assert pri["Intercept"].dist == "Normal"
     _close(pri["Intercept"].params["mu"], y.mean())
     _close(pri["Intercept"].params["sigma"], 2.5 * s_y * np.sqrt(1 + ratio))
@@ -156,7 +160,12 @@ def test_tree_prints_nested_hyperpriors():
 
 
 def test_model_tree_one_branch_per_parameter():
-    t = tree({"sigma": Prior("HalfNormal", sigma=1), "Intercept": Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1))})
+    t = tree(
+        {
+            "sigma": Prior("HalfNormal", sigma=1),
+            "Intercept": Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1)),
+        }
+    )
     lines = t.split("\n")
     assert lines[0] == "sigma     ~ HalfNormal(sigma=1)"
     assert lines[1] == "Intercept ~ Normal(mu=0)"
@@ -168,7 +177,11 @@ def test_model_tree_one_branch_per_parameter():
     [
         Prior("Normal", mu=0.0, sigma=1.0),
         Prior("HalfStudentT", nu=3, sigma=[2.5, 0.75]),
-        Prior("Normal", mu=Prior("Normal", mu=0, sigma=10), sigma=Prior("HalfNormal", sigma=Prior("Exponential", lam=1))),
+        Prior(
+            "Normal",
+            mu=Prior("Normal", mu=0, sigma=10),
+            sigma=Prior("HalfNormal", sigma=Prior("Exponential", lam=1)),
+        ),
         Prior("LKJ", eta=1.0),
         Prior("Flat"),
     ],

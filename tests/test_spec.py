@@ -75,11 +75,6 @@ def test_group_term_name_strips_spaces():
     assert GroupTerm("1", "a : b").factor_columns == ("a", "b")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spec._split_top_level splits only on '+': in 'y ~ x + (1|g) - 1' the group term "
-    "is glued to '- 1', kept in the fixed part and silently dropped from the random effects",
-)
 def test_group_term_followed_by_minus_one_is_kept():
     s = parse("y ~ x + (1 | id) - 1")
     assert s.group_terms == (GroupTerm("1", "id"),)
@@ -105,7 +100,10 @@ def test_no_group_term_text_left_in_fixed_part(frame):
         ("y ~ 0 + x + (1 | id)", ("x",)),
         ("y ~ x - 1 + (1 | id)", ("x",)),
         ("y ~ x + treatment + (1 | id)", ("Intercept", "x", "treatment[treatment]")),
-        ("y ~ x * treatment + (1 | id)", ("Intercept", "x", "treatment[treatment]", "x:treatment[treatment]")),
+        (
+            "y ~ x * treatment + (1 | id)",
+            ("Intercept", "x", "treatment[treatment]", "x:treatment[treatment]"),
+        ),
         ("y ~ x:dose + (1 | id)", ("Intercept", "x:dose")),
         ("y ~ np.log(dose) + (1 | id)", ("Intercept", "np.log(dose)")),
         ("y ~ C(time) + (1 | id)", ("Intercept", "C(time)[1.0]", "C(time)[2.0]", "C(time)[3.0]")),

@@ -119,6 +119,7 @@ class Model:
         seed: int | None = None,
         progressbar: bool = True,
         mass_matrix: str = "diag",
+        compiler: str = "jax",
         recover_random_effects: bool = True,
         **sampler_kwargs,
     ) -> Fit:
@@ -142,6 +143,9 @@ class Model:
         mass_matrix : {"diag", "low_rank"}
             nutpie's metric adaptation. ``diag`` (default) measured better on the ridge of
             the acceptance model than nutpie's experimental low-rank metric.
+        compiler : {"jax", "numba"}
+            How nutpie compiles the log-density: JAX (default; seconds to compile) or numba
+            (a minute or more to compile, cached on disk; gradients several times faster).
         recover_random_effects : bool
             Marginal backend: draw ``b_<g>`` back per posterior draw (default True).
 
@@ -156,6 +160,7 @@ class Model:
         opts = sample.SamplerOptions(
             draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
             seed=seed, sampler=sampler, progressbar=progressbar, mass_matrix=mass_matrix,
+            compiler=compiler,
             extra=sampler_kwargs,
         )
         pm_model = self.build()

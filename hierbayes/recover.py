@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import smallmat
-from .collapsed import ar_coefficients, whiten
+from .collapsed import _padded_arrays, _patterns, ar_coefficients, whiten
 from .design import Design
 
 
@@ -55,11 +55,8 @@ def draw_random_effects(
     See ``tests/test_recover.py``: the recovered draws match a latent fit's posterior.
     """
     lay, g = design.layout, design.groups[0]
-    Y, X, Z = lay.pad(design.y), lay.pad(design.X), lay.pad(g.Z)
-    inner = lay.mask.copy()
-    inner[:, 0] = False
-    inner = inner.astype(float)
-    odd = (np.mod(lay.lag, 2) == 1).astype(float)
+    pad = _padded_arrays(design, g)
+    Y, X, Z, inner, odd = pad["Y"], pad["X"], pad["Z"], pad["inner"], pad["odd"]
     corr = design.correlation.kind if design.correlation is not None else None
     D, q = beta.shape[0], g.q
     C = lay.n_clusters
@@ -105,8 +102,6 @@ def draw_random_effects_by_pattern(
     """As :func:`draw_random_effects`, for designs whose clusters share few time/design
     patterns (balanced longitudinal data): ``M`` and the whitening matrix are computed
     once per pattern and draw, and the per-cluster work is small matrix products."""
-    from .collapsed import _padded_arrays, _patterns
-
     g = design.groups[0]
     pad = _padded_arrays(design, g)
     first, inverse = _patterns(pad)

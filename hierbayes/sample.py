@@ -33,6 +33,7 @@ class SamplerOptions:
     seed: int | None = None
     sampler: str = "nutpie"
     mass_matrix: str = "diag"
+    compiler: str = "jax"
     progressbar: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -56,8 +57,16 @@ def _support_point(model: pm.Model) -> dict[str, np.ndarray]:
     return fn(0)
 
 
-def compile_nutpie(model: pm.Model, key: str, timing: dict):
-    """Compile (or fetch from the session cache and refresh the data of) a nutpie model."""
+def compile_nutpie(model: pm.Model, key: str, timing: dict, compiler: str = "jax"):
+    """Compile (or fetch from the session cache and refresh the data of) a nutpie model.
+
+    ``compiler="jax"`` (default) compiles in seconds; ``"numba"`` compiles for a minute or
+    more (cached on disk by PyTensor afterwards) but evaluates gradients several times
+    faster and without holding Python's GIL: worth it for long runs and many refits.
+    """
+    if compiler not in ("jax", "numba"):
+        raise ValueError(f"compiler must be 'jax' or 'numba', got {compiler!r}.")
+    key = f"{key}-{compiler}"
     import nutpie
 
     data = _data_values(model)
@@ -66,8 +75,8 @@ def compile_nutpie(model: pm.Model, key: str, timing: dict):
     if compiled is None:
         compiled = nutpie.compile_pymc_model(
             model,
-            backend="jax",
-            gradient_backend="jax",
+            backend=compiler,
+            gradient_backend="jax" if compiler == "jax" else "pytensor",
             freeze_model=False,
             initial_points=_support_point(model),
             jitter_rvs=set(model.free_RVs),
@@ -93,7 +102,7 @@ def run(model: pm.Model, key: str, opts: SamplerOptions) -> tuple[az.InferenceDa
     if opts.sampler == "nutpie":
         import nutpie
 
-        compiled = compile_nutpie(model, key, timing)
+        compiled = compile_nutpie(model, key, timing, opts.compiler)
         t0 = time.perf_counter()
         idata = nutpie.sample(
             compiled,

@@ -50,17 +50,25 @@ class CollapsedData:
         )
 
 
-def _padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
-    lay = design.layout
+def ar_layout_arrays(lay) -> dict[str, np.ndarray]:
+    """Lags, the mask of rows that have a predecessor (``inner``) and odd-lag flags of a
+    padded layout: what the AR(1)/CAR(1) whitening needs."""
     inner = lay.mask.copy()
     inner[:, 0] = False
+    return {
+        "lag": lay.lag,
+        "inner": inner.astype(float),
+        "odd": (np.mod(lay.lag, 2) == 1).astype(float),
+    }
+
+
+def _padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
+    lay = design.layout
     return {
         "Y": lay.pad(design.y),
         "X": lay.pad(design.X),
         "Z": lay.pad(group.Z),
-        "lag": lay.lag,
-        "inner": inner.astype(float),
-        "odd": (np.mod(lay.lag, 2) == 1).astype(float),
+        **ar_layout_arrays(lay),
         "nobs": lay.sizes.astype(float),
     }
 

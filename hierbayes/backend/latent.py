@@ -46,16 +46,10 @@ def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
             lay = design.layout
             pos = _data("pos", np.where(lay.mask, lay.pos, 0))
             mask = _data("mask", lay.mask.astype(float))
-            inner = lay.mask.copy()
-            inner[:, 0] = False
             e = (_data("y_obs", y) - mu)[pos] * mask
+            ar = {k: _data(k, v) for k, v in collapsed.ar_layout_arrays(lay).items()}
             a, inv_s2 = collapsed.ar_coefficients(
-                pt,
-                design.correlation.kind,
-                phi,
-                _data("lag", lay.lag),
-                _data("inner", inner.astype(float)),
-                _data("odd", (np.mod(lay.lag, 2) == 1).astype(float)),
+                pt, design.correlation.kind, phi, ar["lag"], ar["inner"], ar["odd"]
             )
             w = collapsed.whiten(pt, e, a, inv_s2)
             n = float(design.n)

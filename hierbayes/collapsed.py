@@ -291,7 +291,7 @@ def loglik_pooled(xp, arrays, corr, beta, sigma, phi, S, q: int, T: int | None =
     E = (K * u[:, None] * u[None, :]).sum(axis=(3, 4))  # (G, T, T)
     a, inv_s2 = ar_coefficients(xp, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
     if a is None:
-        trPE = xp.trace(E, axis1=1, axis2=2) if xp is np else (E * np.eye(T)).sum(axis=(1, 2))
+        trPE = (E * np.eye(T)).sum(axis=(1, 2))  # P = I: the trace of E
         PZ = Z
     else:
         P = precision_matrix(xp, a, inv_s2, T)

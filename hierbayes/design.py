@@ -34,6 +34,9 @@ class GroupBlock:
         Random-effect design columns.
     terms : tuple of str
         Names of the q columns (``"Intercept"``, ``"time"``).
+    term_matrices : tuple
+        The formulae design matrices of the group terms merged into this factor, in column
+        order; ``evaluate_new_data`` on them builds ``Z`` for new rows (prediction).
     """
 
     name: str
@@ -41,6 +44,7 @@ class GroupBlock:
     index: np.ndarray
     Z: np.ndarray
     terms: tuple[str, ...]
+    term_matrices: tuple = field(default=(), repr=False, compare=False)
 
     @property
     def q(self) -> int:
@@ -278,7 +282,8 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         gdm = formulae.design_matrices(gt.expr, clean)
         Zt = np.asarray(gdm.common.design_matrix, dtype=float)
         labels = _term_labels(gdm)
-        b = blocks.setdefault(gt.name, {"cols": gt.factor_columns, "Z": [], "terms": []})
+        b = blocks.setdefault(gt.name, {"cols": gt.factor_columns, "Z": [], "terms": [], "dms": []})
+        b["dms"].append(gdm.common)
         for j, lab in enumerate(labels):
             if lab in b["terms"]:
                 raise ValueError(f"term {lab!r} appears twice for grouping factor {gt.name!r}.")
@@ -292,7 +297,9 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
                 f"grouping factor {name!r} has a single level ({levels[0]!r}); random effects "
                 "need at least two groups: remove the group term or check the column."
             )
-        groups_unsorted.append((name, levels, codes, np.column_stack(b["Z"]), tuple(b["terms"])))
+        groups_unsorted.append(
+            (name, levels, codes, np.column_stack(b["Z"]), tuple(b["terms"]), tuple(b["dms"]))
+        )
 
     # --- correlation and sort order
     corr = spec.correlation
@@ -310,7 +317,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
             )
         cluster, cluster_levels = _factor_codes(clean, (corr.group,))
     elif groups_unsorted:
-        name, levels, codes, _, _ = max(groups_unsorted, key=lambda g: len(g[1]))
+        name, levels, codes, *_ = max(groups_unsorted, key=lambda g: len(g[1]))
         cluster, cluster_levels = codes, levels
     order = (
         _cluster_sort(cluster, time) if cluster is not None else np.arange(len(clean))
@@ -331,8 +338,8 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         layout = cluster_layout(cluster, time, len(cluster_levels))
 
     groups = tuple(
-        GroupBlock(name=name, levels=levels, index=codes[order], Z=Z[order], terms=terms)
-        for name, levels, codes, Z, terms in groups_unsorted
+        GroupBlock(name=name, levels=levels, index=codes[order], Z=Z[order], terms=terms, term_matrices=dms)
+        for name, levels, codes, Z, terms, dms in groups_unsorted
     )
     return Design(
         spec=spec,

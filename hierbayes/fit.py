@@ -163,10 +163,23 @@ class Fit:
         return residual_summary(within_group_residuals(self.idata, self.design))
 
     def posterior_predictive(self, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
-        """Replicated data (draws x rows, in the user's row order) for posterior predictive checks."""
-        from .predictive import posterior_predictive
+        """Replicated data (draws x rows, in the user's row order) for posterior predictive checks.
 
-        return self.design.to_user_order(posterior_predictive(self.idata, self.design, n_draws, seed))
+        The draws are also stored in ``idata.posterior_predictive`` (variable ``y``, dims
+        ``chain, draw, obs`` as ``observed_data``), replacing earlier ones, so
+        ``az.plot_ppc(fit.idata)`` works. ``n_draws`` thins evenly within each chain.
+        Rows dropped for missing values are NaN in the returned array.
+        """
+        from .predictive import posterior_predictive_dataset
+
+        ds = posterior_predictive_dataset(self.idata, self.design, n_draws, seed)
+        if "posterior_predictive" in self.idata.groups():
+            del self.idata.posterior_predictive
+        self.idata.add_groups(posterior_predictive=ds)
+        y = ds["y"].stack(sample=("chain", "draw")).transpose("sample", "obs")
+        out = np.full((y.shape[0], self.design.n_input_rows), np.nan)
+        out[:, y["obs"].values] = y.values
+        return out
 
     def report(self, out_dir, n_ppc: int = 200, seed: int = 0):
         """Write a self-contained HTML report (summary, diagnostics, shrinkage, residuals,
@@ -184,3 +197,19 @@ class Fit:
 
     def __repr__(self) -> str:
         return "\n".join(self.header())
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(self, new_data, kind: str = "mean", groups: str = "existing", **kwargs):
+        """Posterior draws of the mean or of new observations for new rows.
+
+        See :func:`hierbayes.predict.predict` (``prob``, ``n_draws``, ``seed``).
+
+        Examples
+        --------
+        >>> pred = fit.predict(new_rows, kind="response")   # doctest: +SKIP
+        >>> pred.table                                       # doctest: +SKIP
+        """
+        from .predict import predict
+
+        return predict(self, new_data, kind=kind, groups=groups, **kwargs)

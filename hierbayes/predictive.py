@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .design import Design
@@ -44,6 +46,85 @@ def residual_draws(design: Design, sigma: np.ndarray, phi: np.ndarray | None, rn
     return out
 
 
+@dataclass(frozen=True)
+class ParameterDraws:
+    """Posterior draws flattened over (chain, draw) into D rows, as numpy arrays.
+
+    ``beta`` (D, p); ``sigma`` (D,); ``phi`` (D,) or None; ``b[g]`` (D, levels, q) for every
+    grouping factor whose random effects are in the posterior (levels in the design's
+    order); ``chol[g]`` (D, q, q) Cholesky factors of the random-effect covariance.
+    ``chains`` and ``draws`` are the coordinates of the flattened draws.
+    """
+
+    beta: np.ndarray
+    sigma: np.ndarray
+    phi: np.ndarray | None
+    b: dict
+    chol: dict
+    chains: np.ndarray
+    draws: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.sigma.shape[0]
+
+
+def thin(posterior, n_draws: int | None):
+    """The posterior restricted to about ``n_draws`` draws in all, evenly spaced within
+    every chain (chain and draw coordinates kept, so ArviZ groups stay aligned)."""
+    if n_draws is None:
+        return posterior
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be a positive number of draws, got {n_draws}.")
+    nc, nd = posterior.sizes["chain"], posterior.sizes["draw"]
+    per_chain = min(nd, -(-int(n_draws) // nc))
+    idx = np.unique(np.linspace(0, nd - 1, per_chain).round().astype(int))
+    return posterior.isel(draw=idx)
+
+
+def parameter_draws(posterior, design: Design) -> ParameterDraws:
+    """Flatten the posterior variables a prediction needs (see :class:`ParameterDraws`)."""
+    return _flat_draws(posterior.stack(sample=("chain", "draw")), design)
+
+
+def _flat_draws(post, design: Design) -> ParameterDraws:
+    """:func:`parameter_draws` of a posterior already stacked into a ``sample`` dim."""
+    from .recover import covariance_cholesky
+
+    def draws(name, *dims):
+        return post[name].transpose("sample", *dims).values
+
+    D = post.sizes["sample"]
+    beta = draws("beta", "coef") if "beta" in post else np.zeros((D, 0))
+    b, chol = {}, {}
+    for g in design.groups:
+        tdim = f"{g.name}__term"
+        if f"b_{g.name}" in post:
+            b[g.name] = post[f"b_{g.name}"].sel({g.name: list(g.levels)}).transpose("sample", g.name, tdim).values
+        sd = draws(f"sd_{g.name}", tdim)
+        corr = draws(f"corr_{g.name}", tdim, tdim + "_bis") if f"corr_{g.name}" in post else None
+        chol[g.name] = covariance_cholesky(sd, corr)
+    return ParameterDraws(
+        beta=beta,
+        sigma=draws("sigma"),
+        phi=draws("phi") if "phi" in post else None,
+        b=b,
+        chol=chol,
+        chains=post["chain"].values,
+        draws=post["draw"].values,
+    )
+
+
+def _fitted_draws(pd_: ParameterDraws, design: Design, rng) -> np.ndarray:
+    missing = [g.name for g in design.groups if g.name not in pd_.b]
+    if missing:
+        raise KeyError(
+            f"b_{missing[0]} is not in the posterior; fit with recover_random_effects=True."
+        )
+    mu = linear_predictor(design, pd_.beta, pd_.b)
+    return mu + residual_draws(design, pd_.sigma, pd_.phi, rng)
+
+
 def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
     """Replicated data ``y_rep`` (D, N) in design row order from posterior draws.
 
@@ -58,18 +139,32 @@ def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed
     total = post.sizes["sample"]
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(total, size=min(n_draws or total, total), replace=False))
-    post = post.isel(sample=idx)
+    return _fitted_draws(_flat_draws(post.isel(sample=idx), design), design, rng)
 
-    def draws(name, *dims):
-        return post[name].transpose("sample", *dims).values
 
-    beta = draws("beta", "coef") if "beta" in post else np.zeros((idx.size, 0))
-    b = {}
-    for g in design.groups:
-        name = f"b_{g.name}"
-        if name not in post:
-            raise KeyError(f"{name} is not in the posterior; fit with recover_random_effects=True.")
-        b[g.name] = post[name].sel({g.name: list(g.levels)}).transpose("sample", g.name, f"{g.name}__term").values
-    mu = linear_predictor(design, beta, b)
-    phi = draws("phi") if "phi" in post else None
-    return mu + residual_draws(design, draws("sigma"), phi, rng)
+def posterior_predictive_dataset(idata, design: Design, n_draws: int | None = None, seed: int = 0):
+    """Replicated data of the fitted rows as an ArviZ ``posterior_predictive`` group.
+
+    Returns an :class:`xarray.Dataset` with variable ``y``, dims ``(chain, draw, obs)``, the
+    ``obs`` coordinate equal to ``observed_data``'s (the user's row positions), so that
+    ``idata.add_groups(posterior_predictive=...)`` makes ``az.plot_ppc`` work. With
+    ``n_draws`` the draws are thinned evenly within each chain.
+
+    Examples
+    --------
+    >>> ds = posterior_predictive_dataset(fit.idata, fit.design, n_draws=200)  # doctest: +SKIP
+    >>> fit.idata.add_groups(posterior_predictive=ds)                          # doctest: +SKIP
+    """
+    import xarray as xr
+
+    post = thin(idata.posterior, n_draws)
+    pd_ = parameter_draws(post, design)
+    y_rep = _fitted_draws(pd_, design, np.random.default_rng(seed))
+    order = np.argsort(design.rows)
+    nc, nd = post.sizes["chain"], post.sizes["draw"]
+    y = xr.DataArray(
+        y_rep[:, order].reshape(nc, nd, design.n),
+        dims=("chain", "draw", "obs"),
+        coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": design.rows[order]},
+    )
+    return xr.Dataset({"y": y})

@@ -229,3 +229,15 @@ class Fit:
         from .predict import predict
 
         return predict(self, new_data, kind=kind, groups=groups, **kwargs)
+
+    def loo(self, unit: str | None = None):
+        """PSIS-LOO through ArviZ in the right unit (observations, or whole clusters when
+        residuals are correlated or random effects integrated out); see :func:`hierbayes.loo`.
+
+        Examples
+        --------
+        >>> print(fit.loo())     # doctest: +SKIP
+        """
+        from .comparison import loo
+
+        return loo(self, unit=unit)

@@ -7,54 +7,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+from fake_fits import fake_fit, frame
 
 import hierbayes as hb
-from hierbayes.sample import SamplerOptions
-
-NC, ND = 2, 50
-
-
-def _frame(seed=0, n_ids=6, n_times=4):
-    rng = np.random.default_rng(seed)
-    ids = np.repeat([f"s{k}" for k in range(n_ids)], n_times)
-    t = np.tile(np.arange(n_times), n_ids).astype(float)
-    df = pd.DataFrame({"id": ids, "time": t, "x": rng.normal(size=ids.size),
-                       "arm": np.where(rng.random(ids.size) < 0.5, "a", "b")})
-    df["y"] = 0.3 + 0.5 * df["x"] + rng.normal(size=ids.size)
-    # times of one id with a gap, and rows shuffled: the fit must not depend on the order
-    df.loc[df["id"] == "s1", "time"] = [0.0, 1.0, 3.0, 4.0]
-    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-
-
-def _fake_fit(model, seed=0, fixed=None):
-    """A Fit whose posterior is random (or, with ``fixed``, constant) draws of every parameter."""
-    rng = np.random.default_rng(seed)
-    d = model.design
-    g = d.groups[0]
-    q, L = g.q, g.n_levels
-    if fixed is None:
-        post = {
-            "beta": rng.normal(size=(NC, ND, d.p)),
-            "sigma": rng.uniform(0.5, 1.5, size=(NC, ND)),
-            f"sd_{g.name}": rng.uniform(0.3, 1.0, size=(NC, ND, q)),
-            f"b_{g.name}": rng.normal(size=(NC, ND, L, q)),
-        }
-        if d.correlation is not None:
-            lo = 0.05 if d.correlation.kind == "car1" else -0.9
-            post["phi"] = rng.uniform(lo, 0.9, size=(NC, ND))
-    else:
-        post = {k: np.broadcast_to(np.asarray(v, dtype=float), (NC, ND) + np.shape(v)).copy()
-                for k, v in fixed.items()}
-    tdim = f"{g.name}__term"
-    dims = {"beta": ["coef"], f"sd_{g.name}": [tdim], f"b_{g.name}": [g.name, tdim],
-            f"corr_{g.name}": [tdim, tdim + "_bis"]}
-    coords = {"coef": list(d.fixed_names), g.name: list(g.levels), tdim: list(g.terms),
-              tdim + "_bis": list(g.terms)}
-    order = np.argsort(d.rows)  # observed_data as Model builds it: the user's row positions
-    dims["y"], coords["obs"] = ["obs"], d.rows[order]
-    idata = az.from_dict(posterior=post, observed_data={"y": d.y[order]}, dims=dims, coords=coords)
-    return hb.Fit(idata, d, model.priors, model.backend, model.layout, SamplerOptions(chains=NC, draws=ND))
-
 
 def _post(fit, name, **sel):
     return fit.posterior[name].sel(**sel).stack(s=("chain", "draw")).transpose("s", ...).values
@@ -73,8 +28,8 @@ def _by_hand_mu(fit, new):
 
 
 def test_existing_cluster_mean_is_x_beta_plus_z_b():
-    df = _frame()
-    fit = _fake_fit(hb.Model("y ~ x + arm + (1 + x | id)", df))
+    df = frame()
+    fit = fake_fit(hb.Model("y ~ x + arm + (1 + x | id)", df))
     new = pd.DataFrame({"id": ["s3", "s0", "s3"], "x": [0.2, -1.0, 2.0], "arm": ["b", "a", "a"]},
                        index=[10, 11, 12])
     pred = fit.predict(new)
@@ -94,18 +49,12 @@ def test_existing_cluster_mean_is_x_beta_plus_z_b():
 def test_new_cluster_draws_carry_the_random_effect_variance():
     """At fixed parameters the spread across draws is z'Sz for a new cluster's mean, plus
     sigma^2 for a new observation; a fitted cluster's mean does not vary."""
-    df = _frame()
+    df = frame()
     model = hb.Model("y ~ x + (1 + x | id)", df)
     sd, corr, sigma = np.array([0.8, 0.5]), np.array([[1.0, 0.4], [0.4, 1.0]]), 0.7
     S = np.outer(sd, sd) * corr
-    global NC, ND
-    saved = NC, ND
-    NC, ND = 4, 2000
-    try:
-        fit = _fake_fit(model, fixed={"beta": [0.3, 0.5], "sigma": sigma, "sd_id": sd, "corr_id": corr,
-                                      "b_id": np.zeros((6, 2))})
-    finally:
-        NC, ND = saved
+    fit = fake_fit(model, fixed={"beta": [0.3, 0.5], "sigma": sigma, "sd_id": sd, "corr_id": corr,
+                                 "b_id": np.zeros((6, 2))}, chains=4, draws=2000)
     new = pd.DataFrame({"id": ["s2", "zz", "zz", "yy"], "x": [1.5, 1.5, -0.5, 1.5]})
     mean = fit.predict(new, seed=1)
     assert list(mean.table["re_id"]) == ["fitted", "new", "new", "new"]
@@ -130,11 +79,11 @@ def test_new_cluster_draws_carry_the_random_effect_variance():
 
 @pytest.mark.parametrize("corr", ["ar1", "car1"])
 def test_ar_forecast_is_the_closed_form_conditional_mean(corr):
-    df = _frame(seed=4)
+    df = frame(seed=4)
     if corr == "car1":
         df["time"] = df["time"] * 0.7 + 0.1
     structure = hb.AR1("time", "id") if corr == "ar1" else hb.CAR1("time", "id")
-    fit = _fake_fit(hb.Model("y ~ x + arm + (1 + x | id)", df, correlation=structure), seed=5)
+    fit = fake_fit(hb.Model("y ~ x + arm + (1 + x | id)", df, correlation=structure), seed=5)
     last = df.loc[df.groupby("id")["time"].idxmax()].set_index("id")
     step = 1.0 if corr == "ar1" else 0.45
     new = pd.DataFrame({"id": ["s1", "s4", "s4"], "x": [0.3, -0.2, 0.9], "arm": ["a", "b", "b"]})
@@ -164,16 +113,10 @@ def test_ar_forecast_is_the_closed_form_conditional_mean(corr):
 def test_ar_response_variance_and_interior_times():
     """A new observation one lag ahead has variance sigma^2 (1 - phi^(2 lag)); a missing
     occasion inside the series is interpolated from both neighbours (bridge formula)."""
-    df = _frame(seed=6)
+    df = frame(seed=6)
     model = hb.Model("y ~ x + (1 | id)", df, correlation=hb.AR1("time", "id"))
-    global NC, ND
-    saved = NC, ND
-    NC, ND = 4, 2000
-    try:
-        fit = _fake_fit(model, fixed={"beta": [0.3, 0.5], "sigma": 0.9, "sd_id": [0.6], "phi": 0.6,
-                                      "b_id": np.zeros((6, 1))})
-    finally:
-        NC, ND = saved
+    fit = fake_fit(model, fixed={"beta": [0.3, 0.5], "sigma": 0.9, "sd_id": [0.6], "phi": 0.6,
+                                 "b_id": np.zeros((6, 1))}, chains=4, draws=2000)
     s1 = df[df["id"] == "s1"].set_index("time")  # times 0, 1, 3, 4
     new = pd.DataFrame({"id": ["s1", "s1"], "time": [6.0, 2.0], "x": [0.0, 0.0]})
     pred = fit.predict(new, kind="response", seed=0)
@@ -189,8 +132,8 @@ def test_ar_response_variance_and_interior_times():
 
 
 def test_new_level_of_a_fixed_categorical_is_an_error_naming_column_and_level():
-    df = _frame()
-    fit = _fake_fit(hb.Model("y ~ x + arm + (1 + x | id)", df))
+    df = frame()
+    fit = fake_fit(hb.Model("y ~ x + arm + (1 + x | id)", df))
     new = pd.DataFrame({"id": ["s1"], "x": [0.0], "arm": ["c"]})
     with pytest.raises(ValueError, match=r"column 'arm' has level\(s\) \['c'\]"):
         fit.predict(new)
@@ -205,8 +148,8 @@ def test_new_level_of_a_fixed_categorical_is_an_error_naming_column_and_level():
 
 
 def test_repeated_time_in_new_data_is_an_error():
-    df = _frame()
-    fit = _fake_fit(hb.Model("y ~ x + (1 | id)", df, correlation=hb.AR1("time", "id")))
+    df = frame()
+    fit = fake_fit(hb.Model("y ~ x + (1 | id)", df, correlation=hb.AR1("time", "id")))
     new = pd.DataFrame({"id": ["s1", "s1"], "time": [5.0, 5.0], "x": [0.0, 1.0]})
     with pytest.raises(ValueError, match="time 5 appears twice for cluster 's1'"):
         fit.predict(new)
@@ -216,15 +159,15 @@ def test_posterior_predictive_is_stored_for_arviz():
     import matplotlib
 
     matplotlib.use("Agg")
-    df = _frame()
+    df = frame()
     df.loc[3, "x"] = np.nan  # a dropped row: observed_data and the replicates skip it
     with pytest.warns(UserWarning, match="dropped 1"):
         model = hb.Model("y ~ x + (1 + x | id)", df, correlation=hb.AR1("time", "id"))
-    fit = _fake_fit(model)
+    fit = fake_fit(model)
     y_rep = fit.posterior_predictive(n_draws=40)
     pp = fit.idata.posterior_predictive["y"]
     assert pp.dims == ("chain", "draw", "obs")
-    assert pp.sizes["chain"] == NC and pp.sizes["draw"] == 20
+    assert pp.sizes["chain"] == 2 and pp.sizes["draw"] == 20
     np.testing.assert_array_equal(pp["obs"].values, fit.idata.observed_data["obs"].values)
     assert y_rep.shape == (40, len(df)) and np.isnan(y_rep[:, 3]).all()
     fit.posterior_predictive(n_draws=10)  # replaces the stored group

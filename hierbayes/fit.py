@@ -241,3 +241,16 @@ class Fit:
         from .comparison import loo
 
         return loo(self, unit=unit)
+
+    def fe_vs_re(self, group: str | None = None):
+        """The within (fixed-effects) estimator of the time-varying coefficients next to the
+        mixed model's posterior, with the Mundlak alternative pointed to; see
+        :func:`hierbayes.report.fixed_vs_random`.
+
+        Examples
+        --------
+        >>> fit.fe_vs_re()       # doctest: +SKIP
+        """
+        from .report import fixed_vs_random
+
+        return fixed_vs_random(self.idata, self.design, group)

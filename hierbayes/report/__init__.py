@@ -31,6 +31,7 @@ from .residuals import (
     within_group_residuals,
 )
 from .shrinkage import shrinkage_by_size, shrinkage_frame, shrinkage_table
+from .within import FixedVsRandom, fixed_vs_random, within_estimator
 
 __all__ = [
     "absorption_matrix",
@@ -54,4 +55,7 @@ __all__ = [
     "verdict_lines",
     "within_group_residuals",
     "write_report",
+    "FixedVsRandom",
+    "fixed_vs_random",
+    "within_estimator",
 ]

@@ -201,3 +201,26 @@ def test_log_likelihood_group_of_real_fits(small_pair):
         L = covariance_cholesky(p["sd_id"].values, p["corr_id"].values)
         want = collapsed.loglik(np, cd, p["beta"].values, float(p["sigma"]), float(p["phi"]), L @ L.T)
         assert ll[k] == pytest.approx(float(want), rel=1e-10)
+
+
+def test_predictions_and_loo_of_a_real_fit(small_pair):
+    """Simulated AR(1) data: a new id's mean carries the random-effect variance (law of total
+    variance over the draws), a fitted id's is far tighter; LOO leaves out whole ids."""
+    from hierbayes.recover import covariance_cholesky
+
+    marg, _ = small_pair
+    new = pd.DataFrame({"id": [3, 10**6], "time": [5, 5], "treatment": ["control", "control"]})
+    pred = marg.predict(new, seed=1)
+    assert list(pred.table["re_id"]) == ["fitted", "new"]
+    post = marg.posterior.stack(s=("chain", "draw"))
+    beta = post["beta"].transpose("s", "coef").values
+    L = covariance_cholesky(post["sd_id"].transpose("s", ...).values,
+                            post["corr_id"].transpose("s", ...).values)
+    z = np.array([1.0, 5.0])
+    zSz = np.einsum("k,skm,m->s", z, L @ np.swapaxes(L, 1, 2), z)
+    expected = zSz.mean() + np.var(beta @ np.array([1.0, 5.0, 0.0]))
+    assert pred.table["sd"].iloc[1] ** 2 == pytest.approx(expected, rel=0.15)
+    assert pred.table["sd"].iloc[0] < 0.8 * pred.table["sd"].iloc[1]
+    res = marg.loo()
+    assert res.unit == "id" and res.n_units == 60
+    assert res.k_counts().sum() == 60

@@ -110,6 +110,12 @@ def correlation(t1: np.ndarray, t2: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """``phi^|t1_i - t2_j|`` for D draws of ``phi``: (D, len(t1), len(t2)).
 
     Integer lags keep the sign of a negative AR(1) ``phi`` (``sign(phi)^lag |phi|^lag``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> correlation(np.array([0.0, 2.0]), np.array([3.0]), np.array([-0.5])).round(3).tolist()
+    [[[-0.125], [-0.5]]]
     """
     lag = np.abs(t1[:, None] - t2[None, :])
     ph = phi[:, None, None]

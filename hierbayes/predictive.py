@@ -71,7 +71,15 @@ class ParameterDraws:
 
 def thin(posterior, n_draws: int | None):
     """The posterior restricted to about ``n_draws`` draws in all, evenly spaced within
-    every chain (chain and draw coordinates kept, so ArviZ groups stay aligned)."""
+    every chain (chain and draw coordinates kept, so ArviZ groups stay aligned).
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> post = az.from_dict(posterior={"sigma": np.ones((2, 100))}).posterior
+    >>> thin(post, 10)["draw"].values.tolist()
+    [0, 25, 50, 74, 99]
+    """
     if n_draws is None:
         return posterior
     if n_draws < 1:
@@ -83,7 +91,14 @@ def thin(posterior, n_draws: int | None):
 
 
 def parameter_draws(posterior, design: Design) -> ParameterDraws:
-    """Flatten the posterior variables a prediction needs (see :class:`ParameterDraws`)."""
+    """Flatten the posterior variables a prediction needs (see :class:`ParameterDraws`).
+
+    Examples
+    --------
+    >>> draws = parameter_draws(fit.idata.posterior, fit.design)   # doctest: +SKIP
+    >>> draws.beta.shape, draws.chol["id"].shape                    # doctest: +SKIP
+    ((4000, 3), (4000, 2, 2))
+    """
     return _flat_draws(posterior.stack(sample=("chain", "draw")), design)
 
 

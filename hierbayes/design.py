@@ -14,6 +14,7 @@ import formulae
 import numpy as np
 import pandas as pd
 
+from . import mundlak
 from .correlation import AR1, CAR1
 from .spec import ModelSpec
 
@@ -34,6 +35,8 @@ class GroupBlock:
         Random-effect design columns.
     terms : tuple of str
         Names of the q columns (``"Intercept"``, ``"time"``).
+    correlated : bool
+        Whether the terms are correlated (LKJ prior); False for ``(1 + x || g)``.
     """
 
     name: str
@@ -41,6 +44,7 @@ class GroupBlock:
     index: np.ndarray
     Z: np.ndarray
     terms: tuple[str, ...]
+    correlated: bool = True
 
     @property
     def q(self) -> int:
@@ -98,6 +102,7 @@ class Design:
     cluster_levels: tuple[str, ...] = ()
     layout: ClusterLayout | None = None
     common_terms: object = field(default=None, repr=False, compare=False)
+    trials: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -254,20 +259,33 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     clean = clean.reset_index(drop=True)
 
     y_raw = clean[spec.response]
-    if not pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw):
+    binary = spec.family.name == "bernoulli" and pd.api.types.is_bool_dtype(y_raw)
+    if not binary and (
+        not pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)
+    ):
         raise ValueError(
-            f"response column {spec.response!r} is not numeric (dtype {y_raw.dtype}); "
-            "convert it with pd.to_numeric or choose a numeric column."
+            f"response column {spec.response!r} is not numeric (dtype {y_raw.dtype}); the "
+            f"{spec.family.name} family needs {spec.family.support}: convert it with "
+            "pd.to_numeric or choose a numeric column."
         )
     y = y_raw.to_numpy(dtype=float)
-    spec.family.validate(y, spec.response)
+    trials = None
+    if spec.trials is not None:
+        t_raw = clean[spec.trials]
+        if not pd.api.types.is_numeric_dtype(t_raw) or pd.api.types.is_bool_dtype(t_raw):
+            raise ValueError(
+                f"trials column {spec.trials!r} is not numeric (dtype {t_raw.dtype}); it must "
+                "hold the number of trials of each row."
+            )
+        trials = t_raw.to_numpy(dtype=float)
+    spec.family.validate(y, spec.response, trials)
 
     for c in cols:
         if c != spec.response and pd.api.types.is_numeric_dtype(clean[c]):
             if not np.all(np.isfinite(clean[c].to_numpy(dtype=float))):
                 raise ValueError(f"column {c!r} has infinite values; replace or remove them.")
 
-    dm = formulae.design_matrices(spec.fixed, clean)
+    dm = formulae.design_matrices(spec.fixed, clean, extra_namespace=mundlak.NAMESPACE)
     X = np.asarray(dm.common.design_matrix, dtype=float)
     names = _term_labels(dm)
     _check_rank(X, names, "fixed-effect")
@@ -275,10 +293,14 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     # --- group terms, merged per factor (terms of one factor are correlated)
     blocks: dict[str, dict] = {}
     for gt in spec.group_terms:
-        gdm = formulae.design_matrices(gt.expr, clean)
+        gdm = formulae.design_matrices(gt.expr, clean, extra_namespace=mundlak.NAMESPACE)
         Zt = np.asarray(gdm.common.design_matrix, dtype=float)
         labels = _term_labels(gdm)
-        b = blocks.setdefault(gt.name, {"cols": gt.factor_columns, "Z": [], "terms": []})
+        b = blocks.setdefault(
+            gt.name, {"cols": gt.factor_columns, "Z": [], "terms": [], "corr": True}
+        )
+        # any '||' term of a factor makes all of its terms independent
+        b["corr"] = b["corr"] and gt.correlated
         for j, lab in enumerate(labels):
             if lab in b["terms"]:
                 raise ValueError(f"term {lab!r} appears twice for grouping factor {gt.name!r}.")
@@ -292,7 +314,9 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
                 f"grouping factor {name!r} has a single level ({levels[0]!r}); random effects "
                 "need at least two groups: remove the group term or check the column."
             )
-        groups_unsorted.append((name, levels, codes, np.column_stack(b["Z"]), tuple(b["terms"])))
+        groups_unsorted.append(
+            (name, levels, codes, np.column_stack(b["Z"]), tuple(b["terms"]), b["corr"])
+        )
 
     # --- correlation and sort order
     corr = spec.correlation
@@ -310,7 +334,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
             )
         cluster, cluster_levels = _factor_codes(clean, (corr.group,))
     elif groups_unsorted:
-        name, levels, codes, _, _ = max(groups_unsorted, key=lambda g: len(g[1]))
+        name, levels, codes, _, _, _ = max(groups_unsorted, key=lambda g: len(g[1]))
         cluster, cluster_levels = codes, levels
     order = (
         _cluster_sort(cluster, time) if cluster is not None else np.arange(len(clean))
@@ -331,8 +355,10 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         layout = cluster_layout(cluster, time, len(cluster_levels))
 
     groups = tuple(
-        GroupBlock(name=name, levels=levels, index=codes[order], Z=Z[order], terms=terms)
-        for name, levels, codes, Z, terms in groups_unsorted
+        GroupBlock(
+            name=name, levels=levels, index=codes[order], Z=Z[order], terms=terms, correlated=corr_
+        )
+        for name, levels, codes, Z, terms, corr_ in groups_unsorted
     )
     return Design(
         spec=spec,
@@ -349,4 +375,5 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         cluster_levels=cluster_levels,
         layout=layout,
         common_terms=dm.common,
+        trials=None if trials is None else trials[order],
     )

@@ -66,7 +66,9 @@ class Fit:
             "latent": "latent (non-centred random effects)",
         }[self.backend]
         lines = [
-            "Bayesian linear mixed-effects model (hierbayes)",
+            "Bayesian "
+            + ("linear" if d.spec.family.name == "gaussian" else "generalized linear")
+            + " mixed-effects model (hierbayes)",
             f"  Formula: {d.spec.formula}",
             f"  Family: {d.spec.family.name} ({d.spec.family.link} link)",
             f"  Correlation: {d.correlation.describe() if d.correlation else 'none (independent residuals)'}",

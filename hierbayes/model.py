@@ -16,7 +16,7 @@ from .fit import Fit
 from .priors import Prior, resolve_priors, tree
 from .spec import parse
 
-_KEEP = ("beta", "sigma", "phi", "sd_", "corr_", "b_")
+_KEEP = ("beta", "sigma", "phi", "sd_", "corr_", "b_", "nu", "alpha")
 
 
 class Model:
@@ -33,7 +33,11 @@ class Model:
     data : pandas.DataFrame
     correlation : hb.AR1 or hb.CAR1, optional
         Residual correlation within clusters.
-    family : str, default "gaussian"
+    family : str or family object, default "gaussian"
+        ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
+        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
+        :mod:`hierbayes.families` such as ``Bernoulli(link="probit")``. Families other than
+        the Gaussian use the latent backend.
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept

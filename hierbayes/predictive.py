@@ -1,4 +1,4 @@
-"""Posterior predictive draws of the fitted data (Gaussian, AR(1)/CAR(1) residuals)."""
+"""Posterior predictive draws of the fitted data (every family, AR(1)/CAR(1) correlation)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed
     """Replicated data ``y_rep`` (D, N) in design row order from posterior draws.
 
     Uses the random effects of the fitted clusters (``b_<g>``), so it replicates new
-    observations of the same clusters.
+    observations of the same clusters; draws come from the model's family (counts for
+    Poisson, 0/1 for Bernoulli, ...). For a non-Gaussian family with an AR(1) correlation
+    the latent process is drawn afresh from its fitted ``phi`` and ``sd_ar``.
 
     Examples
     --------
@@ -72,4 +74,13 @@ def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed
         b[g.name] = post[name].sel({g.name: list(g.levels)}).transpose("sample", g.name, f"{g.name}__term").values
     mu = linear_predictor(design, beta, b)
     phi = draws("phi") if "phi" in post else None
-    return mu + residual_draws(design, draws("sigma"), phi, rng)
+    fam = design.spec.family
+    if fam.collapsible:
+        return mu + residual_draws(design, draws("sigma"), phi, rng)
+    if phi is not None:
+        # a fresh draw of the latent AR(1) process of the linear predictor (new occasions
+        # of the same clusters)
+        mu = mu + residual_draws(design, draws("sd_ar"), phi, rng)
+    fp = {k: draws(k)[:, None] for k in fam.extra_params}
+    trials = None if design.trials is None else design.trials[None, :]
+    return fam.draw(rng, mu, fp, trials)

@@ -106,6 +106,8 @@ class Model:
                   None if d.layout is None else d.layout.pos.shape)
         )
         corr = None if d.correlation is None else (d.correlation.kind,)
+        # the family and link fix the likelihood graph too (logit and probit share shapes)
+        corr = (corr, repr(self.spec.family), d.trials is not None)
         return sample.structure_key(
             self.backend, d.fixed_names, tuple((g.name, g.terms) for g in d.groups),
             corr, tuple((k, repr(v)) for k, v in self.priors.items()), shapes,

@@ -58,9 +58,14 @@ class Fit:
     def header(self) -> list[str]:
         d, o = self.design, self.options
         groups = ", ".join(f"{g.name}: {g.n_levels} levels" for g in d.groups) or "none"
+        from .collapsed import collapsed_group
+
+        collapsed_name = collapsed_group(d).name if self.backend == "marginal" else ""
+        latent_names = [g.name for g in d.groups if g.name != collapsed_name]
         backend = {
             "marginal": f"marginal (random effects integrated out, {self.layout} layout; "
-            f"{d.groups[0].name if d.groups else ''} collapsed, draws recovered"
+            f"{collapsed_name} collapsed, draws recovered"
+            + (f"; {', '.join(latent_names)} latent (hybrid)" if latent_names else "")
             + ("; ridge-aligned coordinates" if self.timing.get("ridge") else "")
             + ")",
             "latent": "latent (non-centred random effects)",

@@ -177,7 +177,8 @@ class Model:
         idata = self._tidy(raw)
         if self.backend == "marginal" and recover_random_effects:
             t1 = time.perf_counter()
-            idata.posterior[f"b_{self.design.groups[0].name}"] = self._recover(idata, seed)
+            g = collapsed.collapsed_group(self.design)
+            idata.posterior[f"b_{g.name}"] = self._recover(idata, seed)
             timing["recover_s"] = time.perf_counter() - t1
         timing["total_s"] = time.perf_counter() - t0
         return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing)
@@ -200,7 +201,7 @@ class Model:
         return idata
 
     def _recover(self, idata: az.InferenceData, seed: int) -> xr.DataArray:
-        g = self.design.groups[0]
+        g = collapsed.collapsed_group(self.design)
         post = idata.posterior
         nc, nd = post.sizes["chain"], post.sizes["draw"]
 
@@ -216,7 +217,22 @@ class Model:
             if self.layout == "pooled"
             else recover.draw_random_effects
         )
-        b = draw(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
+        others = [h for h in self.design.groups if h.name != g.name]
+        if others:  # hybrid: condition on the latent factors' draws
+            from .predictive import linear_predictor
+
+            D = nc * nd
+            bs = {
+                h.name: post[f"b_{h.name}"].transpose("chain", "draw", h.name, f"{h.name}__term")
+                .values.reshape(D, h.n_levels, h.q)
+                for h in others
+            }
+            offset = linear_predictor(self.design, np.zeros((D, 0)), bs, groups=others)
+            b = recover.draw_random_effects(
+                self.design, flat("beta"), flat("sigma"), phi, L_S, rng, offset=offset
+            )
+        else:
+            b = draw(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
         tdim = f"{g.name}__term"
         return xr.DataArray(
             b.reshape(nc, nd, g.n_levels, g.q),

@@ -7,13 +7,16 @@ import numpy as np
 from .design import Design
 
 
-def linear_predictor(design: Design, beta: np.ndarray, b: dict[str, np.ndarray]) -> np.ndarray:
+def linear_predictor(
+    design: Design, beta: np.ndarray, b: dict[str, np.ndarray], groups=None
+) -> np.ndarray:
     """``X beta + sum_g Z_g b_g[index]`` for D draws: returns (D, N) in design row order.
 
-    ``beta`` is (D, p); ``b[g]`` is (D, levels, q) for every grouping factor ``g``.
+    ``beta`` is (D, p), or (D, 0) to leave out the fixed part; ``b[g]`` is (D, levels, q)
+    for every grouping factor ``g`` of ``groups`` (default: all of the design's).
     """
-    mu = beta @ design.X.T if design.p else np.zeros((beta.shape[0], design.n))
-    for g in design.groups:
+    mu = beta @ design.X.T if beta.shape[1] else np.zeros((beta.shape[0], design.n))
+    for g in design.groups if groups is None else groups:
         mu = mu + np.einsum("nq,dnq->dn", g.Z, b[g.name][:, g.index, :])
     return mu
 

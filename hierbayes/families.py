@@ -133,6 +133,20 @@ class Family:
         """Keyword arguments of the PyMC distribution ``pymc.<dist>`` at ``eta``."""
         raise NotImplementedError
 
+    def fitted(self, eta, params: dict, trials=None) -> np.ndarray:
+        """Expected response ``E[y]`` (numpy): ``n p`` for the binomial."""
+        return self.mean(eta)
+
+    def variance(self, eta, params: dict, trials=None) -> np.ndarray:
+        """``Var[y]`` at ``eta`` (numpy), for Pearson residuals."""
+        raise NotImplementedError
+
+    def working_response(self, y, trials=None) -> np.ndarray:
+        """The response carried to the link scale with a continuity correction (the
+        "empirical logit" ``log((y + 0.5) / (n - y + 0.5))``, ``log(y + 0.5)``): what the
+        per-cluster least squares of the shrinkage report are fitted to."""
+        return np.asarray(y, dtype=float)
+
     def logpdf(self, y, eta, params: dict, trials=None) -> np.ndarray:
         """Pointwise log density (numpy/scipy) of ``y`` given ``eta`` and the parameters."""
         raise NotImplementedError
@@ -174,6 +188,9 @@ class Gaussian(Family):
     def logpdf(self, y, eta, params, trials=None):
         return stats.norm.logpdf(y, eta, params["sigma"])
 
+    def variance(self, eta, params, trials=None):
+        return np.broadcast_to(np.asarray(params["sigma"]) ** 2, np.shape(eta))
+
     def draw(self, rng, eta, params, trials=None):
         return eta + rng.standard_normal(np.shape(eta)) * params["sigma"]
 
@@ -210,6 +227,11 @@ class StudentT(Gaussian):
     def logpdf(self, y, eta, params, trials=None):
         return stats.t.logpdf(y, params["nu"], eta, params["sigma"])
 
+    def variance(self, eta, params, trials=None):
+        nu = np.asarray(params["nu"], dtype=float)
+        v = np.asarray(params["sigma"]) ** 2 * np.where(nu > 2, nu / np.maximum(nu - 2, 1e-12), np.inf)
+        return np.broadcast_to(v, np.shape(eta))
+
     def draw(self, rng, eta, params, trials=None):
         nu = np.broadcast_to(params["nu"], np.shape(eta))
         return eta + rng.standard_t(nu) * params["sigma"]
@@ -243,6 +265,21 @@ class Bernoulli(Family):
 
     def logpdf(self, y, eta, params, trials=None):
         return stats.bernoulli.logpmf(y, self.mean(eta))
+
+    def fitted(self, eta, params, trials=None):
+        p = self.mean(eta)
+        return p if trials is None else trials * p
+
+    def variance(self, eta, params, trials=None):
+        p = self.mean(eta)
+        return p * (1 - p) * (1.0 if trials is None else trials)
+
+    def working_response(self, y, trials=None):
+        n = 1.0 if trials is None else np.asarray(trials, dtype=float)
+        y = np.asarray(y, dtype=float)
+        if self.link == "probit":
+            return stats.norm.ppf((y + 0.5) / (n + 1.0))
+        return np.log((y + 0.5) / (n - y + 0.5))
 
     def draw(self, rng, eta, params, trials=None):
         return (rng.random(np.shape(eta)) < self.mean(eta)).astype(float)
@@ -321,6 +358,12 @@ class Poisson(Family):
     def logpdf(self, y, eta, params, trials=None):
         return stats.poisson.logpmf(y, np.exp(eta))
 
+    def variance(self, eta, params, trials=None):
+        return np.exp(eta)
+
+    def working_response(self, y, trials=None):
+        return np.log(np.asarray(y, dtype=float) + 0.5)
+
     def draw(self, rng, eta, params, trials=None):
         return rng.poisson(np.exp(eta)).astype(float)
 
@@ -354,6 +397,10 @@ class NegativeBinomial(Poisson):
     def logpdf(self, y, eta, params, trials=None):
         mu, a = np.exp(eta), params["alpha"]
         return stats.nbinom.logpmf(y, a, a / (a + mu))
+
+    def variance(self, eta, params, trials=None):
+        mu = np.exp(eta)
+        return mu + mu**2 / params["alpha"]
 
     def draw(self, rng, eta, params, trials=None):
         mu = np.exp(eta)

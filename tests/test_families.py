@@ -128,7 +128,7 @@ def test_binomial_log_density_matches_scipy(link, fast_mode):
 # ----------------------------------------------------------------------- recovery
 
 
-def test_recovery_poisson_and_posterior_predictive_counts():
+def test_recovery_poisson_and_reports(tmp_path):
     rng = np.random.default_rng(11)
     df, eta = _clustered(rng)
     df["y"] = rng.poisson(np.exp(eta))
@@ -139,6 +139,17 @@ def test_recovery_poisson_and_posterior_predictive_counts():
     assert rep.shape == (20, len(df)) and np.all(rep == np.round(rep)) and rep.min() >= 0
     text = str(fit.summary())
     assert "Family: poisson (log link)" in text and "generalized linear" in text
+    # Pearson residuals at the posterior means: roughly unit scale
+    res = fit.residuals()
+    assert 0.2 < res["Q3"] - res["Q1"] < 3.0
+    # shrinkage against per-cluster least squares of log(y + 0.5)
+    ols = fit.cluster_ols()
+    d = fit.design
+    c0 = d.groups[0].index == 0
+    assert ols["Intercept"].iloc[0] == pytest.approx(np.log(d.y[c0] + 0.5).mean())
+    assert fit.shrinkage().loc["Intercept", "var_ratio"] < 1
+    html = fit.report(tmp_path).read_text()
+    assert "poisson" in html and "Standardized within-group residuals" in html
 
 
 @pytest.mark.parametrize("link", ["logit", "probit"])
@@ -174,6 +185,9 @@ def test_recovery_negative_binomial():
     fit = hb.Model("y ~ x + (1 | g)", df, family="negbinomial").fit(seed=4, **FIT)
     _inside(fit, "beta", [1.0, 0.5])
     _inside(fit, "alpha", 3.0)
+    from hierbayes.report.diagnostics import hyper_posterior
+
+    assert "alpha" in hyper_posterior(fit.idata).data_vars
     s = fit.summary().table
     assert "alpha (negative binomial shape)" in s.index
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
 from .. import collapsed
@@ -54,10 +55,13 @@ def latent_ar_process(design: Design, phi, sd_ar):
     pos = _data("pos", np.where(lay.mask, lay.pos, 0))
     mask = _data("mask", lay.mask.astype(float))
     innov = z[pos] * mask * sd_ar / pt.sqrt(inv_s2)
-    cols = [innov[:, 0]]
-    for k in range(1, lay.width):
-        cols.append(a[:, k] * cols[-1] + innov[:, k])
-    U = pt.stack(cols, axis=1)
+    # a[:, 0] = 0, so the recursion starts each cluster at its stationary draw
+    U_t, _ = pytensor.scan(
+        lambda a_k, e_k, prev: a_k * prev + e_k,
+        sequences=[a.T, innov.T],
+        outputs_info=[pt.zeros(lay.n_clusters)],
+    )
+    U = U_t.T
     # rows are sorted by (cluster, time): the row-major order of the mask is the row order
     cc, kk = np.nonzero(lay.mask)
     return U[_data("ar_c", cc), _data("ar_k", kk)]

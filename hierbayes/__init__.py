@@ -8,7 +8,7 @@
 >>> print(fit.summary())         # doctest: +SKIP
 """
 
-from . import datasets
+from . import datasets, families
 from .correlation import AR1, CAR1
 from .fit import Fit
 from .model import Model
@@ -17,4 +17,4 @@ from .simulate import simulate
 
 __version__ = "0.1.0"
 
-__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "simulate", "__version__"]
+__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__"]

@@ -294,7 +294,7 @@ class Binomial(Bernoulli):
     --------
     >>> import numpy as np
     >>> from hierbayes.families import Binomial
-    >>> Binomial().validate(np.array([0, 3]), "hits", trials=np.array([2, 5]))
+    >>> Binomial().validate(np.array([0, 3]), "hits", trials=np.array([2, 2]))
     Traceback (most recent call last):
     ...
     ValueError: response column 'hits' has values outside the support of the binomial family (integers from 0 to the number of trials): 1 value(s) outside it, e.g. 3. Check the column or choose another family.

@@ -152,7 +152,9 @@ def test_recovery_poisson_and_reports(tmp_path):
     assert "poisson" in html and "Standardized within-group residuals" in html
 
 
-@pytest.mark.parametrize("link", ["logit", "probit"])
+# probit's likelihood is checked exactly by the binomial log-density test; its recovery
+# run is in the slow set
+@pytest.mark.parametrize("link", ["logit", pytest.param("probit", marks=pytest.mark.slow)])
 def test_recovery_bernoulli(link):
     rng = np.random.default_rng(12)
     df, eta = _clustered(rng, n_groups=40, size=10, intercept=-0.2, slope=1.0, sd_g=0.8)

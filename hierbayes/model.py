@@ -244,7 +244,7 @@ class Model:
         d = self.design
         lines = [
             f"hierbayes.Model: {self.spec.formula}",
-            f"  family: {self.spec.family.name}; correlation: "
+            f"  family: {self.spec.family.name} ({self.spec.family.link} link); correlation: "
             f"{d.correlation.describe() if d.correlation else 'none'}",
             f"  backend: {self.backend}" + (f" ({self.layout} layout)" if self.layout else ""),
             f"  {d.n} observations; groups: "

@@ -108,7 +108,7 @@ def collapsed_group(design: Design):
                 return g
         raise ValueError(
             f"residual correlation is within {corr.group!r} but the random effects are on "
-            f"{[g.name for g in design.groups]}; the collapsed backend needs the correlation "
+            f"{', '.join(repr(g.name) for g in design.groups)}; the collapsed backend needs the correlation "
             "within one of the grouping factors. Use backend='latent'."
         )
     return max(design.groups, key=lambda g: g.n_levels)

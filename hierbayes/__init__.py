@@ -8,7 +8,7 @@
 >>> print(fit.summary())         # doctest: +SKIP
 """
 
-from . import datasets
+from . import datasets, families
 from .correlation import AR1, CAR1
 from .fit import Fit
 from .model import Model
@@ -18,4 +18,4 @@ from .comparison import compare, loo
 
 __version__ = "0.1.0"
 
-__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "simulate", "__version__", "compare", "loo"]
+__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo"]

@@ -82,14 +82,47 @@ def _patterns(pad: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return first, inverse.ravel()
 
 
+def collapsed_group(design: Design):
+    """The grouping factor the collapsed likelihood integrates out.
+
+    The factor the residual correlation is within, if any; otherwise the factor with the
+    most levels (the rows' clustering factor). With several factors the others stay latent.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.collapsed import collapsed_group
+    >>> m = hb.Model("y ~ time + (1 | id) + (1 | treatment)", hb.datasets.load("clark_ar1"))
+    >>> collapsed_group(m.design).name
+    'id'
+    """
+    if not design.groups:
+        raise ValueError(
+            "the collapsed backend integrates out a grouping factor, and this model has none. "
+            "Use backend='latent'."
+        )
+    corr = design.correlation
+    if corr is not None:
+        for g in design.groups:
+            if g.name == corr.group:
+                return g
+        raise ValueError(
+            f"residual correlation is within {corr.group!r} but the random effects are on "
+            f"{', '.join(repr(g.name) for g in design.groups)}; the collapsed backend needs the correlation "
+            "within one of the grouping factors. Use backend='latent'."
+        )
+    return max(design.groups, key=lambda g: g.n_levels)
+
+
 def prepare(design: Design, layout: str = "auto") -> CollapsedData:
     """Precompute the arrays of the collapsed likelihood.
 
     Parameters
     ----------
     design : Design
-        Must have exactly one grouping factor; with a residual correlation, its group
-        must be that factor.
+        With a residual correlation, its group must be one of the grouping factors. With
+        several factors, :func:`collapsed_group` is integrated out (padded layout) and the
+        others enter the likelihood as an offset (the backend keeps them latent).
     layout : {"auto", "padded", "pooled"}
         ``"auto"`` picks the cheaper exact layout by counting the work per gradient.
 
@@ -103,20 +136,22 @@ def prepare(design: Design, layout: str = "auto") -> CollapsedData:
     >>> cd.layout, cd.arrays["K"].shape
     ('pooled', (1, 4, 4, 4, 4))
     """
-    if len(design.groups) != 1:
-        raise ValueError(
-            "the collapsed backend integrates out one grouping factor; this model has "
-            f"{len(design.groups)} ({[g.name for g in design.groups]}). Use backend='latent'."
-        )
-    group = design.groups[0]
+    group = collapsed_group(design)
     corr = design.correlation
-    if corr is not None and corr.group != group.name:
-        raise ValueError(
-            f"residual correlation is within {corr.group!r} but the random effects are on "
-            f"{group.name!r}; the collapsed backend needs them on the same factor. "
-            "Use backend='latent'."
-        )
     pad = _padded_arrays(design, group)
+    if len(design.groups) > 1:
+        # hybrid: the other factors stay latent and enter as a per-draw offset, which the
+        # pooled layout's precomputed cross-products cannot take
+        if layout == "pooled":
+            raise ValueError(
+                "the pooled layout needs a single grouping factor; with several factors the "
+                "collapsed likelihood uses the padded layout (layout='padded' or 'auto')."
+            )
+        lay = design.layout
+        pad["pos"] = np.where(lay.mask, lay.pos, 0)
+        pad["mask"] = lay.mask.astype(float)
+        kind = corr.kind if corr is not None else None
+        return CollapsedData("padded", kind, group.q, pad, lay.n_clusters)
     C, T = pad["Y"].shape
     q, p = group.q, design.p
     m = 1 + p
@@ -230,14 +265,17 @@ def _const_terms(xp, nobs, count, sigma, logdet_S, logdet_M, q):
     )
 
 
-def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int):
+def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None):
     """Per-cluster collapsed log-likelihood on the padded layout (returns shape (C,)).
 
     The q x q algebra per cluster is unrolled (:mod:`hierbayes.smallmat`) into
-    elementwise operations on cluster-length vectors.
+    elementwise operations on cluster-length vectors. ``offset`` (C, T), zero in padded
+    slots, is subtracted from the response: the other factors' ``Z b`` of a hybrid model.
     """
     Y, X, Z = arrays["Y"], arrays["X"], arrays["Z"]
     e = Y - (X * beta).sum(axis=-1)
+    if offset is not None:
+        e = e - offset
     a, inv_s2 = ar_coefficients(xp, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
     ew = whiten(xp, e, a, inv_s2)
     Zw = whiten(xp, Z, a, inv_s2)

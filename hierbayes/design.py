@@ -14,6 +14,7 @@ import formulae
 import numpy as np
 import pandas as pd
 
+from . import mundlak
 from .correlation import AR1, CAR1
 from .spec import ModelSpec
 
@@ -37,6 +38,8 @@ class GroupBlock:
     term_matrices : tuple
         The formulae design matrices of the group terms merged into this factor, in column
         order; ``evaluate_new_data`` on them builds ``Z`` for new rows (prediction).
+    correlated : bool
+        Whether the terms are correlated (LKJ prior); False for ``(1 + x || g)``.
     """
 
     name: str
@@ -45,6 +48,7 @@ class GroupBlock:
     Z: np.ndarray
     terms: tuple[str, ...]
     term_matrices: tuple = field(default=(), repr=False, compare=False)
+    correlated: bool = True
 
     @property
     def q(self) -> int:
@@ -102,6 +106,7 @@ class Design:
     cluster_levels: tuple[str, ...] = ()
     layout: ClusterLayout | None = None
     common_terms: object = field(default=None, repr=False, compare=False)
+    trials: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -258,20 +263,33 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     clean = clean.reset_index(drop=True)
 
     y_raw = clean[spec.response]
-    if not pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw):
+    binary = spec.family.name == "bernoulli" and pd.api.types.is_bool_dtype(y_raw)
+    if not binary and (
+        not pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)
+    ):
         raise ValueError(
-            f"response column {spec.response!r} is not numeric (dtype {y_raw.dtype}); "
-            "convert it with pd.to_numeric or choose a numeric column."
+            f"response column {spec.response!r} is not numeric (dtype {y_raw.dtype}); the "
+            f"{spec.family.name} family needs {spec.family.support}: convert it with "
+            "pd.to_numeric or choose a numeric column."
         )
     y = y_raw.to_numpy(dtype=float)
-    spec.family.validate(y, spec.response)
+    trials = None
+    if spec.trials is not None:
+        t_raw = clean[spec.trials]
+        if not pd.api.types.is_numeric_dtype(t_raw) or pd.api.types.is_bool_dtype(t_raw):
+            raise ValueError(
+                f"trials column {spec.trials!r} is not numeric (dtype {t_raw.dtype}); it must "
+                "hold the number of trials of each row."
+            )
+        trials = t_raw.to_numpy(dtype=float)
+    spec.family.validate(y, spec.response, trials)
 
     for c in cols:
         if c != spec.response and pd.api.types.is_numeric_dtype(clean[c]):
             if not np.all(np.isfinite(clean[c].to_numpy(dtype=float))):
                 raise ValueError(f"column {c!r} has infinite values; replace or remove them.")
 
-    dm = formulae.design_matrices(spec.fixed, clean)
+    dm = formulae.design_matrices(spec.fixed, clean, extra_namespace=mundlak.NAMESPACE)
     X = np.asarray(dm.common.design_matrix, dtype=float)
     names = _term_labels(dm)
     _check_rank(X, names, "fixed-effect")
@@ -279,11 +297,15 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     # --- group terms, merged per factor (terms of one factor are correlated)
     blocks: dict[str, dict] = {}
     for gt in spec.group_terms:
-        gdm = formulae.design_matrices(gt.expr, clean)
+        gdm = formulae.design_matrices(gt.expr, clean, extra_namespace=mundlak.NAMESPACE)
         Zt = np.asarray(gdm.common.design_matrix, dtype=float)
         labels = _term_labels(gdm)
-        b = blocks.setdefault(gt.name, {"cols": gt.factor_columns, "Z": [], "terms": [], "dms": []})
+        b = blocks.setdefault(
+            gt.name, {"cols": gt.factor_columns, "Z": [], "terms": [], "dms": [], "corr": True}
+        )
         b["dms"].append(gdm.common)
+        # any '||' term of a factor makes all of its terms independent
+        b["corr"] = b["corr"] and gt.correlated
         for j, lab in enumerate(labels):
             if lab in b["terms"]:
                 raise ValueError(f"term {lab!r} appears twice for grouping factor {gt.name!r}.")
@@ -298,7 +320,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
                 "need at least two groups: remove the group term or check the column."
             )
         groups_unsorted.append(
-            (name, levels, codes, np.column_stack(b["Z"]), tuple(b["terms"]), tuple(b["dms"]))
+            (name, levels, codes, np.column_stack(b["Z"]), tuple(b["terms"]), tuple(b["dms"]), b["corr"])
         )
 
     # --- correlation and sort order
@@ -338,8 +360,11 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         layout = cluster_layout(cluster, time, len(cluster_levels))
 
     groups = tuple(
-        GroupBlock(name=name, levels=levels, index=codes[order], Z=Z[order], terms=terms, term_matrices=dms)
-        for name, levels, codes, Z, terms, dms in groups_unsorted
+        GroupBlock(
+            name=name, levels=levels, index=codes[order], Z=Z[order], terms=terms,
+            term_matrices=dms, correlated=corr_,
+        )
+        for name, levels, codes, Z, terms, dms, corr_ in groups_unsorted
     )
     return Design(
         spec=spec,
@@ -356,4 +381,5 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         cluster_levels=cluster_levels,
         layout=layout,
         common_terms=dm.common,
+        trials=None if trials is None else trials[order],
     )

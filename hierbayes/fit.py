@@ -58,15 +58,22 @@ class Fit:
     def header(self) -> list[str]:
         d, o = self.design, self.options
         groups = ", ".join(f"{g.name}: {g.n_levels} levels" for g in d.groups) or "none"
+        from .collapsed import collapsed_group
+
+        collapsed_name = collapsed_group(d).name if self.backend == "marginal" else ""
+        latent_names = [g.name for g in d.groups if g.name != collapsed_name]
         backend = {
             "marginal": f"marginal (random effects integrated out, {self.layout} layout; "
-            f"{d.groups[0].name if d.groups else ''} collapsed, draws recovered"
+            f"{collapsed_name} collapsed, draws recovered"
+            + (f"; {', '.join(latent_names)} latent (hybrid)" if latent_names else "")
             + ("; ridge-aligned coordinates" if self.timing.get("ridge") else "")
             + ")",
             "latent": "latent (non-centred random effects)",
         }[self.backend]
         lines = [
-            "Bayesian linear mixed-effects model (hierbayes)",
+            "Bayesian "
+            + ("linear" if d.spec.family.name == "gaussian" else "generalized linear")
+            + " mixed-effects model (hierbayes)",
             f"  Formula: {d.spec.formula}",
             f"  Family: {d.spec.family.name} ({d.spec.family.link} link)",
             f"  Correlation: {d.correlation.describe() if d.correlation else 'none (independent residuals)'}",

@@ -1,11 +1,11 @@
 """Pointwise log-likelihood of a fit, in the unit that LOO and power-scaling need.
 
 - Conditionally independent observations (latent backend, no residual correlation): one
-  value per observation, ``log N(y_i; x_i beta + z_i b, sigma)``, dim ``obs`` (the user's
-  row positions, as in ``observed_data``).
+  value per observation, ``log N(y_i; x_i beta + z_i b, sigma)`` or the family's density
+  (Poisson, Bernoulli, ...), dim ``obs`` (the user's row positions, as in ``observed_data``).
 - Residuals correlated within clusters (AR(1)/CAR(1)), or random effects integrated out
   (marginal backend): one value per cluster of the factor that carries the correlation or
-  was integrated out, dim named after that factor (its levels as coordinates). For the
+  was integrated out (with several factors, conditional on the latent ones' draws), dim named after that factor (its levels as coordinates). For the
   marginal backend this is the collapsed density ``log p(y_c | beta, sigma, S, phi)``; for
   the latent backend the whitened conditional density ``log p(y_c | beta, b, sigma, phi)``.
 
@@ -42,7 +42,7 @@ def unit(design: Design, backend: str) -> str:
     if design.correlation is not None:
         return design.correlation.group
     if backend == "marginal":
-        return design.groups[0].name
+        return collapsed.collapsed_group(design).name
     return "obs"
 
 
@@ -54,16 +54,24 @@ def _flat(post, name: str) -> np.ndarray | None:
 
 
 def _marginal(design: Design, post) -> np.ndarray:
-    """Collapsed per-cluster log-densities, (D, C)."""
-    g = design.groups[0]
+    """Collapsed per-cluster log-densities, (D, C); for a hybrid model, conditional on the
+    latent factors' draws (their ``Z b`` is the likelihood's offset)."""
+    g = collapsed.collapsed_group(design)
+    others = [h for h in design.groups if h.name != g.name]
     cd = collapsed.prepare(design, layout="padded")
     beta, sigma, phi = _flat(post, "beta"), _flat(post, "sigma"), _flat(post, "phi")
     L = covariance_cholesky(_flat(post, f"sd_{g.name}"), _flat(post, f"corr_{g.name}"))
     S = L @ np.swapaxes(L, -1, -2)
     out = np.empty((sigma.size, cd.n_clusters))
     for d in range(sigma.size):
+        offset = None
+        if others:
+            b = {h.name: _flat(post, f"b_{h.name}")[d : d + 1] for h in others}
+            rows = linear_predictor(design, np.zeros((1, 0)), b, groups=others)[0]
+            offset = design.layout.pad(rows)
         out[d] = collapsed.loglik_padded(
-            np, cd.arrays, cd.corr, beta[d], sigma[d], None if phi is None else phi[d], S[d], cd.q
+            np, cd.arrays, cd.corr, beta[d], sigma[d], None if phi is None else phi[d], S[d],
+            cd.q, offset=offset,
         )
     return out
 
@@ -79,6 +87,9 @@ def _conditional_mean(design: Design, post, sl: slice) -> np.ndarray:
 def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
     """Conditional log-densities given the random effects: (D, N) pointwise in design row
     order, or (D, C) per cluster with AR(1)/CAR(1) residuals."""
+    fam = design.spec.family
+    if not fam.collapsible:
+        return _latent_family(design, post, chunk)
     sigma, phi = _flat(post, "sigma"), _flat(post, "phi")
     D = sigma.size
     corr = design.correlation
@@ -107,6 +118,27 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
                 - 0.5 * (w * w).sum(axis=1) / sigma[d] ** 2
                 + 0.5 * (np.log(inv_s2) * mask).sum(axis=1)
             )
+    return out
+
+
+def _latent_family(design: Design, post, chunk: int = 256) -> np.ndarray:
+    """Pointwise conditional log-densities of a non-Gaussian family given the random
+    effects, (D, N) in design row order (the family's own ``logpdf``)."""
+    fam = design.spec.family
+    if design.correlation is not None:
+        raise ValueError(
+            f"the pointwise log-likelihood of a {fam.name} model with a latent "
+            f"{type(design.correlation).__name__} process is not available: the process's "
+            "draws are not kept in the posterior."
+        )
+    D = post.sizes["chain"] * post.sizes["draw"]
+    params = {k: _flat(post, k) for k in fam.extra_params}
+    trials = None if design.trials is None else design.trials[None]
+    out = np.empty((D, design.n))
+    for s in range(0, D, chunk):
+        sl = slice(s, min(s + chunk, D))
+        eta = _conditional_mean(design, post, sl)
+        out[sl] = fam.logpdf(design.y[None], eta, {k: v[sl][:, None] for k, v in params.items()}, trials)
     return out
 
 

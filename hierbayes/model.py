@@ -16,7 +16,7 @@ from .fit import Fit
 from .priors import Prior, resolve_priors, tree
 from .spec import parse
 
-_KEEP = ("beta", "sigma", "phi", "sd_", "corr_", "b_")
+_KEEP = ("beta", "sigma", "phi", "sd_", "corr_", "b_", "nu", "alpha")
 
 
 class Model:
@@ -33,7 +33,11 @@ class Model:
     data : pandas.DataFrame
     correlation : hb.AR1 or hb.CAR1, optional
         Residual correlation within clusters.
-    family : str, default "gaussian"
+    family : str or family object, default "gaussian"
+        ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
+        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
+        :mod:`hierbayes.families` such as ``Bernoulli(link="probit")``. Families other than
+        the Gaussian use the latent backend.
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
@@ -102,6 +106,8 @@ class Model:
                   None if d.layout is None else d.layout.pos.shape)
         )
         corr = None if d.correlation is None else (d.correlation.kind,)
+        # the family and link fix the likelihood graph too (logit and probit share shapes)
+        corr = (corr, repr(self.spec.family), d.trials is not None)
         return sample.structure_key(
             self.backend, d.fixed_names, tuple((g.name, g.terms) for g in d.groups),
             corr, tuple((k, repr(v)) for k, v in self.priors.items()), shapes,
@@ -171,7 +177,8 @@ class Model:
         idata = self._tidy(raw)
         if self.backend == "marginal" and recover_random_effects:
             t1 = time.perf_counter()
-            idata.posterior[f"b_{self.design.groups[0].name}"] = self._recover(idata, seed)
+            g = collapsed.collapsed_group(self.design)
+            idata.posterior[f"b_{g.name}"] = self._recover(idata, seed)
             timing["recover_s"] = time.perf_counter() - t1
         timing["total_s"] = time.perf_counter() - t0
         return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing)
@@ -194,7 +201,7 @@ class Model:
         return idata
 
     def _recover(self, idata: az.InferenceData, seed: int) -> xr.DataArray:
-        g = self.design.groups[0]
+        g = collapsed.collapsed_group(self.design)
         post = idata.posterior
         nc, nd = post.sizes["chain"], post.sizes["draw"]
 
@@ -210,7 +217,22 @@ class Model:
             if self.layout == "pooled"
             else recover.draw_random_effects
         )
-        b = draw(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
+        others = [h for h in self.design.groups if h.name != g.name]
+        if others:  # hybrid: condition on the latent factors' draws
+            from .predictive import linear_predictor
+
+            D = nc * nd
+            bs = {
+                h.name: post[f"b_{h.name}"].transpose("chain", "draw", h.name, f"{h.name}__term")
+                .values.reshape(D, h.n_levels, h.q)
+                for h in others
+            }
+            offset = linear_predictor(self.design, np.zeros((D, 0)), bs, groups=others)
+            b = recover.draw_random_effects(
+                self.design, flat("beta"), flat("sigma"), phi, L_S, rng, offset=offset
+            )
+        else:
+            b = draw(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
         tdim = f"{g.name}__term"
         return xr.DataArray(
             b.reshape(nc, nd, g.n_levels, g.q),
@@ -222,7 +244,7 @@ class Model:
         d = self.design
         lines = [
             f"hierbayes.Model: {self.spec.formula}",
-            f"  family: {self.spec.family.name}; correlation: "
+            f"  family: {self.spec.family.name} ({self.spec.family.link} link); correlation: "
             f"{d.correlation.describe() if d.correlation else 'none'}",
             f"  backend: {self.backend}" + (f" ({self.layout} layout)" if self.layout else ""),
             f"  {d.n} observations; groups: "

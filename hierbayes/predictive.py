@@ -1,21 +1,24 @@
-"""Posterior predictive draws of the fitted data (Gaussian, AR(1)/CAR(1) residuals)."""
+"""Posterior predictive draws of the fitted data (every family, AR(1)/CAR(1) correlation)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .design import Design
 
 
-def linear_predictor(design: Design, beta: np.ndarray, b: dict[str, np.ndarray]) -> np.ndarray:
+def linear_predictor(
+    design: Design, beta: np.ndarray, b: dict[str, np.ndarray], groups=None
+) -> np.ndarray:
     """``X beta + sum_g Z_g b_g[index]`` for D draws: returns (D, N) in design row order.
 
-    ``beta`` is (D, p); ``b[g]`` is (D, levels, q) for every grouping factor ``g``.
+    ``beta`` is (D, p), or (D, 0) to leave out the fixed part; ``b[g]`` is (D, levels, q)
+    for every grouping factor ``g`` of ``groups`` (default: all of the design's).
     """
-    mu = beta @ design.X.T if design.p else np.zeros((beta.shape[0], design.n))
-    for g in design.groups:
+    mu = beta @ design.X.T if beta.shape[1] else np.zeros((beta.shape[0], design.n))
+    for g in design.groups if groups is None else groups:
         mu = mu + np.einsum("nq,dnq->dn", g.Z, b[g.name][:, g.index, :])
     return mu
 
@@ -57,12 +60,13 @@ class ParameterDraws:
     """
 
     beta: np.ndarray
-    sigma: np.ndarray
+    sigma: np.ndarray | None
     phi: np.ndarray | None
     b: dict
     chol: dict
     chains: np.ndarray
     draws: np.ndarray
+    extra: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -121,12 +125,13 @@ def _flat_draws(post, design: Design) -> ParameterDraws:
         chol[g.name] = covariance_cholesky(sd, corr)
     return ParameterDraws(
         beta=beta,
-        sigma=draws("sigma"),
+        sigma=draws("sigma") if "sigma" in post else None,
         phi=draws("phi") if "phi" in post else None,
         b=b,
         chol=chol,
         chains=post["chain"].values,
         draws=post["draw"].values,
+        extra={k: draws(k) for k in (*design.spec.family.extra_params, "sd_ar") if k in post},
     )
 
 
@@ -137,14 +142,25 @@ def _fitted_draws(pd_: ParameterDraws, design: Design, rng) -> np.ndarray:
             f"b_{missing[0]} is not in the posterior; fit with recover_random_effects=True."
         )
     mu = linear_predictor(design, pd_.beta, pd_.b)
-    return mu + residual_draws(design, pd_.sigma, pd_.phi, rng)
+    fam = design.spec.family
+    if fam.collapsible:
+        return mu + residual_draws(design, pd_.sigma, pd_.phi, rng)
+    if pd_.phi is not None:
+        # a fresh draw of the latent AR(1) process of the linear predictor (new occasions
+        # of the same clusters)
+        mu = mu + residual_draws(design, pd_.extra["sd_ar"], pd_.phi, rng)
+    params = {k: pd_.extra[k][:, None] for k in fam.extra_params}
+    trials = None if design.trials is None else design.trials[None, :]
+    return fam.draw(rng, mu, params, trials)
 
 
 def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
     """Replicated data ``y_rep`` (D, N) in design row order from posterior draws.
 
     Uses the random effects of the fitted clusters (``b_<g>``), so it replicates new
-    observations of the same clusters.
+    observations of the same clusters; draws come from the model's family (counts for
+    Poisson, 0/1 for Bernoulli, ...). For a non-Gaussian family with an AR(1) correlation
+    the latent process is drawn afresh from its fitted ``phi`` and ``sd_ar``.
 
     Examples
     --------

@@ -16,6 +16,12 @@ deviation of a predictor column:
   s_z = 1 for an intercept.
 - ``corr_<group>``: LKJ(eta=1), uniform over correlation matrices (brms' default).
 - ``phi``: Uniform(-1, 1) for AR(1), Uniform(0, 1) for CAR(1).
+
+For families with a non-identity link (Bernoulli, binomial, Poisson, negative binomial)
+the same rules hold on the link scale with ``s_y = 1`` and the intercept centred at 0
+(rstanarm's GLM defaults). The family's own parameters take the family's defaults
+(:mod:`hierbayes.families`); ``sd_ar``, the sd of the latent AR(1) process of a
+non-Gaussian model with a correlation, is HalfStudentT(3, 2.5 s_y).
 """
 
 from __future__ import annotations
@@ -133,7 +139,7 @@ def default_priors(design) -> dict[str, Prior]:
     ['Intercept', 'sd_id', 'sigma', 'time']
     """
     y = design.y
-    s_y = _sd(y)
+    centre, s_y = design.spec.family.response_scale(y)
     out: dict[str, Prior] = {}
     names = list(design.fixed_names)
     X = design.X
@@ -141,12 +147,12 @@ def default_priors(design) -> dict[str, Prior]:
         others = [j for j, n in enumerate(names) if n != "Intercept"]
         ratio = sum((X[:, j].mean() / _sd(X[:, j])) ** 2 for j in others)
         out["Intercept"] = Prior(
-            "Normal", mu=round(float(y.mean()), 4), sigma=round(2.5 * s_y * np.sqrt(1 + ratio), 4)
+            "Normal", mu=round(centre, 4), sigma=round(2.5 * s_y * np.sqrt(1 + ratio), 4)
         )
     for j, n in enumerate(names):
         if n != "Intercept":
             out[n] = Prior("Normal", mu=0.0, sigma=round(2.5 * s_y / _sd(X[:, j]), 4))
-    out["sigma"] = Prior("HalfStudentT", nu=3, sigma=round(2.5 * s_y, 4))
+    out.update(design.spec.family.default_priors(s_y))
     for g in design.groups:
         scales = [
             round(2.5 * s_y / (1.0 if t == "Intercept" else _sd(g.Z[:, k])), 4)
@@ -155,11 +161,13 @@ def default_priors(design) -> dict[str, Prior]:
         out[f"sd_{g.name}"] = Prior(
             "HalfStudentT", nu=3, sigma=scales[0] if len(scales) == 1 else scales
         )
-        if len(g.terms) > 1:
+        if len(g.terms) > 1 and g.correlated:
             out[f"corr_{g.name}"] = Prior("LKJ", eta=1.0)
     if design.correlation is not None:
         lo, hi = design.correlation.phi_bounds
         out["phi"] = Prior("Uniform", lower=lo, upper=hi)
+        if not design.spec.family.collapsible:
+            out["sd_ar"] = Prior("HalfStudentT", nu=3, sigma=round(2.5 * s_y, 4))
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import smallmat
-from .collapsed import _padded_arrays, _patterns, ar_coefficients, whiten
+from .collapsed import _padded_arrays, _patterns, ar_coefficients, collapsed_group, whiten
 from .design import Design
 
 
@@ -34,13 +34,14 @@ def draw_random_effects(
     L_S: np.ndarray,
     rng: np.random.Generator,
     chunk: int = 250,
+    offset: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw ``b`` (D, C, q) given D flattened posterior draws.
 
     Parameters
     ----------
     design : Design
-        With one grouping factor (the collapsed one).
+        Its :func:`~hierbayes.collapsed.collapsed_group` is the factor drawn.
     beta : (D, p) array
     sigma : (D,) array
     phi : (D,) array or None
@@ -49,12 +50,16 @@ def draw_random_effects(
     rng : numpy Generator
     chunk : int
         Draws processed at once (bounds memory at chunk x N x q numbers).
+    offset : (D, N) array, optional
+        Per-draw offset in design row order, subtracted from the response: the other
+        factors' ``Z b`` of a hybrid model, so the collapsed factor's effects are drawn
+        conditionally on the latent ones.
 
     Examples
     --------
     See ``tests/test_recover.py``: the recovered draws match a latent fit's posterior.
     """
-    lay, g = design.layout, design.groups[0]
+    lay, g = design.layout, collapsed_group(design)
     pad = _padded_arrays(design, g)
     Y, X, Z, inner, odd = pad["Y"], pad["X"], pad["Z"], pad["inner"], pad["odd"]
     corr = design.correlation.kind if design.correlation is not None else None
@@ -66,6 +71,10 @@ def draw_random_effects(
         sl = slice(s, min(s + chunk, D))
         n = sl.stop - sl.start
         e = Y[None] - np.einsum("ctp,dp->dct", X, beta[sl])  # (n, C, T)
+        if offset is not None:
+            off = np.zeros(e.shape)
+            off[:, lay.mask] = offset[sl][:, lay.pos[lay.mask]]
+            e = e - off
         Zcols = [np.broadcast_to(Z[None, :, :, k], e.shape) for k in range(q)]
         if corr is not None:
             ph = phi[sl][:, None, None]

@@ -7,6 +7,7 @@ fixed part and its group terms so that the design stage can evaluate each at sca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import formulae
@@ -22,6 +23,7 @@ class GroupTerm:
 
     expr: str
     factor: str
+    correlated: bool = True
 
     @property
     def factor_columns(self) -> tuple[str, ...]:
@@ -44,14 +46,18 @@ class ModelSpec:
     response: str
     fixed: str
     group_terms: tuple[GroupTerm, ...]
-    family: families.Gaussian
+    family: families.Family
     correlation: AR1 | CAR1 | None = None
     priors: dict[str, Prior] = field(default_factory=dict)
+    trials: str | None = None
 
     @property
     def columns(self) -> list[str]:
         """Every data column the model uses (formula variables and correlation columns)."""
-        names = set(formulae.model_description(self.formula).var_names) - {""}
+        rhs = self.formula.split("~", 1)[1].replace("||", "|")
+        names = set(formulae.model_description(f"{self.response} ~ {rhs}").var_names) - {""}
+        if self.trials is not None:
+            names.add(self.trials)
         if self.correlation is not None:
             names |= {self.correlation.time, self.correlation.group}
         return sorted(names)
@@ -96,15 +102,12 @@ def _group_term(part: str) -> list[GroupTerm] | None:
         depth -= ch == ")"
         if ch == "|" and depth == 0:
             expr, factor = inner[:i].strip(), inner[i + 1 :].strip()
-            if factor.startswith("|"):
-                raise ValueError(
-                    f"uncorrelated random effects '||' in {part!r} are not supported yet; "
-                    "write the terms as separate groups, e.g. (1 | g) + (0 + x | g)."
-                )
+            correlated = not factor.startswith("|")
+            factor = factor.lstrip("|").strip()
             if not expr or not factor:
                 raise ValueError(f"group term {part!r} needs the form (expr | factor).")
             nest = [f.strip() for f in factor.split("/")]
-            return [GroupTerm(expr, ":".join(nest[: k + 1])) for k in range(len(nest))]
+            return [GroupTerm(expr, ":".join(nest[: k + 1]), correlated) for k in range(len(nest))]
     return None
 
 
@@ -122,6 +125,10 @@ def parse(
         ``"y ~ x + (1 + x | g)"``; fixed part in formulae syntax (categoricals,
         interactions, ``np.log(x)``, ``0 +`` to drop the intercept), group terms as in lme4.
     family : str or family object
+        ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
+        ``"negbinomial"``, or an object from :mod:`hierbayes.families` (e.g.
+        ``Bernoulli(link="probit")``). The binomial family takes its trials from the
+        left-hand side: ``"k | trials(n) ~ x + (1 | g)"``.
     correlation : AR1, CAR1 or None
     priors : dict of str to Prior, optional
 
@@ -138,9 +145,7 @@ def parse(
             "'y ~ time + (1 + time | id)'."
         )
     lhs, rhs = formula.split("~", 1)
-    response = lhs.strip()
-    if not response:
-        raise ValueError(f"formula {formula!r} has no response on the left of '~'.")
+    response, trials = _response(lhs.strip(), formula)
     fixed, groups = [], []
     for sign, part in _split_top_level(rhs):
         g = _group_term(part)
@@ -153,13 +158,43 @@ def parse(
     if correlation is not None and not isinstance(correlation, (AR1, CAR1)):
         raise TypeError("correlation must be hb.AR1(time=..., group=...) or hb.CAR1(...).")
     # validate the syntax through formulae now, before any data is touched
-    formulae.model_description(formula.replace("||", "|"))
+    formulae.model_description(f"{response} ~ {rhs}".replace("||", "|"))
+    fam = families.get(family)
+    if fam.needs_trials and trials is None:
+        raise ValueError(
+            f"the {fam.name} family needs the number of trials per row: write the response "
+            f"as '{response} | trials(n)' with n the column of trial counts."
+        )
+    if trials is not None and not fam.needs_trials:
+        raise ValueError(
+            f"'| trials({trials})' on the left of '~' is for the binomial family, not the "
+            f"{fam.name} family; pass family='binomial' or drop it."
+        )
     return ModelSpec(
         formula=formula,
         response=response,
         fixed=_join(fixed),
         group_terms=tuple(groups),
-        family=families.get(family),
+        family=fam,
         correlation=correlation,
         priors=dict(priors or {}),
+        trials=trials,
     )
+
+
+_TRIALS = re.compile(r"^([A-Za-z_][\w.]*)\s*\|\s*trials\(\s*([A-Za-z_][\w.]*)\s*\)$")
+
+
+def _response(lhs: str, formula: str) -> tuple[str, str | None]:
+    """``"y"`` -> ("y", None); ``"k | trials(n)"`` -> ("k", "n")."""
+    if not lhs:
+        raise ValueError(f"formula {formula!r} has no response on the left of '~'.")
+    if "|" not in lhs:
+        return lhs, None
+    m = _TRIALS.match(lhs)
+    if m is None:
+        raise ValueError(
+            f"left-hand side {lhs!r} of {formula!r} is not understood; write a response column "
+            "('y') or, for the binomial family, successes and trials ('k | trials(n)')."
+        )
+    return m.group(1), m.group(2)

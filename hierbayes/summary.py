@@ -42,9 +42,15 @@ def parameter_table(idata, design, hdi_prob: float = 0.94) -> pd.DataFrame:
 
             labels = [f"corr({g.terms[j]}, {g.terms[i]} | {g.name})" for i, j in pairs]
             parts.append(_rows(idata, f"corr_{g.name}", labels, "random", hdi_prob, sel))
-    parts.append(_rows(idata, "sigma", ["sigma (residual sd)"], "residual", hdi_prob))
+    labels = {"sigma": "sigma (residual sd)", "nu": "nu (degrees of freedom)",
+              "alpha": "alpha (negative binomial shape)"}
+    for name in design.spec.family.extra_params:
+        if name in post:
+            parts.append(_rows(idata, name, [labels.get(name, name)], "residual", hdi_prob))
     if "phi" in post:
         parts.append(_rows(idata, "phi", ["phi (AR(1) correlation)"], "correlation", hdi_prob))
+    if "sd_ar" in post:
+        parts.append(_rows(idata, "sd_ar", ["sd of the latent AR process"], "correlation", hdi_prob))
     table = pd.concat(parts)
     hdi_cols = [c for c in table.columns if c.startswith("hdi_")]
     return table[["section", "mean", "sd", *hdi_cols, "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]]

@@ -154,8 +154,9 @@ def test_prepare_rejects_unsupported_structures(ref):
     df = ref.random_frame(rng, n_clusters=4, times="ar1")
     df["h"] = np.where(df["x"] > 0, "u", "v")
     two = build_design(parse("y ~ x + (1 | g) + (1 | h)"), df)
-    with pytest.raises(ValueError, match="one grouping factor.*backend='latent'"):
-        collapsed.prepare(two)
+    with pytest.raises(ValueError, match="pooled layout needs a single grouping factor"):
+        collapsed.prepare(two, "pooled")
+    assert collapsed.prepare(two).layout == "padded"  # hybrid: g collapsed, h an offset
     other = build_design(parse("y ~ x + (1 | h)", correlation=AR1("t", "g")), df)
     with pytest.raises(ValueError, match="within 'g'.*on 'h'"):
         collapsed.prepare(other)

@@ -166,12 +166,32 @@ def test_spec_holds_family_correlation_priors():
         ("~ x", "no response"),
         ("y ~ x + (1 | )", r"\(expr \| factor\)"),
         ("y ~ x + ( | id)", r"\(expr \| factor\)"),
-        ("y ~ x + (1 + x || id)", r"'\|\|'.*not supported"),
     ],
 )
 def test_bad_formulas_raise_with_a_hint(formula, match):
     with pytest.raises(ValueError, match=match):
         parse(formula)
+
+
+def test_double_bar_makes_uncorrelated_terms_and_nesting_expands():
+    s = parse("y ~ x + (1 + x || g) + (1 | school/class)")
+    assert s.group_terms == (
+        GroupTerm("1 + x", "g", correlated=False),
+        GroupTerm("1", "school", correlated=True),
+        GroupTerm("1", "school:class", correlated=True),
+    )
+
+
+def test_binomial_trials_on_the_left_hand_side():
+    s = parse("k | trials(n) ~ x + (1 | g)", family="binomial")
+    assert (s.response, s.trials, s.family.name) == ("k", "n", "binomial")
+    assert {"k", "n", "x", "g"} <= set(s.columns)
+    with pytest.raises(ValueError, match="needs the number of trials.*k \\| trials\\(n\\)"):
+        parse("k ~ x", family="binomial")
+    with pytest.raises(ValueError, match="for the binomial family, not the poisson"):
+        parse("k | trials(n) ~ x", family="poisson")
+    with pytest.raises(ValueError, match="left-hand side 'k \\| n'"):
+        parse("k | n ~ x", family="binomial")
 
 
 def test_formula_must_be_a_string():
@@ -180,8 +200,8 @@ def test_formula_must_be_a_string():
 
 
 def test_unknown_family_and_bad_correlation():
-    with pytest.raises(ValueError, match="'poisson'.*available families"):
-        parse("y ~ x", family="poisson")
+    with pytest.raises(ValueError, match="'weibull'.*available families"):
+        parse("y ~ x", family="weibull")
     with pytest.raises(TypeError, match="AR1"):
         parse("y ~ x", correlation="ar1")
 

@@ -7,12 +7,17 @@ from ..design import Design
 
 
 def choose(design: Design, backend: str) -> str:
-    """Resolve ``backend="auto"``: marginal for Gaussian models with one grouping factor
-    (and a residual correlation, if any, within that factor), latent otherwise."""
+    """Resolve ``backend="auto"``: marginal for Gaussian models with grouping factors (and a
+    residual correlation, if any, within one of them), latent otherwise. With several
+    factors the marginal backend is a hybrid: the factor of
+    :func:`~hierbayes.collapsed.collapsed_group` is integrated out, the others stay latent."""
     ok = (
         design.spec.family.collapsible
-        and len(design.groups) == 1
-        and (design.correlation is None or design.correlation.group == design.groups[0].name)
+        and len(design.groups) >= 1
+        and (
+            design.correlation is None
+            or design.correlation.group in [g.name for g in design.groups]
+        )
     )
     if backend == "auto":
         return "marginal" if ok else "latent"

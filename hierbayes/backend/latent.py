@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
 from .. import collapsed
@@ -17,40 +18,81 @@ def _data(name: str, value: np.ndarray):
     return pm.Data(name, value, shape=value.shape)
 
 
-def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
-    """PyMC model with ``b_<g> = z_<g> F^T`` (``F F^T = S``), ``z ~ N(0, 1)`` for every group factor.
+def random_part(design: Design, priors: dict[str, Prior], groups=None):
+    """``sum_g Z_g b_g[index]`` over ``groups`` (default: all), non-centred:
+    ``b_<g> = z_<g> F^T`` (``F F^T = S``), ``z ~ N(0, 1)``. Returns a length-N tensor."""
+    out = pt.zeros(design.n)
+    for g in design.groups if groups is None else groups:
+        F, _ = params.re_covariance(g, priors)
+        tdim = params.term_dim(g)
+        z = pm.Normal(f"z_{g.name}", 0.0, 1.0, dims=(g.name, tdim))
+        b = pm.Deterministic(f"b_{g.name}", pt.dot(z, F.T), dims=(g.name, tdim))
+        idx = _data(f"idx_{g.name}", g.index)
+        Z = _data(f"Z_{g.name}", g.Z)
+        out = out + (Z * b[idx]).sum(axis=1)
+    return out
 
-    With AR(1)/CAR(1) residuals the likelihood is the whitened Gaussian (DESIGN.md step 1)
-    on the padded (cluster x occasion) layout.
+
+def _ar_coefficients(design: Design, phi):
+    lay = design.layout
+    ar = {k: _data(k, v) for k, v in collapsed.ar_layout_arrays(lay).items()}
+    return collapsed.ar_coefficients(
+        pt, design.correlation.kind, phi, ar["lag"], ar["inner"], ar["odd"]
+    )
+
+
+def latent_ar_process(design: Design, phi, sd_ar):
+    """A stationary AR(1)/CAR(1) process within cluster (marginal sd ``sd_ar``), one value
+    per row, non-centred: ``u_k = a_k u_{k-1} + sqrt(1 - a_k^2) sd_ar z_k`` with
+    ``z ~ N(0, 1)`` (variable ``z_ar``, dims ``obs``) and ``a_k = phi^(t_k - t_{k-1})``.
+
+    This is brms' latent-residual AR for non-Gaussian families: the process is added to
+    the linear predictor.
     """
+    lay = design.layout
+    a, inv_s2 = _ar_coefficients(design, phi)
+    z = pm.Normal("z_ar", 0.0, 1.0, dims="obs")
+    pos = _data("pos", np.where(lay.mask, lay.pos, 0))
+    mask = _data("mask", lay.mask.astype(float))
+    innov = z[pos] * mask * sd_ar / pt.sqrt(inv_s2)
+    # a[:, 0] = 0, so the recursion starts each cluster at its stationary draw
+    U_t, _ = pytensor.scan(
+        lambda a_k, e_k, prev: a_k * prev + e_k,
+        sequences=[a.T, innov.T],
+        outputs_info=[pt.zeros(lay.n_clusters)],
+    )
+    U = U_t.T
+    # rows are sorted by (cluster, time): the row-major order of the mask is the row order
+    cc, kk = np.nonzero(lay.mask)
+    return U[_data("ar_c", cc), _data("ar_k", kk)]
+
+
+def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
+    """PyMC model with non-centred random effects for every group factor and the family's
+    likelihood.
+
+    Gaussian with AR(1)/CAR(1) residuals: the whitened Gaussian likelihood (DESIGN.md
+    step 1) on the padded (cluster x occasion) layout. Other families with a correlation:
+    a latent AR(1)/CAR(1) process on the linear-predictor scale (:func:`latent_ar_process`).
+    """
+    fam = design.spec.family
     coords = params.coords_for(design)
     coords["obs"] = list(range(design.n))
     with pm.Model(coords=coords) as model:
         beta = params.fixed_effects(design, priors)
-        sigma = params.residual_sd(priors)
+        fp = params.family_params(design, priors)
         phi = params.ar_phi(design, priors)
         X = _data("X", design.X)
         mu = pt.dot(X, beta) if design.p else pt.zeros(design.n)
-        for g in design.groups:
-            F, _ = params.re_covariance(g, priors)
-            tdim = params.term_dim(g)
-            z = pm.Normal(f"z_{g.name}", 0.0, 1.0, dims=(g.name, tdim))
-            b = pm.Deterministic(f"b_{g.name}", pt.dot(z, F.T), dims=(g.name, tdim))
-            idx = _data(f"idx_{g.name}", g.index)
-            Z = _data(f"Z_{g.name}", g.Z)
-            mu = mu + (Z * b[idx]).sum(axis=1)
+        mu = mu + random_part(design, priors)
         y = design.y
-        if design.correlation is None:
-            pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
-        else:
+        if design.correlation is not None and fam.collapsible:
+            sigma = fp["sigma"]
             lay = design.layout
             pos = _data("pos", np.where(lay.mask, lay.pos, 0))
             mask = _data("mask", lay.mask.astype(float))
             e = (_data("y_obs", y) - mu)[pos] * mask
-            ar = {k: _data(k, v) for k, v in collapsed.ar_layout_arrays(lay).items()}
-            a, inv_s2 = collapsed.ar_coefficients(
-                pt, design.correlation.kind, phi, ar["lag"], ar["inner"], ar["odd"]
-            )
+            a, inv_s2 = _ar_coefficients(design, phi)
             w = collapsed.whiten(pt, e, a, inv_s2)
             n = float(design.n)
             ll = (
@@ -60,4 +102,11 @@ def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
                 + 0.5 * (pt.log(inv_s2) * mask).sum()
             )
             pm.Potential("loglik", ll)
+            return model
+        if design.correlation is not None:
+            sd_ar = params.make_rv("sd_ar", priors["sd_ar"])
+            mu = mu + latent_ar_process(design, phi, sd_ar)
+        trials = None if design.trials is None else _data("trials", design.trials.astype(np.int64))
+        dist = getattr(pm, fam.dist)
+        dist("y", **fam.dist_kwargs(mu, fp, trials, xp=pt), observed=y, dims="obs")
     return model

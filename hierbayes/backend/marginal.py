@@ -18,24 +18,38 @@ from . import params, reparam
 def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedData) -> pm.Model:
     """PyMC model with the collapsed log-likelihood as a potential.
 
+    With several grouping factors (crossed or nested), the factor of
+    :func:`~hierbayes.collapsed.collapsed_group` is integrated out and the others are
+    non-centred latent effects whose ``Z b`` is an offset of the collapsed likelihood.
+
     The precomputed arrays are ``pm.Data`` (named ``cd_<key>``) so a compiled model can be
     reused with new data of the same shape.
     """
     with pm.Model(coords=params.coords_for(design)) as model:
         beta = params.fixed_effects(design, priors)
+        cg = collapsed.collapsed_group(design)
         if reparam.applies(design, priors):
             # ridge-aligned coordinates of the same prior (random intercept vs AR(1))
             sigma, phi, _, S = reparam.ridge_parameters(design, priors)
         else:
             sigma = params.residual_sd(priors)
             phi = params.ar_phi(design, priors)
-            _, S = params.re_covariance(design.groups[0], priors)
+            _, S = params.re_covariance(cg, priors)
         shared = {k: pm.Data(f"cd_{k}", v, shape=v.shape) for k, v in cdata.arrays.items()}
         q = cdata.q
         if cdata.layout == "pooled":
             T = cdata.arrays["Z"].shape[1]
             ll = collapsed.loglik_pooled(pt, shared, cdata.corr, beta, sigma, phi, S, q, T)
         else:
-            ll = collapsed.loglik_padded(pt, shared, cdata.corr, beta, sigma, phi, S, q)
+            offset = None
+            others = [g for g in design.groups if g.name != cg.name]
+            if others:  # hybrid: the other factors latent (non-centred), as an offset
+                from .latent import random_part
+
+                r = random_part(design, priors, others)
+                offset = r[shared["pos"]] * shared["mask"]
+            ll = collapsed.loglik_padded(
+                pt, shared, cdata.corr, beta, sigma, phi, S, q, offset=offset
+            )
         pm.Potential("loglik", ll.sum())
     return model

@@ -78,6 +78,11 @@ def residual_sd(priors: dict[str, Prior]):
     return make_rv("sigma", priors["sigma"])
 
 
+def family_params(design: Design, priors: dict[str, Prior]) -> dict:
+    """The family's own parameters (``sigma``, ``nu``, ``alpha``), by name."""
+    return {k: make_rv(k, priors[k]) for k in design.spec.family.extra_params}
+
+
 def ar_phi(design: Design, priors: dict[str, Prior]):
     if design.correlation is None:
         return None
@@ -104,6 +109,9 @@ def re_covariance(group: GroupBlock, priors: dict[str, Prior]):
         sd = make_rv(f"sd_{g}", sd_prior, dims=tdim)
         F = sd.reshape((1, 1))
         return F, F * F
+    if not group.correlated:  # (1 + x || g): independent terms, a diagonal covariance
+        sd = make_rv(f"sd_{g}", sd_prior, dims=tdim)
+        return pt.diag(sd), pt.diag(sd * sd)
     corr_prior = priors.get(f"corr_{g}", Prior("LKJ", eta=1.0))
     if corr_prior.dist != "LKJ":
         raise ValueError(f"corr_{g} takes an hb.Prior('LKJ', eta=...) prior, got {corr_prior.dist}.")

@@ -46,7 +46,7 @@ def applies(design: Design, priors: dict[str, Prior] | None = None) -> bool:
     corr = design.correlation
     if corr is None or corr.kind not in ("ar1", "car1") or corr.group != g.name:
         return False
-    if "Intercept" not in g.terms:
+    if "Intercept" not in g.terms or (g.q > 1 and not g.correlated):
         return False
     if priors is not None:
         keys = ["sigma", "phi", f"sd_{g.name}"] + ([f"corr_{g.name}"] if g.q > 1 else [])

@@ -73,7 +73,7 @@ _TEXT = {
 
 
 def _is_hyper(name: str) -> bool:
-    return name in ("beta", "sigma", "phi") or name.startswith(("sd_", "corr_"))
+    return name in ("beta", "sigma", "phi", "nu", "alpha") or name.startswith(("sd_", "corr_"))
 
 
 def hyper_posterior(idata, var_names: list[str] | None = None) -> xr.Dataset:

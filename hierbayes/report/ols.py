@@ -74,6 +74,10 @@ def _full_rank(ZtZ: np.ndarray) -> np.ndarray:
 def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
     """Least squares of ``y`` on the random-effect columns, separately in every cluster.
 
+    For a non-Gaussian family ``y`` is first carried to the link scale
+    (:meth:`hierbayes.families.Family.working_response`, e.g. ``log(y + 0.5)`` for counts),
+    so the estimates compare with the model's cluster coefficients.
+
     The by-group fits of R's ``nlme::lmList`` (``lmList(y ~ time | id)``): the "no pooling"
     estimates the hierarchical model shrinks.
 
@@ -130,7 +134,13 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
             f"term name(s) {sorted(clash)} of group {g.name!r} clash with the output columns "
             "'n'/'status'; rename the covariate."
         )
-    y = np.asarray(design.y, dtype=float)
+    # non-Gaussian families: least squares of the response carried to the link scale
+    family = getattr(getattr(design, "spec", None), "family", None)
+    y = (
+        family.working_response(design.y, getattr(design, "trials", None))
+        if family is not None
+        else np.asarray(design.y, dtype=float)
+    )
     Z = np.asarray(g.Z, dtype=float)
     idx = np.asarray(g.index, dtype=np.int64)
     C, q = g.n_levels, g.q

@@ -74,7 +74,10 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
         Posterior with ``beta``, ``sigma`` and ``b_{g}`` for every grouping factor ``g``.
     design : hierbayes.design.Design
     standardize : bool
-        Divide by the posterior mean of ``sigma`` (default), as nlme's summary does.
+        Divide by the posterior mean of ``sigma`` (default), as nlme's summary does. For
+        families with a non-identity link the residuals are on the response scale,
+        ``y - E[y]``, and standardizing gives Pearson residuals ``(y - E[y]) / sd[y]``
+        (a latent AR(1) process, not stored, is left in them).
 
     Returns
     -------
@@ -98,6 +101,14 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
         b = _align(b, f"{g.name}__term", g.terms, f"b_{g.name}")
         bm = b.mean(("chain", "draw")).transpose(g.name, f"{g.name}__term").values
         fitted += np.einsum("nk,nk->n", np.asarray(g.Z, float), bm[g.index])
+    family = design.spec.family
+    if family.link != "identity":
+        # Pearson residuals (y - E[y]) / sd[y] at the posterior means, on the response scale
+        params = {k: float(_posterior_var(idata, k).mean()) for k in family.extra_params}
+        resid = np.asarray(design.y, float) - family.fitted(fitted, params, design.trials)
+        if not standardize:
+            return resid
+        return resid / np.sqrt(family.variance(fitted, params, design.trials))
     resid = np.asarray(design.y, float) - fitted
     if not standardize:
         return resid

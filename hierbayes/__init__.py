@@ -14,7 +14,8 @@ from .fit import Fit
 from .model import Model
 from .priors import Prior
 from .simulate import simulate
+from .persist import load
 
 __version__ = "0.1.0"
 
-__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "simulate", "__version__"]
+__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "simulate", "__version__", "load"]

@@ -82,7 +82,11 @@ class ClusterLayout:
 
 @dataclass(frozen=True)
 class Design:
-    """Numeric arrays of a model, in cluster-sorted row order."""
+    """Numeric arrays of a model, in cluster-sorted row order.
+
+    ``source`` holds the used columns of the user's data (every input row, in the user's
+    order, index reset): what :func:`hierbayes.persist.load` rebuilds the design from.
+    """
 
     spec: ModelSpec
     y: np.ndarray
@@ -98,6 +102,7 @@ class Design:
     cluster_levels: tuple[str, ...] = ()
     layout: ClusterLayout | None = None
     common_terms: object = field(default=None, repr=False, compare=False)
+    source: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -246,7 +251,8 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         raise ValueError("data is empty: it has no rows to fit.")
     n_input = len(data)
     cols = _check_columns(spec, data)
-    data = data.reset_index(drop=True)
+    # only the used columns, in the user's row order: what a saved fit needs to rebuild this
+    data = data.loc[:, cols].reset_index(drop=True)
     clean = _drop_missing(data, cols, na_action)
     if len(clean) == 0:
         raise ValueError("no rows are left after removing rows with missing values.")
@@ -349,4 +355,5 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         cluster_levels=cluster_levels,
         layout=layout,
         common_terms=dm.common,
+        source=data,
     )

@@ -184,3 +184,16 @@ class Fit:
 
     def __repr__(self) -> str:
         return "\n".join(self.header())
+
+    def save(self, path):
+        """Save this fit (posterior, spec, priors, data to rebuild the design, options,
+        timing, package version) to one netCDF file, atomically; load it with ``hb.load``.
+
+        Examples
+        --------
+        >>> fit.save("fit.nc")          # doctest: +SKIP
+        >>> again = hb.load("fit.nc")   # doctest: +SKIP
+        """
+        from .persist import save
+
+        return save(self, path)

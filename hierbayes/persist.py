@@ -180,6 +180,10 @@ def _metadata(fit, columns: list[dict]) -> dict:
         "spec": {
             "formula": spec.formula,
             "family": spec.family.name,
+            "family_fields": (
+                dataclasses.asdict(spec.family) if dataclasses.is_dataclass(spec.family) else {}
+            ),
+            "family_repr": repr(spec.family),
             "correlation": None if corr is None else {"type": corr.kind, "time": corr.time, "group": corr.group},
             "priors": {k: p.to_dict() for k, p in spec.priors.items()},
         },
@@ -349,6 +353,23 @@ def _check_design(design: Design, meta: dict, path: str, groups: dict) -> None:
             )
 
 
+def _family(s: dict, path: str):
+    """The family object of the saved spec (its name plus any settings such as a link)."""
+    from . import families
+
+    fam = families.get(s["family"])
+    fields = s.get("family_fields") or {}
+    if dataclasses.is_dataclass(fam) and fields:
+        known = {f.name for f in dataclasses.fields(fam) if f.init}
+        fam = dataclasses.replace(fam, **{k: v for k, v in fields.items() if k in known})
+    if s.get("family_repr") not in (None, repr(fam)):
+        raise ValueError(
+            f"{path!r} holds the family {s['family_repr']}, which this hierbayes rebuilds as "
+            f"{fam!r}; load it with the hierbayes version that wrote it."
+        )
+    return fam
+
+
 def load(path, *, allow_version_mismatch: bool = False):
     """Load a fit saved with :meth:`Fit.save <hierbayes.fit.Fit.save>`.
 
@@ -384,7 +405,7 @@ def load(path, *, allow_version_mismatch: bool = False):
     s = meta["spec"]
     spec = parse(
         s["formula"],
-        family=s["family"],
+        family=_family(s, path),
         correlation=correlation_from_dict(s["correlation"]),
         priors={k: Prior.from_dict(v) for k, v in s["priors"].items()},
     )

@@ -201,7 +201,7 @@ class Fit:
     def __repr__(self) -> str:
         return "\n".join(self.header())
 
-    def save(self, path):
+    def save(self, path, *, compress: bool = True):
         """Save this fit (posterior, spec, priors, data to rebuild the design, options,
         timing, package version) to one netCDF file, atomically; load it with ``hb.load``.
 
@@ -212,4 +212,4 @@ class Fit:
         """
         from .persist import save
 
-        return save(self, path)
+        return save(self, path, compress=compress)

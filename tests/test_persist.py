@@ -83,9 +83,13 @@ def model() -> hb.Model:
 
 def test_round_trip(model, tmp_path):
     fit = _fake_fit(model)
+    fit.log_likelihood()  # an extra group, written and read like the others
     path = fit.save(tmp_path / "fit.nc")
     assert path == tmp_path / "fit.nc" and path.exists()
     again = hb.load(path)
+    from hierbayes.loglik import log_likelihood
+
+    xr.testing.assert_allclose(log_likelihood(again), fit.idata.log_likelihood, rtol=1e-12)
     for group in fit.idata.groups():
         xr.testing.assert_identical(fit.idata[group], again.idata[group])
     assert set(again.idata.groups()) == set(fit.idata.groups())
@@ -124,6 +128,8 @@ def test_round_trip(model, tmp_path):
     pd.testing.assert_frame_equal(fit.cluster_coefficients(), again.cluster_coefficients())
     np.testing.assert_array_equal(fit.posterior_predictive(10, seed=1), again.posterior_predictive(10, seed=1))
     assert persist.read_metadata(path)["hierbayes_version"] == hb.__version__
+    plain = hb.load(fit.save(tmp_path / "plain.nc", compress=False))
+    xr.testing.assert_identical(plain.posterior, fit.posterior)
 
 
 def test_to_netcdf_still_writes_plain_inference_data(model, tmp_path):
@@ -141,7 +147,7 @@ def test_crash_mid_write_keeps_the_previous_file(model, tmp_path, monkeypatch):
     first.save(path)
     before = path.read_bytes()
 
-    def crashing_write(tmp, idata, data, meta_json):
+    def crashing_write(tmp, idata, data, meta_json, compress):
         with open(tmp, "wb") as fh:  # half a file, then the process dies
             fh.write(before[: len(before) // 2])
         raise KeyboardInterrupt("killed mid-write")

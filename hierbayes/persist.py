@@ -253,12 +253,37 @@ def save(fit, path, *, compress: bool = True) -> Path:
         _write(tmp, fit.idata, data, meta_json, compress)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    _fsync_directory(directory)
     return path
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, or what the user's umask gives a new file."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- reading
@@ -404,6 +429,8 @@ def load(path, *, allow_version_mismatch: bool = False):
     meta = read_metadata(path)
     _check_version(meta, path, allow_version_mismatch)
     groups, attrs = _read_groups(path)
+    if _DATA_GROUP not in groups:
+        raise ValueError(f"{path!r} lacks its {_DATA_GROUP!r} group (the data to rebuild the design).")
     data_ds = groups.pop(_DATA_GROUP)
     frame = _data_frame(data_ds, meta["columns"], meta["design"]["n_input_rows"])
     s = meta["spec"]

@@ -165,6 +165,10 @@ def test_crash_mid_write_keeps_the_previous_file(model, tmp_path, monkeypatch):
     second.save(path)
     xr.testing.assert_identical(hb.load(path).posterior, second.posterior)
     assert os.listdir(tmp_path) == ["fit.nc"]
+    # the usual file mode, not the temporary file's 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def _set_meta(path, **changes):

@@ -140,6 +140,12 @@ def _check_columns(spec: ModelSpec, data: pd.DataFrame) -> list[str]:
             f"column(s) {missing} used in the formula or correlation are not in the data; "
             f"the data has columns {list(data.columns)}."
         )
+    if spec.response not in data.columns:
+        raise KeyError(
+            f"the response {spec.response!r} is not a column of the data; transformed responses "
+            "are not supported: add the transformed column to the data (e.g. "
+            "data['log_y'] = np.log(data['y'])) and name it on the left of '~'."
+        )
     return cols
 
 

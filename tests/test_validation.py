@@ -75,6 +75,11 @@ def test_constant_column_without_intercept_is_the_intercept(df):
         _build("y ~ 0 + z + a + (1 | g)", df.assign(z=0.0))
 
 
+def test_transformed_response_is_refused_clearly(df):
+    with pytest.raises(KeyError, match=r"response 'np.log\(y\)' is not a column.*add the transformed"):
+        _build("np.log(y) ~ a + (1 | g)", df.assign(y=df["y"].abs()))
+
+
 def test_intercept_only_models_build(df):
     assert _build("y ~ 1 + (1 | g)", df).fixed_names == ("Intercept",)
     assert _build("y ~ 1", df).groups == ()

@@ -15,7 +15,8 @@ from .model import Model
 from .priors import Prior
 from .simulate import simulate
 from .comparison import compare, loo
+from .persist import load
 
 __version__ = "0.1.0"
 
-__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo"]
+__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]

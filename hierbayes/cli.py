@@ -18,8 +18,8 @@ def _fit(args) -> int:
     fit = model.fit(sampler=mf.sampler, progressbar=not args.quiet, **kwargs)
     print(fit.summary())
     if getattr(args, "out", None):
-        fit.to_netcdf(args.out)
-        print(f"\nInferenceData written to {args.out}")
+        fit.save(args.out)
+        print(f"\nFit written to {args.out} (hb.load reads it back; arviz.from_netcdf reads the draws)")
     report_dir = getattr(args, "report", None) or getattr(args, "out_dir", None)
     if report_dir:
         path = fit.report(report_dir)
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="fit the model described in a TOML model file and print its summary")
     p.add_argument("file", help="model file, e.g. models/clark_ar1.toml")
-    p.add_argument("--out", help="write the InferenceData to this netCDF file")
+    p.add_argument("--out", help="save the fit (InferenceData, spec, data) to this netCDF file")
     p.add_argument("--draws", type=int)
     p.add_argument("--tune", type=int)
     p.add_argument("--chains", type=int)

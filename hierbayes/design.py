@@ -90,7 +90,11 @@ class ClusterLayout:
 
 @dataclass(frozen=True)
 class Design:
-    """Numeric arrays of a model, in cluster-sorted row order."""
+    """Numeric arrays of a model, in cluster-sorted row order.
+
+    ``source`` holds the used columns of the user's data (every input row, in the user's
+    order, index reset): what :func:`hierbayes.persist.load` rebuilds the design from.
+    """
 
     spec: ModelSpec
     y: np.ndarray
@@ -107,6 +111,7 @@ class Design:
     layout: ClusterLayout | None = None
     common_terms: object = field(default=None, repr=False, compare=False)
     trials: np.ndarray | None = None
+    source: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -144,6 +149,12 @@ def _check_columns(spec: ModelSpec, data: pd.DataFrame) -> list[str]:
             f"column(s) {missing} used in the formula or correlation are not in the data; "
             f"the data has columns {list(data.columns)}."
         )
+    if spec.response not in data.columns:
+        raise KeyError(
+            f"the response {spec.response!r} is not a column of the data; transformed responses "
+            "are not supported: add the transformed column to the data (e.g. "
+            "data['log_y'] = np.log(data['y'])) and name it on the left of '~'."
+        )
     return cols
 
 
@@ -166,11 +177,20 @@ def _drop_missing(data: pd.DataFrame, cols: list[str], na_action: str) -> pd.Dat
 
 def _factor_codes(data: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
     if len(columns) == 1:
-        key = data[columns[0]]
-    else:
-        key = data[list(columns)].astype(str).agg(":".join, axis=1)
-    codes, uniques = pd.factorize(key, sort=True)
-    return codes.astype(np.int64), tuple(str(u) for u in uniques)
+        codes, uniques = pd.factorize(data[columns[0]], sort=True)
+        return codes.astype(np.int64), tuple(str(u) for u in uniques)
+    # nested / interaction factor: one level per distinct combination, labelled "a:b"
+    codes = data.groupby(list(columns), sort=True, observed=True).ngroup().to_numpy(np.int64)
+    first = np.unique(codes, return_index=True)[1]
+    parts = data[list(columns)].iloc[first].astype(str)
+    levels = tuple(parts.agg(":".join, axis=1))
+    if len(set(levels)) < len(levels):
+        raise ValueError(
+            f"grouping factor {':'.join(columns)!r}: distinct combinations of {list(columns)} "
+            "get the same label because some labels contain ':' (e.g. 'a:b' + 'c' and "
+            "'a' + 'b:c'); replace ':' in those columns' labels."
+        )
+    return codes, levels
 
 
 def _term_labels(dm) -> list[str]:
@@ -181,24 +201,48 @@ def _term_labels(dm) -> list[str]:
 
 
 def _check_rank(X: np.ndarray, names: list[str], what: str) -> None:
-    if X.shape[1] == 0:
+    """Raise if a column of ``X`` is constant next to an intercept, or a linear combination
+    of the columns before it; the error names the column and the columns it depends on.
+
+    Columns are scaled to unit length, so the test does not depend on their units; one QR
+    decomposition, O(N p^2): ``|R_jj|`` is the length of what column j adds to the span of
+    the columns before it. Without an intercept a constant column is allowed (it is one).
+    """
+    n, p = X.shape
+    if p == 0:
         return
-    for j, n in enumerate(names):
-        col = X[:, j]
-        if n != "Intercept" and np.ptp(col) == 0:
-            raise ValueError(
-                f"{what} column {n!r} is constant across the data; remove it from the formula "
-                "(the intercept already carries a constant)."
-            )
-    rank = np.linalg.matrix_rank(X)
-    if rank < X.shape[1]:
-        # find the first column that is a combination of the earlier ones
-        for j in range(1, X.shape[1] + 1):
-            if np.linalg.matrix_rank(X[:, :j]) < j:
+    if "Intercept" in names:
+        for j, name in enumerate(names):
+            if name != "Intercept" and np.ptp(X[:, j]) == 0:
                 raise ValueError(
-                    f"{what} column {names[j - 1]!r} is collinear with {names[: j - 1]}; "
-                    "remove it or one of those terms."
+                    f"{what} column {name!r} is constant ({X[0, j]:g}) across the rows used; "
+                    "remove it from the formula (the intercept already carries a constant)."
                 )
+    norms = np.linalg.norm(X, axis=0)
+    for j, name in enumerate(names):
+        if norms[j] == 0:
+            raise ValueError(
+                f"{what} column {name!r} is zero in every row used; remove it from the formula."
+            )
+    Xs = X / norms
+    R = np.linalg.qr(Xs, mode="r")
+    tol = max(n, p) * np.finfo(float).eps * 10
+    dependent = np.flatnonzero(np.abs(np.diag(R)) <= tol)
+    if dependent.size == 0:
+        return
+    j = int(dependent[0])
+    coef, *_ = np.linalg.lstsq(Xs[:, :j], Xs[:, j], rcond=None)
+    partners = [names[k] for k in np.flatnonzero(np.abs(coef) > 1e-6)] or names[:j]
+    # coefficients on the user's scale: column j = sum_k c_k column k
+    combo = " + ".join(
+        f"{coef[k] * norms[j] / norms[k]:.4g} * {names[k]}"
+        for k in range(j) if names[k] in partners
+    )
+    raise ValueError(
+        f"{what} column {names[j]!r} is collinear with {partners} ({names[j]} = {combo}); "
+        f"their effects cannot be told apart: remove {names[j]!r} or one of {partners} from "
+        "the formula."
+    )
 
 
 def _cluster_sort(cluster: np.ndarray, time: np.ndarray | None) -> np.ndarray:
@@ -255,7 +299,8 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         raise ValueError("data is empty: it has no rows to fit.")
     n_input = len(data)
     cols = _check_columns(spec, data)
-    data = data.reset_index(drop=True)
+    # only the used columns, in the user's row order: what a saved fit needs to rebuild this
+    data = data.loc[:, cols].reset_index(drop=True)
     clean = _drop_missing(data, cols, na_action)
     if len(clean) == 0:
         raise ValueError("no rows are left after removing rows with missing values.")
@@ -319,9 +364,9 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
                 f"grouping factor {name!r} has a single level ({levels[0]!r}); random effects "
                 "need at least two groups: remove the group term or check the column."
             )
-        groups_unsorted.append(
-            (name, levels, codes, np.column_stack(b["Z"]), tuple(b["terms"]), tuple(b["dms"]), b["corr"])
-        )
+        Z = np.column_stack(b["Z"])
+        _check_rank(Z, b["terms"], f"random-effect (| {name})")
+        groups_unsorted.append((name, levels, codes, Z, tuple(b["terms"]), tuple(b["dms"]), b["corr"]))
 
     # --- correlation and sort order
     corr = spec.correlation
@@ -382,4 +427,5 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
         layout=layout,
         common_terms=dm.common,
         trials=None if trials is None else trials[order],
+        source=data,
     )

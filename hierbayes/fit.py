@@ -261,3 +261,15 @@ class Fit:
         from .report import fixed_vs_random
 
         return fixed_vs_random(self.idata, self.design, group)
+    def save(self, path, *, compress: bool = True):
+        """Save this fit (posterior, spec, priors, data to rebuild the design, options,
+        timing, package version) to one netCDF file, atomically; load it with ``hb.load``.
+
+        Examples
+        --------
+        >>> fit.save("fit.nc")          # doctest: +SKIP
+        >>> again = hb.load("fit.nc")   # doctest: +SKIP
+        """
+        from .persist import save
+
+        return save(self, path, compress=compress)

@@ -58,6 +58,9 @@ def test_cli_fit_writes_netcdf(tmp_path, capsys):
     assert "Fixed effects:" in printed and "phi (AR(1) correlation)" in printed
     idata = az.from_netcdf(out)
     assert {"beta", "sigma", "phi", "b_g"} <= set(idata.posterior.data_vars)
+    saved = hb.load(out)  # the whole fit, not only its draws
+    assert saved.priors["sigma"] == hb.Prior("HalfNormal", sigma=2.0)
+    assert str(saved.summary()).split("Time:")[0] in printed
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):

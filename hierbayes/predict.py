@@ -260,8 +260,12 @@ def predict(
         raise ValueError(f"groups must be one of {GROUP_MODES}, got {groups!r}.")
     if not 0 < prob < 1:
         raise ValueError(f"prob must be between 0 and 1, got {prob}.")
-    if fit.spec.family.name != "gaussian":
-        raise NotImplementedError(f"predict supports the Gaussian family, not {fit.spec.family.name!r}.")
+    fam = fit.spec.family
+    if not fam.collapsible and fit.design.correlation is not None:
+        raise NotImplementedError(
+            f"predict for the {fam.name} family with a latent {type(fit.design.correlation).__name__} "
+            "process is not supported: the process draws of the fitted clusters are not stored."
+        )
     design = fit.design
     new = new_rows(design, new_data, groups)
     post = thin(fit.idata.posterior, n_draws)
@@ -275,8 +279,11 @@ def predict(
         mu = mu + np.einsum("mq,dmq->dm", ng.Z, b)
     if groups == "none":
         status = {g.name: np.full(new.m, "none") for g in design.groups}
-    resid, conditioned = _residual_part(design, new, pd_, groups, kind, rng)
-    values = mu + resid
+    if fam.collapsible:
+        resid, conditioned = _residual_part(design, new, pd_, groups, kind, rng)
+        values = mu + resid
+    else:
+        values, conditioned = _family_values(fam, mu, pd_, new_data, new, kind, fit.spec.trials, rng), None
 
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     draws = xr.DataArray(
@@ -286,6 +293,27 @@ def predict(
         name="y" if kind == "response" else "mu",
     )
     return Prediction(draws, _table(values, new, status, conditioned, design, prob), kind, groups, prob)
+
+
+def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: str, trials_col, rng):
+    """Non-Gaussian families: the response mean ``g^-1(eta)`` (a probability for the
+    Bernoulli and binomial, a rate for count families) or a draw of a new response (the
+    binomial takes its trials from the new data's trials column)."""
+    if kind == "mean":
+        return fam.mean(eta)
+    params = {k: pd_.extra[k][:, None] for k in fam.extra_params}
+    trials = None
+    if fam.needs_trials:
+        if trials_col not in new_data.columns:
+            raise KeyError(
+                f"kind='response' for the {fam.name} family needs the trials column "
+                f"{trials_col!r} in the new data."
+            )
+        trials = new_data[trials_col].to_numpy(dtype=float)
+        if np.any(~np.isfinite(trials)) or np.any(trials < 0) or np.any(trials != np.round(trials)):
+            raise ValueError(f"trials column {trials_col!r} of the new data must hold non-negative integers.")
+        trials = trials[None, :]
+    return fam.draw(rng, eta, params, trials)
 
 
 def _table(values, new: NewRows, status: dict, conditioned, design: Design, prob: float) -> pd.DataFrame:

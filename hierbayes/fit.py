@@ -184,3 +184,22 @@ class Fit:
 
     def __repr__(self) -> str:
         return "\n".join(self.header())
+
+    # ------------------------------------------------------------------ prior sensitivity
+
+    def log_prior(self):
+        """Log densities of the top-level priors at the posterior draws, stored as the
+        ``log_prior`` group of ``idata`` (see :mod:`hierbayes.logprior`) and returned.
+
+        Examples
+        --------
+        >>> fit.log_prior()["sigma"].dims     # doctest: +SKIP
+        ('chain', 'draw')
+        """
+        from .logprior import log_prior
+
+        ds = log_prior(self.idata, self.design, self.priors)
+        if "log_prior" in self.idata.groups():
+            del self.idata.log_prior
+        self.idata.add_groups(log_prior=ds)
+        return ds

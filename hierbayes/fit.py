@@ -178,6 +178,22 @@ class Fit:
     def print_priors(self) -> str:
         return priors_mod.tree(self.priors)
 
+    def log_likelihood(self):
+        """Pointwise log-likelihood (per observation, or per cluster when residuals are
+        correlated or the random effects are integrated out; see :mod:`hierbayes.loglik`),
+        stored in ``idata.log_likelihood`` on first use and returned.
+
+        Examples
+        --------
+        >>> fit.log_likelihood()["y"].dims      # doctest: +SKIP
+        ('chain', 'draw', 'id')
+        """
+        from .loglik import log_likelihood
+
+        if "log_likelihood" not in self.idata.groups():
+            self.idata.add_groups(log_likelihood=log_likelihood(self))
+        return self.idata.log_likelihood
+
     def to_netcdf(self, path) -> str:
         """Write the InferenceData to netCDF."""
         return self.idata.to_netcdf(str(path))

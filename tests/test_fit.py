@@ -179,3 +179,25 @@ def test_unconverged_fit_says_so_plainly(fit300):
     bad = hb.Fit(fake, fit300.design, fit300.priors, "latent", None, fit300.options, {})
     assert "NOT CONVERGED" in str(bad.summary())
     assert "Converged" in str(fit300.summary()) or "NOT CONVERGED" in str(fit300.summary())
+
+
+def test_log_likelihood_group_of_real_fits(small_pair):
+    """Both backends store a per-cluster log-likelihood (AR(1) residuals); the marginal one
+    sums to the model's collapsed likelihood (pooled layout) at each draw."""
+    from hierbayes import collapsed
+    from hierbayes.recover import covariance_cholesky
+
+    marg, lat = small_pair
+    for fit in (marg, lat):
+        ll = fit.log_likelihood()["y"]
+        assert ll.dims == ("chain", "draw", "id") and ll.sizes["id"] == 60
+        assert np.isfinite(ll.values).all()
+        assert "log_likelihood" in fit.idata.groups()
+    cd = collapsed.prepare(marg.design, layout="pooled")
+    post = marg.posterior.isel(chain=1, draw=[0, 250])
+    ll = marg.idata.log_likelihood["y"].isel(chain=1, draw=[0, 250]).sum("id").values
+    for k in range(2):
+        p = post.isel(draw=k)
+        L = covariance_cholesky(p["sd_id"].values, p["corr_id"].values)
+        want = collapsed.loglik(np, cd, p["beta"].values, float(p["sigma"]), float(p["phi"]), L @ L.T)
+        assert ll[k] == pytest.approx(float(want), rel=1e-10)

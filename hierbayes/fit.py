@@ -219,3 +219,22 @@ class Fit:
             del self.idata.log_prior
         self.idata.add_groups(log_prior=ds)
         return ds
+
+    def prior_sensitivity(self, threshold: float = 0.05):
+        """Power-scaling prior and likelihood sensitivity of each hyperparameter, with
+        arviz-stats' diagnosis (see :func:`hierbayes.sensitivity.prior_sensitivity`).
+
+        Examples
+        --------
+        >>> fit.prior_sensitivity()          # doctest: +SKIP
+        """
+        from .sensitivity import prior_sensitivity
+
+        return prior_sensitivity(self, threshold=threshold)
+
+    def plot_prior_sensitivity(self):
+        """Posterior means +- sd under power-scaled prior and likelihood, one panel per
+        hyperparameter (see :func:`hierbayes.sensitivity.plot_prior_sensitivity`)."""
+        from .sensitivity import plot_prior_sensitivity
+
+        return plot_prior_sensitivity(self)

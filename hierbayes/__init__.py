@@ -13,10 +13,11 @@ from .correlation import AR1, CAR1
 from .fit import Fit
 from .model import Model
 from .priors import Prior
+from .sbc import sbc
 from .simulate import simulate
 from .sweep import plot_prior_sweep, prior_sweep
 
 __version__ = "0.1.0"
 
 __all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "simulate", "__version__"]
-__all__ += ["prior_sweep", "plot_prior_sweep"]
+__all__ += ["prior_sweep", "plot_prior_sweep", "sbc"]

@@ -84,6 +84,8 @@ class Fit:
                 + (", cached" if t.get("cache_hit") else "")
                 + f", sampling {t.get('sampling_s', float('nan')):.1f} s)"
             )
+        lines.append("  Priors:")
+        lines += ["    " + line for line in priors_mod.tree(self.priors).split("\n")]
         return lines
 
     def summary(self, hdi_prob: float = 0.94) -> Summary:

@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +99,13 @@ def guarded(fn: Callable, task) -> dict:
         return {"ok": False, "error": "".join(tb).strip()}
 
 
-def run_all(fn: Callable, tasks: Sequence, executor=None, max_workers: int | None = None) -> list[dict]:
+def run_all(
+    fn: Callable,
+    tasks: Sequence,
+    executor=None,
+    max_workers: int | None = None,
+    on_done: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
     """Run ``fn`` on every task through ``executor``; results in task order.
 
     Parameters
@@ -111,6 +117,8 @@ def run_all(fn: Callable, tasks: Sequence, executor=None, max_workers: int | Non
         Default: a local process pool, shut down afterwards.
     max_workers : int, optional
         Workers of the default pool.
+    on_done : callable, optional
+        Called as ``on_done(index, result)`` as each task finishes (progress reports).
 
     Returns
     -------
@@ -131,13 +139,16 @@ def run_all(fn: Callable, tasks: Sequence, executor=None, max_workers: int | Non
     if ex is None:
         ex = default_executor(len(tasks), max_workers)
     try:
-        futures = [ex.submit(guarded, fn, t) for t in tasks]
-        out = []
-        for f in futures:
+        futures = {ex.submit(guarded, fn, t): i for i, t in enumerate(tasks)}
+        out: list[dict] = [{}] * len(tasks)
+        for f in as_completed(futures):
+            i = futures[f]
             try:
-                out.append(f.result())
+                out[i] = f.result()
             except Exception as exc:  # noqa: BLE001 -- a worker crashed or was lost
-                out.append({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+                out[i] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if on_done is not None:
+                on_done(i, out[i])
         return out
     finally:
         if owned:

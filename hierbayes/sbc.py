@@ -172,6 +172,7 @@ def sbc(
     tune: int = 500,
     chains: int = 2,
     max_workers: int | None = None,
+    on_done=None,
     **fit_kwargs,
 ) -> SBCResult:
     """Simulation-based calibration of ``model``: prior draw -> simulate -> fit -> rank.
@@ -195,6 +196,8 @@ def sbc(
     draws, tune, chains : int
         Per fit; ``draws * chains`` must be at least ``n_ranks``.
     max_workers : int, optional
+    on_done : callable, optional
+        ``on_done(index, result)`` as each simulation's fit finishes (progress).
     **fit_kwargs
         Other ``Model.fit`` arguments.
 
@@ -242,7 +245,7 @@ def sbc(
         )
         for i in range(n_sims)
     ]
-    results = run_all(_sbc_fit, tasks, executor=executor, max_workers=max_workers)
+    results = run_all(_sbc_fit, tasks, executor=executor, max_workers=max_workers, on_done=on_done)
     ranks = pd.DataFrame(
         [r["value"]["ranks"] if r["ok"] else {} for r in results], columns=truth.columns, dtype=float
     )

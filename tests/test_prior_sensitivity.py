@@ -220,3 +220,12 @@ def test_default_priors_not_flagged_on_acceptance_data():
     fit = hb.Model(FORMULA, data, correlation=AR).fit(seed=1, progressbar=False)
     table = fit.prior_sensitivity()
     assert (table["diagnosis"] == "✓").all(), table
+
+
+def test_summary_header_shows_the_priors(fit_default):
+    text = str(fit_default.summary())
+    assert "  Priors:" in text
+    flat = " ".join(text.split())
+    for name, prior in fit_default.priors.items():
+        assert f"{name} ~ {prior}" in flat
+    assert "sd_id ~ HalfStudentT(nu=3, sigma=[" in flat and "corr_id ~ LKJ(eta=1)" in flat

@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--bins", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--out", default="benchmarks/results/sbc")
+    ap.add_argument("--out", default="out/sbc")
     args = ap.parse_args()
 
     model = hb.Model("y ~ time + treatment + (1 + time | id)", layout(args.ids, args.times),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import xarray as xr
+from pytensor.compile.mode import Mode
 
 from ..design import Design
 from ..priors import Prior
@@ -48,8 +49,10 @@ def draw_hyperparameters(
         if g.q > 1:
             names.append(f"corr_{g.name}")
     names = [n for n in names if n in model.named_vars]
+    # Python linker: compiling this small forward graph to C costs more than running it
     idata = pm.sample_prior_predictive(
-        draws=draws, model=model, var_names=names, random_seed=seed, return_inferencedata=True
+        draws=draws, model=model, var_names=names, random_seed=seed, return_inferencedata=True,
+        compile_kwargs={"mode": Mode(linker="py", optimizer="fast_run")},
     )
     ds = idata.prior.isel(chain=0, drop=True)
     if "beta" not in ds:  # a model without fixed effects

@@ -13,10 +13,13 @@ from .correlation import AR1, CAR1
 from .fit import Fit
 from .model import Model
 from .priors import Prior
+from .sbc import sbc
 from .simulate import simulate
 from .comparison import compare, loo
 from .persist import load
+from .sweep import plot_prior_sweep, prior_sweep
 
 __version__ = "0.1.0"
 
 __all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]
+__all__ += ["prior_sweep", "plot_prior_sweep", "sbc"]

@@ -91,6 +91,8 @@ class Fit:
                 + (", cached" if t.get("cache_hit") else "")
                 + f", sampling {t.get('sampling_s', float('nan')):.1f} s)"
             )
+        lines.append("  Priors:")
+        lines += ["    " + line for line in priors_mod.tree(self.priors).split("\n")]
         return lines
 
     def summary(self, hdi_prob: float = 0.94) -> Summary:
@@ -273,3 +275,40 @@ class Fit:
         from .persist import save
 
         return save(self, path, compress=compress)
+    # ------------------------------------------------------------------ prior sensitivity
+
+    def log_prior(self):
+        """Log densities of the top-level priors at the posterior draws, stored as the
+        ``log_prior`` group of ``idata`` (see :mod:`hierbayes.logprior`) and returned.
+
+        Examples
+        --------
+        >>> fit.log_prior()["sigma"].dims     # doctest: +SKIP
+        ('chain', 'draw')
+        """
+        from .logprior import log_prior
+
+        ds = log_prior(self.idata, self.design, self.priors)
+        if "log_prior" in self.idata.groups():
+            del self.idata.log_prior
+        self.idata.add_groups(log_prior=ds)
+        return ds
+
+    def prior_sensitivity(self, threshold: float = 0.05):
+        """Power-scaling prior and likelihood sensitivity of each hyperparameter, with
+        arviz-stats' diagnosis (see :func:`hierbayes.sensitivity.prior_sensitivity`).
+
+        Examples
+        --------
+        >>> fit.prior_sensitivity()          # doctest: +SKIP
+        """
+        from .sensitivity import prior_sensitivity
+
+        return prior_sensitivity(self, threshold=threshold)
+
+    def plot_prior_sensitivity(self):
+        """Posterior means +- sd under power-scaled prior and likelihood, one panel per
+        hyperparameter (see :func:`hierbayes.sensitivity.plot_prior_sensitivity`)."""
+        from .sensitivity import plot_prior_sensitivity
+
+        return plot_prior_sensitivity(self)

@@ -73,6 +73,9 @@ class Model:
         na_action: str = "drop",
     ) -> None:
         self.spec = parse(formula, family=family, correlation=correlation, priors=priors)
+        # what rebuilds this model in another process (prior sweeps, SBC): plain data only
+        self.inputs = dict(formula=formula, data=data, correlation=correlation, family=family,
+                           backend=backend, na_action=na_action)
         self.design: Design = build_design(self.spec, data, na_action=na_action)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)
@@ -253,3 +256,28 @@ class Model:
         ]
         lines += ["    " + line for line in tree(self.priors).split("\n")]
         return "\n".join(lines)
+
+    def sample_prior_predictive(self, draws: int = 500, seed: int | None = None):
+        """Draw data sets from the prior predictive distribution (no sampling, no compile).
+
+        Parameters
+        ----------
+        draws : int
+            Number of simulated data sets.
+        seed : int, optional
+
+        Returns
+        -------
+        PriorPredictive
+            ``.prior`` (hyperparameter draws), ``.y`` (draws x rows, user order),
+            ``.compare()`` (observed statistics against prior predictive quantiles) and
+            ``.plot()``.
+
+        Examples
+        --------
+        >>> pp = model.sample_prior_predictive(draws=200, seed=1)   # doctest: +SKIP
+        >>> pp.compare()                                            # doctest: +SKIP
+        """
+        from .prior_predictive import sample_prior_predictive
+
+        return sample_prior_predictive(self.design, self.priors, draws=draws, seed=seed)

@@ -1,0 +1,60 @@
+"""Forward draws from the priors of the hyperparameters (prior predictive checks, SBC).
+
+The sampling models cannot be forward-sampled in general: the marginal backend's
+likelihood is a potential, and in ridge-aligned coordinates the prior itself is a
+potential on flat variables. This model holds the same top-level priors built by the
+same helpers (:mod:`hierbayes.backend.params`), in their natural parameterisation, and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+from pytensor.compile.mode import Mode
+
+from ..design import Design
+from ..priors import Prior
+from . import params
+
+
+def prior_model(design: Design, priors: dict[str, Prior]) -> pm.Model:
+    """A PyMC model with only the hyperparameters' priors (``beta``, ``sigma``, ``phi``,
+    ``sd_<g>``, ``corr_<g>``)."""
+    with pm.Model(coords=params.coords_for(design)) as model:
+        params.fixed_effects(design, priors)
+        params.residual_sd(priors)
+        params.ar_phi(design, priors)
+        for g in design.groups:
+            params.re_covariance(g, priors)
+    return model
+
+
+def draw_hyperparameters(
+    design: Design, priors: dict[str, Prior], draws: int, seed: int | None
+) -> xr.Dataset:
+    """``draws`` joint draws of the hyperparameters from their priors.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``beta`` (draw, coef), ``sigma``, ``phi`` (if any), ``sd_<g>``
+        (draw, <g>__term) and ``corr_<g>`` (q > 1), with dims ``(draw, ...)``.
+    """
+    model = prior_model(design, priors)
+    names = ["beta", "sigma"] + (["phi"] if design.correlation is not None else [])
+    for g in design.groups:
+        names.append(f"sd_{g.name}")
+        if g.q > 1:
+            names.append(f"corr_{g.name}")
+    names = [n for n in names if n in model.named_vars]
+    # Python linker: compiling this small forward graph to C costs more than running it
+    idata = pm.sample_prior_predictive(
+        draws=draws, model=model, var_names=names, random_seed=seed, return_inferencedata=True,
+        compile_kwargs={"mode": Mode(linker="py", optimizer="fast_run")},
+    )
+    ds = idata.prior.isel(chain=0, drop=True)
+    if "beta" not in ds:  # a model without fixed effects
+        ds["beta"] = xr.DataArray(np.zeros((draws, 0)), dims=("draw", "coef"))
+    return ds

@@ -4,8 +4,9 @@ Power-scaling sensitivity (Kallioinen et al. 2024) perturbs the prior as ``p(the
 and reweights the posterior draws; for a hierarchical model it recommends scaling only the
 top-level priors, not the conditional prior of the random effects. This module evaluates,
 for every posterior draw, the log density of each top-level prior at the *natural*
-parameters: fixed effects, residual sd ``sigma``, random-effect sds ``sd_<g>``, the
-correlation matrix ``corr_<g>`` (LKJ density), and ``phi``. The marginal backend may
+parameters: fixed effects, residual sd ``sigma``, the family's own parameters (``nu``,
+``alpha``), random-effect sds ``sd_<g>``, the correlation matrix ``corr_<g>`` (LKJ density;
+none for ``||`` terms), the latent AR process sd ``sd_ar`` and ``phi``. The marginal backend may
 sample in ridge-aligned coordinates (:mod:`hierbayes.backend.reparam`); the prior is the
 same, so the natural parameters' densities are what is scaled.
 
@@ -132,12 +133,11 @@ def log_prior(idata, design: Design, priors: dict[str, Prior]) -> xr.Dataset:
             [prior_logpdf(priors[n], beta.sel(coef=n).values, n) for n in names], axis=-1
         )
         out["beta"] = _like(beta, lp)
-    out["sigma"] = _like(post["sigma"], prior_logpdf(priors["sigma"], post["sigma"].values, "sigma"))
     for g in design.groups:
         tdim = f"{g.name}__term"
         sd = post[f"sd_{g.name}"].transpose("chain", "draw", tdim)
         out[f"sd_{g.name}"] = _like(sd, prior_logpdf(priors[f"sd_{g.name}"], sd.values, f"sd_{g.name}"))
-        if g.q > 1:
+        if g.q > 1 and g.correlated:
             key = f"corr_{g.name}"
             p = priors.get(key, Prior("LKJ", eta=1.0))
             corr = post[key].transpose("chain", "draw", tdim, tdim + "_bis")
@@ -146,6 +146,9 @@ def log_prior(idata, design: Design, priors: dict[str, Prior]) -> xr.Dataset:
                 lkj_logpdf(corr.values, eta), dims=("chain", "draw"),
                 coords={"chain": post.chain, "draw": post.draw},
             )
-    if "phi" in priors:
-        out["phi"] = _like(post["phi"], prior_logpdf(priors["phi"], post["phi"].values, "phi"))
+    # scalar top-level parameters: the residual sd, the family's own (Student-t nu, negative
+    # binomial alpha), the latent AR process sd of non-Gaussian families, phi
+    for key in ("sigma", *design.spec.family.extra_params, "sd_ar", "phi"):
+        if key in priors and key in post and key not in out:
+            out[key] = _like(post[key], prior_logpdf(priors[key], post[key].values, key))
     return xr.Dataset(out)

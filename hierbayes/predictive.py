@@ -135,7 +135,10 @@ def _flat_draws(post, design: Design) -> ParameterDraws:
     )
 
 
-def _fitted_draws(pd_: ParameterDraws, design: Design, rng) -> np.ndarray:
+def fitted_draws(pd_: ParameterDraws, design: Design, rng) -> np.ndarray:
+    """Replicated responses (D, N) of the design's rows, in design row order, given
+    parameter draws: Gaussian residuals with the fitted correlation, or the family's draws
+    at the linear predictor (plus a fresh latent AR process for non-Gaussian families)."""
     missing = [g.name for g in design.groups if g.name not in pd_.b]
     if missing:
         raise KeyError(
@@ -170,7 +173,7 @@ def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed
     total = post.sizes["sample"]
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(total, size=min(n_draws or total, total), replace=False))
-    return _fitted_draws(_flat_draws(post.isel(sample=idx), design), design, rng)
+    return fitted_draws(_flat_draws(post.isel(sample=idx), design), design, rng)
 
 
 def posterior_predictive_dataset(idata, design: Design, n_draws: int | None = None, seed: int = 0):
@@ -190,7 +193,7 @@ def posterior_predictive_dataset(idata, design: Design, n_draws: int | None = No
 
     post = thin(idata.posterior, n_draws)
     pd_ = parameter_draws(post, design)
-    y_rep = _fitted_draws(pd_, design, np.random.default_rng(seed))
+    y_rep = fitted_draws(pd_, design, np.random.default_rng(seed))
     order = np.argsort(design.rows)
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     y = xr.DataArray(

@@ -17,7 +17,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from .design import Design
-from .predictive import linear_predictor, residual_draws
+from .predictive import ParameterDraws, fitted_draws
 from .recover import covariance_cholesky
 
 #: readable names of the statistics of :func:`summary_statistics`
@@ -214,20 +214,26 @@ def sample_prior_predictive(
     seed_prior, seed_data = (int(s.generate_state(1)[0]) for s in ss.spawn(2))
     prior = draw_hyperparameters(design, priors, draws, seed_prior)
     rng = np.random.default_rng(seed_data)
-    b = {}
+    b, chol = {}, {}
     for g in design.groups:
         sd = prior[f"sd_{g.name}"].transpose("draw", f"{g.name}__term").values
+        key = f"corr_{g.name}"
         corr = (
-            prior[f"corr_{g.name}"].transpose("draw", f"{g.name}__term", f"{g.name}__term_bis").values
-            if g.q > 1 else None
+            prior[key].transpose("draw", f"{g.name}__term", f"{g.name}__term_bis").values
+            if key in prior else None
         )
-        L = covariance_cholesky(sd, corr)
+        chol[g.name] = covariance_cholesky(sd, corr)
         z = rng.standard_normal((draws, g.n_levels, g.q))
-        b[g.name] = np.einsum("dqr,dnr->dnq", L, z)
-    beta = prior["beta"].transpose("draw", "coef").values
-    mu = linear_predictor(design, beta, b)
-    phi = prior["phi"].values if "phi" in prior else None
-    y = mu + residual_draws(design, prior["sigma"].values, phi, rng)
+        b[g.name] = np.einsum("dqr,dnr->dnq", chol[g.name], z)
+    # responses from the model's family, as the posterior predictive draws them
+    pd_ = ParameterDraws(
+        beta=prior["beta"].transpose("draw", "coef").values,
+        sigma=prior["sigma"].values if "sigma" in prior else None,
+        phi=prior["phi"].values if "phi" in prior else None,
+        b=b, chol=chol, chains=np.zeros(draws, dtype=int), draws=np.arange(draws),
+        extra={k: prior[k].values for k in (*design.spec.family.extra_params, "sd_ar") if k in prior},
+    )
+    y = fitted_draws(pd_, design, rng)
     return PriorPredictive(
         prior=prior, y=design.to_user_order(y), observed=design.to_user_order(design.y),
         design=design, seed=seed,

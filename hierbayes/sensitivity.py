@@ -22,13 +22,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from .design import Design
+from .summary import SCALAR_LABELS
 
 
 def hyperparameters(idata, design: Design) -> xr.Dataset:
     """The hyperparameters as scalar-per-draw variables named as in ``fit.summary()``.
 
     ``beta`` -> the coefficient labels, ``sd_<g>`` -> ``sd(term | g)``, the off-diagonal of
-    ``corr_<g>`` -> ``corr(a, b | g)``, ``sigma (residual sd)``, ``phi (AR(1) correlation)``.
+    ``corr_<g>`` -> ``corr(a, b | g)``, the family's parameters, ``phi`` and ``sd_ar`` by
+    :data:`hierbayes.summary.SCALAR_LABELS` (``sigma (residual sd)``, ...).
 
     Examples
     --------
@@ -47,7 +49,7 @@ def hyperparameters(idata, design: Design) -> xr.Dataset:
         tdim = f"{g.name}__term"
         for t in g.terms:
             out[f"sd({t} | {g.name})"] = scalar(post[f"sd_{g.name}"].sel({tdim: t}))
-        if g.q > 1:
+        if f"corr_{g.name}" in post:
             corr = post[f"corr_{g.name}"]
             for i in range(g.q):
                 for j in range(i):
@@ -55,9 +57,9 @@ def hyperparameters(idata, design: Design) -> xr.Dataset:
                     out[f"corr({a}, {b} | {g.name})"] = scalar(
                         corr.isel({tdim: i, tdim + "_bis": j})
                     )
-    out["sigma (residual sd)"] = scalar(post["sigma"])
-    if "phi" in post:
-        out["phi (AR(1) correlation)"] = scalar(post["phi"])
+    for name in (*design.spec.family.extra_params, "phi", "sd_ar"):
+        if name in post:
+            out[SCALAR_LABELS.get(name, name)] = scalar(post[name])
     return xr.Dataset(out)
 
 

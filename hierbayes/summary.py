@@ -11,6 +11,16 @@ import pandas as pd
 COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
 
 
+
+#: Row labels of the scalar parameters, shared by the summary and the sensitivity table.
+SCALAR_LABELS = {
+    "sigma": "sigma (residual sd)",
+    "nu": "nu (degrees of freedom)",
+    "alpha": "alpha (negative binomial shape)",
+    "phi": "phi (AR(1) correlation)",
+    "sd_ar": "sd of the latent AR process",
+}
+
 def _rows(idata, var: str, labels: list[str], section: str, hdi_prob: float, sel=None):
     da = idata.posterior[var]
     if sel is not None:
@@ -42,15 +52,12 @@ def parameter_table(idata, design, hdi_prob: float = 0.94) -> pd.DataFrame:
 
             labels = [f"corr({g.terms[j]}, {g.terms[i]} | {g.name})" for i, j in pairs]
             parts.append(_rows(idata, f"corr_{g.name}", labels, "random", hdi_prob, sel))
-    labels = {"sigma": "sigma (residual sd)", "nu": "nu (degrees of freedom)",
-              "alpha": "alpha (negative binomial shape)"}
     for name in design.spec.family.extra_params:
         if name in post:
-            parts.append(_rows(idata, name, [labels.get(name, name)], "residual", hdi_prob))
-    if "phi" in post:
-        parts.append(_rows(idata, "phi", ["phi (AR(1) correlation)"], "correlation", hdi_prob))
-    if "sd_ar" in post:
-        parts.append(_rows(idata, "sd_ar", ["sd of the latent AR process"], "correlation", hdi_prob))
+            parts.append(_rows(idata, name, [SCALAR_LABELS.get(name, name)], "residual", hdi_prob))
+    for name in ("phi", "sd_ar"):
+        if name in post:
+            parts.append(_rows(idata, name, [SCALAR_LABELS[name]], "correlation", hdi_prob))
     table = pd.concat(parts)
     hdi_cols = [c for c in table.columns if c.startswith("hdi_")]
     return table[["section", "mean", "sd", *hdi_cols, "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]]

@@ -20,12 +20,14 @@ from . import params
 
 
 def prior_model(design: Design, priors: dict[str, Prior]) -> pm.Model:
-    """A PyMC model with only the hyperparameters' priors (``beta``, ``sigma``, ``phi``,
-    ``sd_<g>``, ``corr_<g>``)."""
+    """A PyMC model with only the hyperparameters' priors (``beta``, the family's parameters
+    such as ``sigma``, ``phi``, ``sd_ar``, ``sd_<g>``, ``corr_<g>``)."""
     with pm.Model(coords=params.coords_for(design)) as model:
         params.fixed_effects(design, priors)
-        params.residual_sd(priors)
+        params.family_params(design, priors)
         params.ar_phi(design, priors)
+        if "sd_ar" in priors and design.correlation is not None:
+            params.make_rv("sd_ar", priors["sd_ar"])
         for g in design.groups:
             params.re_covariance(g, priors)
     return model
@@ -43,10 +45,10 @@ def draw_hyperparameters(
         (draw, <g>__term) and ``corr_<g>`` (q > 1), with dims ``(draw, ...)``.
     """
     model = prior_model(design, priors)
-    names = ["beta", "sigma"] + (["phi"] if design.correlation is not None else [])
+    names = ["beta", *design.spec.family.extra_params, "sd_ar", "phi"]
     for g in design.groups:
         names.append(f"sd_{g.name}")
-        if g.q > 1:
+        if g.q > 1 and g.correlated:
             names.append(f"corr_{g.name}")
     names = [n for n in names if n in model.named_vars]
     # Python linker: compiling this small forward graph to C costs more than running it

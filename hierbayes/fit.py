@@ -176,7 +176,8 @@ class Fit:
 
         The draws are also stored in ``idata.posterior_predictive`` (variable ``y``, dims
         ``chain, draw, obs`` as ``observed_data``), replacing earlier ones, so
-        ``az.plot_ppc(fit.idata)`` works. ``n_draws`` thins evenly within each chain.
+        ``az.plot_ppc(fit.idata)`` works. ``n_draws`` thins evenly within each chain, so
+        it is rounded up to a multiple of the number of chains (5 draws of 2 chains: 6).
         Rows dropped for missing values are NaN in the returned array.
         """
         from .predictive import posterior_predictive_dataset

@@ -159,7 +159,7 @@ def log_likelihood(fit) -> xr.Dataset:
     Examples
     --------
     >>> ll = log_likelihood(fit)            # doctest: +SKIP
-    >>> ll["y"].dims
+    >>> ll["y"].dims                        # doctest: +SKIP
     ('chain', 'draw', 'id')
     """
     design, post = fit.design, fit.idata.posterior

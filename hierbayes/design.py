@@ -272,6 +272,21 @@ def cluster_layout(cluster: np.ndarray, time: np.ndarray | None, n_clusters: int
 # --------------------------------------------------------------------------- builder
 
 
+def correlation_times(frame: pd.DataFrame, corr, where: str = "") -> np.ndarray:
+    """The residual correlation's time column as floats, checked: numeric, and integer for
+    AR1. ``where`` names the data in messages (e.g. ``" in the new data"``)."""
+    t = frame[corr.time]
+    if not pd.api.types.is_numeric_dtype(t):
+        raise ValueError(f"time column {corr.time!r}{where} must be numeric (dtype {t.dtype}).")
+    time = t.to_numpy(dtype=float)
+    if corr.integer_times and np.any(time != np.round(time)):
+        raise ValueError(
+            f"time column {corr.time!r} has non-integer values{where}, which AR1 cannot use; "
+            "use hb.CAR1 for real-valued, irregular times."
+        )
+    return time
+
+
 def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -> Design:
     """Validate ``data`` against ``spec`` and build the :class:`Design`.
 
@@ -373,15 +388,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     time = cluster = None
     cluster_levels: tuple[str, ...] = ()
     if corr is not None:
-        t = clean[corr.time]
-        if not pd.api.types.is_numeric_dtype(t):
-            raise ValueError(f"time column {corr.time!r} must be numeric (dtype {t.dtype}).")
-        time = t.to_numpy(dtype=float)
-        if corr.integer_times and np.any(time != np.round(time)):
-            raise ValueError(
-                f"time column {corr.time!r} has non-integer values, which AR1 cannot use; "
-                "use hb.CAR1 for real-valued, irregular times."
-            )
+        time = correlation_times(clean, corr)
         cluster, cluster_levels = _factor_codes(clean, (corr.group,))
     elif groups_unsorted:
         name, levels, codes, *_ = max(groups_unsorted, key=lambda g: len(g[1]))

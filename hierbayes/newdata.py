@@ -16,7 +16,7 @@ import formulae
 import numpy as np
 import pandas as pd
 
-from .design import Design
+from .design import Design, correlation_times
 
 #: How random effects are used for new rows (see :func:`hierbayes.predict.predict`).
 GROUP_MODES = ("existing", "new", "none")
@@ -229,15 +229,7 @@ def new_rows(design: Design, data: pd.DataFrame, groups: str = "existing") -> Ne
     if corr is not None and all(c in frame.columns for c in corr_cols):
         if frame[corr_cols].isna().any().any():
             raise ValueError(f"missing values in the new data's columns {corr_cols}.")
-        t = frame[corr.time]
-        if not pd.api.types.is_numeric_dtype(t):
-            raise ValueError(f"time column {corr.time!r} must be numeric (dtype {t.dtype}).")
-        time = t.to_numpy(dtype=float)
-        if corr.integer_times and np.any(time != np.round(time)):
-            raise ValueError(
-                f"time column {corr.time!r} has non-integer values in the new data, which "
-                "the AR1 model cannot use."
-            )
+        time = correlation_times(frame, corr, " in the new data")
         cluster = _labels(frame, (corr.group,))
         key = pd.DataFrame({"c": cluster, "t": time})
         dup = key.duplicated()

@@ -128,7 +128,7 @@ class Model:
         seed: int | None = None,
         progressbar: bool = True,
         mass_matrix: str = "diag",
-        compiler: str = "jax",
+        compiler: str = "auto",
         recover_random_effects: bool = True,
         **sampler_kwargs,
     ) -> Fit:
@@ -152,9 +152,14 @@ class Model:
         mass_matrix : {"diag", "low_rank"}
             nutpie's metric adaptation. ``diag`` (default) measured better on the ridge of
             the acceptance model than nutpie's experimental low-rank metric.
-        compiler : {"jax", "numba"}
-            How nutpie compiles the log-density: JAX (default; seconds to compile) or numba
-            (a minute or more to compile, cached on disk; gradients several times faster).
+        compiler : {"auto", "native", "jax", "numba"}
+            How nutpie evaluates the log-density. ``"auto"`` (default): the hand-written
+            numba kernel (:mod:`hierbayes.backend.native`; microseconds per gradient,
+            compiled once per installation and cached on disk) for a Gaussian model with one
+            grouping factor integrated out and priors it knows, else JAX (seconds to
+            compile). ``"native"`` insists on the kernel (an error says why it does not
+            apply); ``"jax"``; ``"numba"`` (PyTensor's numba backend: a minute or more to
+            compile).
         recover_random_effects : bool
             Marginal backend: draw ``b_<g>`` back per posterior draw (default True).
 
@@ -174,7 +179,16 @@ class Model:
         )
         pm_model = self.build()
         t_build = time.perf_counter() - t0
-        raw, timing = sample.run(pm_model, self._structure_key(), opts)
+        native = None
+        if sampler == "nutpie" and compiler in ("auto", "native"):
+            from .backend import native as native_mod
+
+            why = native_mod.unsupported(self.design, self.priors, self.backend)
+            if why is None:
+                native = (self.design, self.priors)
+            elif compiler == "native":
+                raise ValueError(f"compiler='native' does not apply to this model: {why}.")
+        raw, timing = sample.run(pm_model, self._structure_key(), opts, native=native)
         timing["build_s"] = t_build
         timing["ridge"] = self.ridge_coordinates
         idata = self._tidy(raw)

@@ -1,4 +1,9 @@
-"""NUTS sampling: nutpie (default, compiled through JAX) or PyMC's own sampler.
+"""NUTS sampling: nutpie (default) or PyMC's own sampler.
+
+nutpie evaluates the log-density with the hand-written numba kernel of
+:mod:`hierbayes.backend.native` where it applies (collapsed Gaussian models with one grouping
+factor: compiled once per installation, microseconds per gradient), otherwise with the
+PyMC model compiled through JAX (or PyTensor's numba backend on request).
 
 Compiled nutpie models are cached for the session by the structure of the model (shapes,
 priors, backend); a refit whose data values change but not their shapes (prior sweeps
@@ -22,7 +27,9 @@ _CACHE: dict[str, object] = {}
 @dataclass(frozen=True)
 class SamplerOptions:
     """NUTS settings. ``mass_matrix="diag"`` is the classic diagonal metric (default);
-    ``"low_rank"`` is nutpie's experimental low-rank-modified metric."""
+    ``"low_rank"`` is nutpie's experimental low-rank-modified metric. ``compiler`` is
+    ``"auto"`` (the native kernel where it applies, else JAX), ``"native"``, ``"jax"`` or
+    ``"numba"``."""
 
     draws: int = 1000
     tune: int = 1000
@@ -33,7 +40,7 @@ class SamplerOptions:
     seed: int | None = None
     sampler: str = "nutpie"
     mass_matrix: str = "diag"
-    compiler: str = "jax"
+    compiler: str = "auto"
     progressbar: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -95,14 +102,48 @@ def structure_key(*parts) -> str:
     return hashlib.sha1(pickle.dumps(parts)).hexdigest()
 
 
-def run(model: pm.Model, key: str, opts: SamplerOptions) -> tuple[az.InferenceData, dict]:
-    """Sample ``model`` with NUTS; return the InferenceData and a timing dict."""
+def compile_native(model: pm.Model, key: str, timing: dict, native):
+    """The nutpie model of the native kernel; the starting-point function is cached per
+    model structure, the data buffer is packed anew (cheap) on every call."""
+    from .backend import native as native_mod
+
+    t0 = time.perf_counter()
+    ckey = f"{key}-native"
+    start = _CACHE.get(ckey)
+    timing["cache_hit"] = start is not None
+    if start is None:
+        start = native_mod.initial_point_fn(model, _support_point(model))
+        _CACHE[ckey] = start
+    design, priors = native
+    compiled = native_mod.compile_model(design, priors, model, None, start=start)
+    timing["compile_s"] = time.perf_counter() - t0
+    return compiled
+
+
+def run(
+    model: pm.Model, key: str, opts: SamplerOptions, native: tuple | None = None
+) -> tuple[az.InferenceData, dict]:
+    """Sample ``model`` with NUTS; return the InferenceData and a timing dict.
+
+    ``native`` is ``(design, priors)`` when the native kernel can compute this model's
+    log-density (used with ``compiler="auto"`` or ``"native"``).
+    """
     timing: dict = {}
     seed = _seed(opts.seed)
+    if opts.compiler not in ("auto", "native", "jax", "numba"):
+        raise ValueError(
+            f"compiler must be 'auto', 'native', 'jax' or 'numba', got {opts.compiler!r}."
+        )
     if opts.sampler == "nutpie":
         import nutpie
 
-        compiled = compile_nutpie(model, key, timing, opts.compiler)
+        if opts.compiler in ("auto", "native") and native is not None:
+            compiled = compile_native(model, key, timing, native)
+            timing["compiler"] = "native"
+        else:
+            compiler = "jax" if opts.compiler in ("auto", "native") else opts.compiler
+            compiled = compile_nutpie(model, key, timing, compiler)
+            timing["compiler"] = compiler
         t0 = time.perf_counter()
         idata = nutpie.sample(
             compiled,

@@ -1,0 +1,173 @@
+"""The native kernel (hierbayes.backend.native) computes exactly the PyMC model's
+log-density and gradient, constants included, and the natural parameters of its draws.
+
+Every case builds the marginal backend's PyMC model, packs the kernel's buffer for it and
+compares at random points of the sampled (unconstrained) vector: ridge coordinates
+(random intercept + AR(1)/CAR(1)) and PyMC's default transforms (no correlation, no
+intercept term, ``||``), q = 1..3, unbalanced clusters with gaps, rows in random order,
+and every prior family the kernel knows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hierbayes as hb
+from hierbayes.backend import native
+
+CASES = {
+    "ar1 q2 ridge": ("y ~ x + w + (1 + x | g)", "ar1", {}),
+    "ar1 q1 ridge": ("y ~ x + (1 | g)", "ar1", {}),
+    "car1 q3 ridge": ("y ~ x + (1 + x + w | g)", "car1", {"corr_g": hb.Prior("LKJ", eta=2.5)}),
+    "no correlation q2": ("y ~ x + (1 + x | g)", None, {}),
+    "no correlation q1": ("y ~ 0 + x + w + (1 | g)", None, {}),
+    "independent slopes": ("y ~ x + (1 + x || g)", "ar1", {}),
+    "no intercept term": ("y ~ x + (0 + x | g)", "ar1", {}),
+    "plain q3 lkj": ("y ~ x + (1 + x + w | g)", None, {"corr_g": hb.Prior("LKJ", eta=0.7)}),
+    "priors A": ("y ~ x + w + (1 + x | g)", "ar1", {
+        "Intercept": hb.Prior("StudentT", nu=4, mu=0.3, sigma=2.0),
+        "x": hb.Prior("StudentT", nu=4, mu=0, sigma=1.5),
+        "w": hb.Prior("StudentT", nu=7, mu=0.1, sigma=1.0),
+        "sigma": hb.Prior("Exponential", lam=1.3),
+        "sd_g": hb.Prior("Gamma", alpha=2.0, beta=[1.5, 3.0]),
+        "phi": hb.Prior("Uniform", lower=-0.5, upper=1.0),
+    }),
+    "priors B": ("y ~ x + (1 + x | g)", "car1", {
+        "Intercept": hb.Prior("Normal", mu=0, sigma=3),
+        "x": hb.Prior("Cauchy", alpha=0.0, beta=2.0),
+        "sigma": hb.Prior("InverseGamma", alpha=3.0, beta=2.0),
+        "sd_g": hb.Prior("LogNormal", mu=-0.5, sigma=1.0),
+        "phi": hb.Prior("Beta", alpha=2.0, beta=2.0),
+    }),
+    "priors C": ("y ~ x + (1 | g)", None, {
+        "sigma": hb.Prior("Weibull", alpha=1.5, beta=2.0),
+        "sd_g": hb.Prior("HalfCauchy", beta=1.0),
+        "x": hb.Prior("Flat"),
+    }),
+    "priors D": ("y ~ x + (1 + x | g)", "ar1", {
+        "sigma": hb.Prior("HalfNormal", sigma=2.0),
+        "sd_g": hb.Prior("HalfNormal", sigma=[1.0, 0.5]),
+        "phi": hb.Prior("Beta", alpha=3.0, beta=1.5),
+    }),
+}
+
+
+def _model(ref, formula, corr, priors, seed=0, balanced=False):
+    rng = np.random.default_rng(seed)
+    df = ref.random_frame(rng, n_clusters=7, min_size=2, max_size=5,
+                          times=corr or "ar1", balanced=balanced)
+    correlation = {"ar1": hb.AR1("t", "g"), "car1": hb.CAR1("t", "g"), None: None}[corr]
+    return hb.Model(formula, df, correlation=correlation, priors=priors or None)
+
+
+def _point(slices, shapes, x):
+    return {k: x[o:o + s].reshape(shapes[k]) for k, (o, s) in slices.items()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_equals_pymc_logp_and_gradient(ref, name):
+    formula, corr, priors = CASES[name]
+    m = _model(ref, formula, corr, priors, seed=len(name))
+    assert m.backend == "marginal"
+    assert native.unsupported(m.design, m.priors, m.backend) is None, name
+    model = m.build()
+    _, slices = native.initial_point_fn(model)
+    buf, info = native.pack(m.design, m.priors, slices)
+    ip = model.initial_point()
+    shapes = {k: np.shape(v) for k, v in ip.items()}
+    logp = model.compile_logp()
+    dlogp = model.compile_dlogp()
+    det_names = info["expanded"][0]
+    outs = model.replace_rvs_by_values([model[n] for n in det_names])
+    dets = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(1)
+    finite = 0
+    for _ in range(16):
+        x = rng.normal(size=info["n_dim"]) * 0.8
+        pt = _point(slices, shapes, x)
+        want = float(logp(pt))
+        got, got_g = native.logp_and_grad(buf, x)
+        if not np.isfinite(want):  # e.g. phi outside a narrower prior's support
+            assert not np.isfinite(got), name
+            continue
+        finite += 1
+        want_g = dlogp(pt)
+        # the tolerance of the collapsed density's exactness tests (test_collapsed.py)
+        assert abs(got - want) <= 1e-8 * max(1.0, abs(want)), name
+        np.testing.assert_allclose(got_g, want_g, rtol=1e-7, atol=1e-7 * max(1, np.abs(want_g).max()))
+        flat = np.concatenate([np.ravel(v) for v in dets(pt)])
+        np.testing.assert_allclose(native.expand(buf, x), flat, rtol=1e-10, atol=1e-12)
+    assert finite >= 3, name
+
+
+def test_patterns_pool_identical_clusters(ref):
+    """Balanced data: one pattern holds every cluster; the density is still exact."""
+    m = _model(ref, "y ~ x + (1 + t | g)", "ar1", {}, seed=3, balanced=True)
+    model = m.build()
+    _, slices = native.initial_point_fn(model)
+    buf, info = native.pack(m.design, m.priors, slices)
+    pat = native._patterns(m.design, m.design.groups[0])
+    assert pat["K"].shape[0] == 1 and pat["count"][0] == m.design.groups[0].n_levels
+    x = np.random.default_rng(2).normal(size=info["n_dim"])
+    ip = model.initial_point()
+    pt = _point(slices, {k: np.shape(v) for k, v in ip.items()}, x)
+    want = float(model.compile_logp()(pt))
+    assert abs(native.logp_and_grad(buf, x)[0] - want) <= 1e-8 * max(1.0, abs(want))
+
+
+def test_extreme_points_are_rejected_not_raised(ref):
+    m = _model(ref, "y ~ x + (1 + x | g)", "ar1", {})
+    model = m.build()
+    _, slices = native.initial_point_fn(model)
+    buf, info = native.pack(m.design, m.priors, slices)
+    x = np.full(info["n_dim"], 800.0)
+    val, _ = native.logp_and_grad(buf, x)
+    assert not np.isfinite(val)
+
+
+@pytest.mark.parametrize(
+    "formula, corr, priors, backend, reason",
+    [
+        ("y ~ x + (1 | g)", "ar1", {"sigma": hb.Prior("HalfNormal", sigma=hb.Prior("HalfNormal", sigma=1))},
+         "marginal", "sigma"),
+        ("y ~ x + (1 | g)", None, {"x": hb.Prior("Uniform", lower=-5, upper=5)}, "marginal", "'x'"),
+        ("y ~ x + (1 | g)", None, {"sd_g": hb.Prior("TruncatedNormal", mu=0, sigma=1, lower=0)},
+         "marginal", "sd_g"),
+        ("y ~ x + (1 | g)", None, {}, "latent", "marginal backend"),
+    ],
+)
+def test_unsupported_models_say_why(ref, formula, corr, priors, backend, reason):
+    m = _model(ref, formula, corr, priors)
+    why = native.unsupported(m.design, m.priors, backend)
+    assert why is not None and reason in why
+
+
+def test_compiler_choice(ref):
+    """'native' insists (clear error naming the reason); 'auto' falls back to JAX."""
+    m = _model(ref, "y ~ x + (1 | g)", None, {"x": hb.Prior("Uniform", lower=-5, upper=5)})
+    with pytest.raises(ValueError, match="compiler='native' does not apply.*'x'"):
+        m.fit(draws=20, tune=20, chains=1, compiler="native", progressbar=False)
+    fit = m.fit(draws=30, tune=30, chains=1, seed=1, progressbar=False)
+    assert fit.timing["compiler"] == "jax"
+
+
+def test_native_fit_matches_jax_fit(ref):
+    """End to end: same variables, dims and coords as the JAX path, posterior means within
+    Monte Carlo error (the densities are equal, so only sampling noise differs)."""
+    rng = np.random.default_rng(11)
+    df = ref.random_frame(rng, n_clusters=40, min_size=3, max_size=6, times="ar1")
+    m = hb.Model("y ~ x + (1 + x | g)", df, correlation=hb.AR1("t", "g"))
+    a = m.fit(draws=500, tune=500, chains=2, seed=3, progressbar=False)
+    b = m.fit(draws=500, tune=500, chains=2, seed=3, progressbar=False, compiler="jax")
+    assert a.timing["compiler"] == "native" and b.timing["compiler"] == "jax"
+    pa, pb = a.idata.posterior, b.idata.posterior
+    assert set(pa.data_vars) == set(pb.data_vars)
+    for v in ["beta", "sigma", "phi", "sd_g", "corr_g", "b_g"]:
+        assert pa[v].dims == pb[v].dims
+        for d in pa[v].dims[2:]:
+            assert list(pa[v][d].values) == list(pb[v][d].values)
+    for v in ["beta", "sigma", "phi", "sd_g"]:
+        diff = np.abs(pa[v].mean(("chain", "draw")) - pb[v].mean(("chain", "draw")))
+        sd = pb[v].std(("chain", "draw"))
+        assert np.all(diff < 0.35 * sd + 1e-9), (v, diff.values, sd.values)

@@ -6,6 +6,12 @@ sample, recover the random effects, cost per gradient, and peak resident memory 
 process. Each size runs in a fresh subprocess so peak memory is per fit.
 
     python benchmarks/bench_scaling.py --ids 2500 25000 250000
+    python benchmarks/bench_scaling.py --ids 2500 25000 250000 --per-gradient
+
+``--per-gradient`` skips sampling and times one log-density + gradient of the native kernel
+at each size in both of its layouts: ``pooled`` (clusters sharing times and design share
+one set of cross-products: cost independent of the number of rows) and ``direct`` (one
+cluster at a time, what unbalanced or irregular data get: cost linear in the rows).
 """
 
 from __future__ import annotations
@@ -62,6 +68,34 @@ def one(n_ids: int, draws: int, tune: int, recover: bool) -> dict:
     }
 
 
+def per_gradient(n_ids: int) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    import hierbayes as hb
+    from hierbayes.backend import native
+
+    rng = np.random.default_rng(n_ids)
+    ids = np.repeat(np.arange(n_ids), 4)
+    trt = np.where(rng.random(n_ids) < 0.5, "control", "treatment")[ids]
+    layout = pd.DataFrame({"id": ids, "time": np.tile(np.arange(4), n_ids), "treatment": trt})
+    ar = hb.AR1(time="time", group="id")
+    f = "y ~ time + treatment + (1 + time | id)"
+    model = hb.Model(f, hb.simulate(f, layout, TRUE, correlation=ar, seed=1), correlation=ar)
+    _, slices = native.initial_point_fn(model.build())
+    out = {"ids": n_ids, "rows": int(model.design.n)}
+    for lay in ("pooled", "direct"):
+        buf, info = native.pack(model.design, model.priors, slices, layout=lay)
+        x = np.random.default_rng(0).normal(size=info["n_dim"]) * 0.3
+        native.logp_and_grad(buf, x)
+        reps = max(3, int(2e5 // n_ids))
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            native.logp_and_grad(buf, x)
+        out[f"{lay}_us_per_grad"] = round((time.perf_counter() - t0) / reps * 1e6, 1)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ids", type=int, nargs="+", default=[2500, 25000, 250000])
@@ -70,7 +104,13 @@ def main():
     ap.add_argument("--recover-max-ids", type=int, default=25000,
                     help="recover random effects only up to this many ids (memory: draws x ids x q)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--per-gradient", action="store_true",
+                    help="time the kernel's gradient in both layouts instead of fitting")
     args = ap.parse_args()
+    if args.per_gradient:
+        for n in args.ids:
+            print(per_gradient(n), flush=True)
+        return
     if args.child:
         print(json.dumps(one(args.child, args.draws, args.tune, args.child <= args.recover_max_ids)))
         return

@@ -12,6 +12,14 @@ from .design import Design
 from .summary import Summary, parameter_table
 
 
+#: how the summary names the way nutpie evaluated the log-density
+_COMPILERS = {
+    "native": "native numba kernel",
+    "jax": "PyMC model compiled with JAX",
+    "numba": "PyMC model compiled with numba",
+}
+
+
 @dataclass
 class Fit:
     """A fitted model.
@@ -82,7 +90,9 @@ class Fit:
             + f"; groups: {groups}",
             f"  Backend: {backend}",
             f"  Sampler: {o.sampler} NUTS, {o.chains} chains x {o.draws} draws "
-            f"(tune {o.tune}, target_accept {o.target_accept}), seed {self.timing.get('seed')}",
+            f"(tune {o.tune}, target_accept {o.target_accept}), seed {self.timing.get('seed')}"
+            + (f"; log-density: {_COMPILERS[self.timing['compiler']]}"
+               if self.timing.get("compiler") in _COMPILERS else ""),
         ]
         t = self.timing
         if "total_s" in t:

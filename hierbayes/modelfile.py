@@ -17,7 +17,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_SAMPLER_KEYS = {"chains", "draws", "tune", "target_accept", "seed", "cores", "mass_matrix"}
+_SAMPLER_KEYS = {"chains", "draws", "tune", "target_accept", "seed", "cores", "mass_matrix",
+                 "compiler"}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import hierbayes as hb
-from hierbayes.backend import native
+from hierbayes.backend import kernel, native
 
 CASES = {
     "ar1 q2 ridge": ("y ~ x + w + (1 + x | g)", "ar1", {}),
@@ -74,6 +74,8 @@ def test_kernel_equals_pymc_logp_and_gradient(ref, name):
     model = m.build()
     _, slices = native.initial_point_fn(model)
     buf, info = native.pack(m.design, m.priors, slices)
+    pooled, _ = native.pack(m.design, m.priors, slices, layout="pooled")
+    assert buf[kernel.H_DIRECT] == 1 and pooled[kernel.H_DIRECT] == 0  # unbalanced: direct
     ip = model.initial_point()
     shapes = {k: np.shape(v) for k, v in ip.items()}
     logp = model.compile_logp()
@@ -88,6 +90,10 @@ def test_kernel_equals_pymc_logp_and_gradient(ref, name):
         pt = _point(slices, shapes, x)
         want = float(logp(pt))
         got, got_g = native.logp_and_grad(buf, x)
+        got_p, got_pg = native.logp_and_grad(pooled, x)  # same density, other layout
+        assert got_p == pytest.approx(got, rel=1e-12, abs=1e-9) or not np.isfinite(got)
+        if np.isfinite(got):
+            np.testing.assert_allclose(got_pg, got_g, rtol=1e-9, atol=1e-9 * max(1, np.abs(got_g).max()))
         if not np.isfinite(want):  # e.g. phi outside a narrower prior's support
             assert not np.isfinite(got), name
             continue
@@ -108,6 +114,7 @@ def test_patterns_pool_identical_clusters(ref):
     _, slices = native.initial_point_fn(model)
     buf, info = native.pack(m.design, m.priors, slices)
     pat = native._patterns(m.design, m.design.groups[0])
+    assert not pat["direct"]
     assert pat["K"].shape[0] == 1 and pat["count"][0] == m.design.groups[0].n_levels
     x = np.random.default_rng(2).normal(size=info["n_dim"])
     ip = model.initial_point()

@@ -43,25 +43,29 @@ def _assert_identical(a, b):
 
 
 @pytest.mark.parametrize(
-    "sampler, backend",
+    "sampler, backend, compiler",
     [
-        ("nutpie", "marginal"),
-        ("nutpie", "latent"),
-        ("pymc", "latent"),
+        ("nutpie", "marginal", "auto"),  # the native kernel
+        ("nutpie", "marginal", "jax"),
+        ("nutpie", "latent", "auto"),  # JAX
+        ("pymc", "latent", "auto"),
         # PyMC's sampler recompiles on every fit (~30 s a pair here): the marginal case is slow
-        pytest.param("pymc", "marginal", marks=pytest.mark.slow),
+        pytest.param("pymc", "marginal", "auto", marks=pytest.mark.slow),
     ],
 )
-def test_same_seed_bit_identical(data, sampler, backend):
+def test_same_seed_bit_identical(data, sampler, backend, compiler):
     sample._CACHE.clear()  # the first fit compiles afresh, the second may hit the cache
-    kw = dict(KW, sampler=sampler, seed=11, cores=1 if sampler == "pymc" else None)
+    kw = dict(KW, sampler=sampler, seed=11, cores=1 if sampler == "pymc" else None,
+              compiler=compiler)
     a = hb.Model(FORMULA, data, correlation=AR, backend=backend).fit(**kw)
     b = hb.Model(FORMULA, data, correlation=AR, backend=backend).fit(**kw)
     if sampler == "nutpie":
         assert not a.timing["cache_hit"] and b.timing["cache_hit"]
+        want = "native" if (backend, compiler) == ("marginal", "auto") else "jax"
+        assert a.timing["compiler"] == b.timing["compiler"] == want
     assert "b_id" in a.posterior
     _assert_identical(a, b)
-    if (sampler, backend) == ("nutpie", "marginal"):
+    if (sampler, backend, compiler) == ("nutpie", "marginal", "auto"):
         # the seed is what fixes them: another seed moves every chain
         c = hb.Model(FORMULA, data, correlation=AR, backend=backend).fit(**dict(kw, seed=12))
         assert not np.array_equal(a.posterior["sigma"].values, c.posterior["sigma"].values)

@@ -41,7 +41,8 @@ H_LO, H_HI, H_ETA, H_NORM, H_XR, H_XL, H_NEXP = 8, 9, 10, 11, 12, 13, 14
 # offsets of the sections
 O_BPRI, O_BIDX, O_SIGPRI, O_PHIPRI, O_SDPRI, O_ORDER = 15, 16, 17, 18, 19, 20
 O_K, O_Z, O_TT, O_NOBS, O_COUNT = 21, 22, 23, 24, 25
-HEADER = 26
+H_DIRECT = 26  # 1: one "pattern" per cluster holding its rows W = [y, X], not K
+HEADER = 27
 
 #: parameterisations
 MODE_RIDGE = 1  # reparam.ridge_parameters (random intercept + AR(1)/CAR(1))
@@ -383,16 +384,16 @@ def covariance(L, buf, q, n):
 
 
 @_jit
-def _chol_inverse(V, nn):
-    """log|V| and V^-1 of a small SPD matrix (Cholesky); NaN log-det if not SPD."""
-    C = np.zeros((nn, nn))
+def _chol_inverse(V, nn, C, Ci, Om):
+    """log|V| of a small SPD matrix, its inverse written into ``Om`` (Cholesky; ``C`` and
+    ``Ci`` are work arrays); NaN if ``V`` is not positive definite."""
     logdet = 0.0
     for j in range(nn):
         s = V[j, j]
         for k in range(j):
             s -= C[j, k] * C[j, k]
         if not s > 0:
-            return np.nan, C
+            return np.nan
         C[j, j] = math.sqrt(s)
         logdet += 2.0 * math.log(C[j, j])
         for i in range(j + 1, nn):
@@ -400,15 +401,13 @@ def _chol_inverse(V, nn):
             for k in range(j):
                 t -= C[i, k] * C[j, k]
             C[i, j] = t / C[j, j]
-    Ci = np.zeros((nn, nn))  # inverse of the lower factor
-    for j in range(nn):
+    for j in range(nn):  # inverse of the lower factor
         Ci[j, j] = 1.0 / C[j, j]
         for i in range(j + 1, nn):
             t = 0.0
             for k in range(j, i):
                 t -= C[i, k] * Ci[k, j]
             Ci[i, j] = t / C[i, i]
-    Om = np.zeros((nn, nn))
     for i in range(nn):
         for j in range(i + 1):
             t = 0.0
@@ -416,18 +415,22 @@ def _chol_inverse(V, nn):
                 t += Ci[k, i] * Ci[k, j]
             Om[i, j] = t
             Om[j, i] = t
-    return logdet, Om
+    return logdet
 
 
 @_jit
 def loglik_pooled(buf, beta, s2, phi, S):
     """Collapsed log-likelihood over all patterns and its gradient with respect to
-    ``beta`` (p), ``sigma^2``, ``phi`` and ``S`` (q x q, entries treated as free)."""
+    ``beta`` (p), ``sigma^2``, ``phi`` and ``S`` (q x q, entries treated as free).
+
+    A pattern holds either the cross-products ``K`` of its clusters (pooled) or, with
+    ``H_DIRECT``, one cluster's rows ``W`` (then ``E = e e^T`` with ``e = W u``)."""
     p = int(buf[H_P])
     q = int(buf[H_Q])
     G = int(buf[H_G])
     T = int(buf[H_T])
     corr = int(buf[H_CORR])
+    direct = int(buf[H_DIRECT]) == 1
     m = p + 1
     oK, oZ, oT = int(buf[O_K]), int(buf[O_Z]), int(buf[O_TT])
     oN, oC = int(buf[O_NOBS]), int(buf[O_COUNT])
@@ -444,72 +447,106 @@ def loglik_pooled(buf, beta, s2, phi, S):
     dR = np.empty((T, T))
     V = np.empty((T, T))
     E = np.empty((T, T))
+    e = np.empty(T)
+    C = np.empty((T, T))
+    Ci = np.empty((T, T))
+    Om = np.empty((T, T))
+    OE = np.empty((T, T))
+    Gm = np.empty((T, T))
+    ZG = np.empty((T, q))
     for g in range(G):
         nn = int(buf[oN + g])
         cnt = buf[oC + g]
-        kg = oK + g * T * T * m * m
+        kg = oK + g * T * m if direct else oK + g * T * T * m * m
         zg = oZ + g * T * q
         tg = oT + g * T
-        for s in range(nn):
-            for t in range(nn):
-                base = kg + (s * T + t) * m * m
+        if direct:
+            for s in range(nn):
                 acc = 0.0
                 for i in range(m):
-                    for j in range(m):
-                        acc += buf[base + i * m + j] * u[i] * u[j]
-                E[s, t] = acc
-                if corr == 0:
+                    acc += buf[kg + s * m + i] * u[i]
+                e[s] = acc
+        for s in range(nn):
+            for t in range(s + 1):
+                if direct:
+                    E[s, t] = e[s] * e[t]
+                else:
+                    base = kg + (s * T + t) * m * m
+                    acc = 0.0
+                    for i in range(m):
+                        ui = u[i]
+                        for j in range(m):
+                            acc += buf[base + i * m + j] * ui * u[j]
+                    E[s, t] = acc
+                E[t, s] = E[s, t]
+                if corr == 0 or s == t:
                     R[s, t] = 1.0 if s == t else 0.0
                     dR[s, t] = 0.0
                 else:
                     lag = abs(buf[tg + s] - buf[tg + t])
-                    if lag == 0:
-                        R[s, t] = 1.0
-                        dR[s, t] = 0.0
-                    else:
-                        R[s, t] = phi ** lag
-                        dR[s, t] = lag * phi ** (lag - 1.0)
+                    r = phi ** (lag - 1.0)
+                    R[s, t] = r * phi
+                    dR[s, t] = lag * r
+                R[t, s] = R[s, t]
+                dR[t, s] = dR[s, t]
                 zs = 0.0
                 for a in range(q):
+                    za = buf[zg + s * q + a]
                     for b in range(q):
-                        zs += buf[zg + s * q + a] * S[a, b] * buf[zg + t * q + b]
+                        zs += za * S[a, b] * buf[zg + t * q + b]
                 V[s, t] = zs + s2 * R[s, t]
-        logdet, Om = _chol_inverse(V[:nn, :nn].copy(), nn)
+                V[t, s] = V[s, t]
+        logdet = _chol_inverse(V, nn, C, Ci, Om)
         if logdet != logdet:
             return np.nan, g_u[1:], g_s2, g_phi, g_S
-        OE = np.zeros((nn, nn))
+        tr = 0.0
         for s in range(nn):
             for t in range(nn):
                 acc = 0.0
                 for k in range(nn):
                     acc += Om[s, k] * E[k, t]
                 OE[s, t] = acc
-        tr = 0.0
-        for s in range(nn):
             tr += OE[s, s]
         ll += -0.5 * cnt * (nn * LOG_2PI + logdet) - 0.5 * tr
-        Gm = np.empty((nn, nn))  # d ll / d V = (Om E Om - cnt Om) / 2
-        for s in range(nn):
-            for t in range(nn):
+        for s in range(nn):  # d ll / d V = (Om E Om - cnt Om) / 2
+            for t in range(s + 1):
                 acc = 0.0
                 for k in range(nn):
                     acc += OE[s, k] * Om[k, t]
                 Gm[s, t] = 0.5 * (acc - cnt * Om[s, t])
+                Gm[t, s] = Gm[s, t]
         for s in range(nn):
+            for b in range(q):
+                acc = 0.0
+                for t in range(nn):
+                    acc += Gm[s, t] * buf[zg + t * q + b]
+                ZG[s, b] = acc
             for t in range(nn):
                 g_s2 += Gm[s, t] * R[s, t]
                 g_phi += Gm[s, t] * dR[s, t]
-                for a in range(q):
-                    za = buf[zg + s * q + a]
-                    for b in range(q):
-                        g_S[a, b] += za * Gm[s, t] * buf[zg + t * q + b]
-                base = kg + (s * T + t) * m * m
-                w = Om[s, t]
+        for a in range(q):
+            for b in range(q):
+                acc = 0.0
+                for s in range(nn):
+                    acc += buf[zg + s * q + a] * ZG[s, b]
+                g_S[a, b] += acc
+        if direct:  # d tr(Om e e^T) / 2 du = W^T Om e
+            for s in range(nn):
+                oe = 0.0
+                for t in range(nn):
+                    oe += Om[s, t] * e[t]
                 for i in range(m):
-                    acc = 0.0
-                    for j in range(m):
-                        acc += buf[base + i * m + j] * u[j]
-                    g_u[i] -= w * acc
+                    g_u[i] -= buf[kg + s * m + i] * oe
+        else:
+            for s in range(nn):
+                for t in range(nn):
+                    base = kg + (s * T + t) * m * m
+                    w = Om[s, t]
+                    for i in range(m):
+                        acc = 0.0
+                        for j in range(m):
+                            acc += buf[base + i * m + j] * u[j]
+                        g_u[i] -= w * acc
     g_phi *= s2
     return ll, -g_u[1:], g_s2, g_phi, g_S
 

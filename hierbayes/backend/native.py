@@ -34,7 +34,6 @@ _DEFAULTS = {"Normal": {"mu": 0.0, "sigma": 1.0}, "StudentT": {"mu": 0.0, "sigma
 _REAL = {"Flat", "Normal", "StudentT", "Cauchy"}
 _POSITIVE = {"HalfFlat", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
              "InverseGamma", "LogNormal", "Weibull"}
-_MAX_K = 5e7  # floats of precomputed cross-products the pattern layout may hold
 
 
 def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
@@ -84,20 +83,33 @@ def _pattern_index(design: Design, group):
     return Z, times, first, inverse.ravel()
 
 
-def _patterns(design: Design, group):
-    """Per pattern the cross-products ``K[s, t, i, j] = sum_c W_c[s, i] W_c[t, j]`` of
-    ``W = [y, X]`` (cluster rows in time order), with Z, times, sizes and counts."""
+def _patterns(design: Design, group, layout: str = "auto"):
+    """The kernel's cluster patterns.
+
+    Pooled: per pattern the cross-products ``K[s, t, i, j] = sum_c W_c[s, i] W_c[t, j]`` of
+    ``W = [y, X]`` (cluster rows in time order). When pooling would not shrink the work
+    (about as many patterns as clusters: unbalanced data), each cluster is its own pattern
+    holding its rows ``W`` (``direct``). With Z, times, sizes and counts.
+    """
     lay = design.layout
     Z, times, first, inverse = _pattern_index(design, group)
-    G, T, m = first.size, lay.mask.shape[1], 1 + design.p
+    C, T = lay.mask.shape
+    G, m = first.size, 1 + design.p
     W = np.concatenate([lay.pad(design.y)[:, :, None], lay.pad(design.X)], axis=2)
+    if layout == "auto":  # work per gradient: pooled G (T^2 m^2 + T^3), direct C (T m + T^3)
+        layout = "pooled" if G * (T * T * m * m + T**3) <= C * (T * m + T**3) else "direct"
+    if layout == "direct":
+        return {
+            "K": W, "Z": Z, "times": times, "nobs": lay.sizes.astype(float),
+            "count": np.ones(C), "T": T, "direct": True,
+        }
     K = np.zeros((G, T, T, m, m))
     for g in range(G):
         Wg = W[inverse == g]
         K[g] = np.einsum("csi,ctj->stij", Wg, Wg)
     return {
         "K": K, "Z": Z[first], "times": times[first], "nobs": lay.sizes[first].astype(float),
-        "count": np.bincount(inverse, minlength=G).astype(float), "T": T,
+        "count": np.bincount(inverse, minlength=G).astype(float), "T": T, "direct": False,
     }
 
 
@@ -132,11 +144,6 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
         return f"prior of 'corr_{g.name}' is not LKJ"
     if design.layout is None:
         return "the design has no cluster layout"
-    first = _pattern_index(design, g)[2]
-    T = design.layout.mask.shape[1]
-    if first.size * T * T * (1 + design.p) ** 2 > _MAX_K:
-        return (f"{first.size} distinct cluster patterns of up to {T} rows: the pooled "
-                "cross-products would not fit in memory")
     return None
 
 
@@ -194,7 +201,8 @@ def initial_point_fn(model, initial_points: dict | None = None):
     return initial_point, slices
 
 
-def pack(design: Design, priors: dict[str, Prior], slices: dict) -> tuple[np.ndarray, dict]:
+def pack(design: Design, priors: dict[str, Prior], slices: dict,
+         layout: str = "auto") -> tuple[np.ndarray, dict]:
     """The kernel's float buffer for ``design`` and the layout of the sampled vector.
 
     Returns
@@ -208,7 +216,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict) -> tuple[np.nda
     q, p = g.q, design.p
     corr = design.correlation
     ridge = reparam.applies(design, priors)
-    pat = _patterns(design, g)
+    pat = _patterns(design, g, layout)
     n_dim = sum(s for _, s in slices.values())
     names = list(design.fixed_names)
     if "beta" in slices:
@@ -269,13 +277,14 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict) -> tuple[np.nda
     head[kernel.H_NDIM] = n_dim
     head[kernel.H_P], head[kernel.H_Q] = p, q
     head[kernel.H_CORR] = corr_code
-    head[kernel.H_G], head[kernel.H_T] = pat["K"].shape[0], pat["T"]
+    head[kernel.H_G], head[kernel.H_T] = pat["nobs"].size, pat["T"]
     head[kernel.H_MODE] = mode
     head[kernel.H_LO], head[kernel.H_HI] = lo, hi
     head[kernel.H_ETA] = eta
     head[kernel.H_NORM] = _lkj_norm(eta, q) if correlated else (np.nan if q > 1 else 0.0)
     head[kernel.H_XR], head[kernel.H_XL] = xr, xl
     head[kernel.H_NEXP] = n_exp
+    head[kernel.H_DIRECT] = 1.0 if pat["direct"] else 0.0
     buf = np.ascontiguousarray(np.concatenate([head, *sections]), dtype=np.float64)
     info = {"n_dim": n_dim, "expanded": (exp_names, exp_shapes, exp_dims), "slices": slices}
     return buf, info

@@ -141,7 +141,7 @@ class Model:
         cores : int, optional
             Chains run in parallel (default: as many as cores, at most ``chains``).
         sampler : {"nutpie", "pymc"}
-            nutpie (default; compiled through JAX) or PyMC's own NUTS.
+            nutpie (default; see ``compiler``) or PyMC's own NUTS.
         target_accept : float, optional
             Default 0.8; 0.95 for models sampled in ridge coordinates (random intercept
             with AR(1)/CAR(1) residuals, see :mod:`hierbayes.backend.reparam`), whose

@@ -67,7 +67,8 @@ def _support_point(model: pm.Model) -> dict[str, np.ndarray]:
 def compile_nutpie(model: pm.Model, key: str, timing: dict, compiler: str = "jax"):
     """Compile (or fetch from the session cache and refresh the data of) a nutpie model.
 
-    ``compiler="jax"`` (default) compiles in seconds; ``"numba"`` compiles for a minute or
+    ``compiler="jax"`` (what ``"auto"`` uses where the native kernel does not apply)
+    compiles in seconds; ``"numba"`` compiles for a minute or
     more (cached on disk by PyTensor afterwards) but evaluates gradients several times
     faster and without holding Python's GIL: worth it for long runs and many refits.
     """

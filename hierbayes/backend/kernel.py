@@ -261,6 +261,23 @@ def _lkj_chol_logp(buf, L, q, n):
 
 
 @_jit
+def _fill_packed(x, k, rows, L, logp):
+    """Rows ``0..rows-1`` of a lower-triangular ``L`` (duals) from the packed vector at
+    ``x[k:]`` (row-major, diagonal on the log scale, whose log-Jacobian joins ``logp``);
+    returns the next index of ``x`` and ``logp``."""
+    for i in range(rows):
+        for j in range(i + 1):
+            v = _var(x, k)
+            if i == j:
+                L[i, j] = _exp(v)
+                logp = _add(logp, v)
+            else:
+                L[i, j] = v
+            k += 1
+    return k, logp
+
+
+@_jit
 def unpack(x, buf):
     """The hyperparameters at ``x`` as duals: sigma, phi, the factor ``L`` (sampled term
     order, list of rows) and the log prior density plus log-Jacobian of the transforms."""
@@ -301,16 +318,7 @@ def unpack(x, buf):
             logp = _add(logp, _prior_dual(buf, int(buf[O_SDPRI]), r0))
         else:
             m = q - 1
-            k = xl
-            for i in range(m):  # lower triangle of L_o, row-major, log-diagonal
-                for j in range(i + 1):
-                    v = _var(x, k)
-                    if i == j:
-                        L[i, j] = _exp(v)
-                        logp = _add(logp, v)
-                    else:
-                        L[i, j] = v
-                    k += 1
+            k, logp = _fill_packed(x, xl, m, L, logp)  # L_o
             left = _const(1.0, n)
             for j in range(m):
                 z = _tanh(_var(x, k + j))
@@ -348,16 +356,7 @@ def unpack(x, buf):
                 logp = _add(logp, v)
                 logp = _add(logp, _prior_dual(buf, int(buf[O_SDPRI]) + 4 * i, L[i, i]))
         else:
-            k = xl
-            for i in range(q):
-                for j in range(i + 1):
-                    v = _var(x, k)
-                    if i == j:
-                        L[i, j] = _exp(v)
-                        logp = _add(logp, v)
-                    else:
-                        L[i, j] = v
-                    k += 1
+            _, logp = _fill_packed(x, xl, q, L, logp)
             logp = _add(logp, _lkj_chol_logp(buf, L, q, n))
     return sigma, phi, L, logp
 

@@ -350,6 +350,11 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
                 raise ValueError(f"column {c!r} has infinite values; replace or remove them.")
 
     dm = formulae.design_matrices(spec.fixed, clean, extra_namespace=mundlak.NAMESPACE)
+    if dm.common is None:
+        raise ValueError(
+            f"the formula {spec.formula!r} has no fixed effects; hierbayes needs at least one "
+            "(write e.g. 'y ~ 1 + (1 | g)' for a random intercept around a fixed intercept)."
+        )
     X = np.asarray(dm.common.design_matrix, dtype=float)
     names = _term_labels(dm)
     _check_rank(X, names, "fixed-effect")

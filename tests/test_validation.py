@@ -141,13 +141,14 @@ def _bad_inputs(df):
         "non-integer times": (dict(data=half, correlation=AR1("t", "g")), ValueError, "CAR1"),
         "constant": (dict(data=df.assign(b=1.0)), ValueError, "'b' is constant"),
         "collinear": (dict(data=df.assign(b=df["a"] * 2)), ValueError, "'b' is collinear"),
+        "no fixed effects": (dict(formula="y ~ 0 + (1 | g)"), ValueError, "no fixed effects"),
     }
 
 
 CASES = [
     "unknown column", "unknown correlation column", "non-numeric response", "inf", "one level",
     "empty", "empty after NA", "missing values, raise", "duplicated times", "non-integer times",
-    "constant", "collinear",
+    "constant", "collinear", "no fixed effects",
 ]
 
 

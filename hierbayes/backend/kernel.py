@@ -17,7 +17,8 @@ step. It computes exactly the log-density of the PyMC model that
   ``E = sum_c e_c e_c^T`` (a quadratic form in ``(1, -beta)`` over precomputed cross-products),
   then chained through the dual numbers of ``sigma^2``, ``phi`` and ``S``.
 
-Everything the kernel needs is packed into one float64 buffer (:func:`layout`), so one
+Everything the kernel needs is packed into one float64 buffer
+(:func:`hierbayes.backend.native.pack`), so one
 compiled function (cached on disk by numba) serves every model and every data set.
 """
 

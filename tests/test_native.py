@@ -178,3 +178,17 @@ def test_native_fit_matches_jax_fit(ref):
         diff = np.abs(pa[v].mean(("chain", "draw")) - pb[v].mean(("chain", "draw")))
         sd = pb[v].std(("chain", "draw"))
         assert np.all(diff < 0.35 * sd + 1e-9), (v, diff.values, sd.values)
+
+
+def test_initial_points_are_thread_safe(ref):
+    """nutpie asks for starting points from its chain threads at once: every answer must
+    be whole (an unlocked PyTensor function returned vectors of the wrong length)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = _model(ref, "y ~ x + (1 + x | g)", "ar1", {})
+    init, slices = native.initial_point_fn(m.build())
+    n = sum(s for _, s in slices.values())
+    with ThreadPoolExecutor(8) as pool:
+        points = list(pool.map(init, range(400)))
+    assert all(p.shape == (n,) and np.all(np.isfinite(p)) for p in points)
+    np.testing.assert_array_equal(points[17], init(17))

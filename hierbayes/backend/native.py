@@ -13,6 +13,8 @@ a model only packs its data into a float buffer.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..design import Design
@@ -191,9 +193,13 @@ def initial_point_fn(model, initial_points: dict | None = None):
     )
     slices = _value_slices(model, ipfn(0))
     order = list(slices)
+    # nutpie calls this from its chain threads; a compiled PyTensor function is not
+    # thread-safe (nutpie's own PyMC compiler locks it the same way)
+    lock = threading.Lock()
 
     def initial_point(seed):
-        point = ipfn(seed)
+        with lock:
+            point = ipfn(seed)
         return np.ascontiguousarray(
             np.concatenate([np.asarray(point[k], dtype=float).ravel() for k in order])
         )

@@ -82,6 +82,17 @@ def _patterns(pad: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return first, inverse.ravel()
 
 
+def cross_products(W: np.ndarray, inverse: np.ndarray, G: int) -> np.ndarray:
+    """Per pattern ``K[g, s, t, i, j] = sum_c W_c[s, i] W_c[t, j]`` over the clusters ``c`` of
+    pattern ``g`` (``inverse[c]``), for padded cluster rows ``W`` (C, T, m) = ``[y, X]``."""
+    T, m = W.shape[1:]
+    K = np.zeros((G, T, T, m, m))
+    for g in range(G):
+        Wg = W[inverse == g]
+        K[g] = np.einsum("csi,ctj->stij", Wg, Wg)
+    return K
+
+
 def collapsed_group(design: Design):
     """The grouping factor the collapsed likelihood integrates out.
 
@@ -167,12 +178,8 @@ def prepare(design: Design, layout: str = "auto") -> CollapsedData:
     if layout != "pooled":
         raise ValueError(f"layout must be 'auto', 'padded' or 'pooled', got {layout!r}.")
     W = np.concatenate([pad["Y"][:, :, None], pad["X"]], axis=2)  # (C, T, m)
-    K = np.zeros((G, T, T, m, m))
-    for g in range(G):
-        Wg = W[inverse == g]
-        K[g] = np.einsum("csi,ctj->stij", Wg, Wg)
     arrays = {
-        "K": K,
+        "K": cross_products(W, inverse, G),
         "Z": pad["Z"][first],
         "lag": pad["lag"][first],
         "inner": pad["inner"][first],

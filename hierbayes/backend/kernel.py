@@ -7,7 +7,7 @@ step. It computes exactly the log-density of the PyMC model that
 
 - the parameters are unpacked from the sampler's unconstrained vector as PyMC does (the
   ridge coordinates of :mod:`hierbayes.backend.reparam`, or PyMC's default transforms),
-  with *forward-mode dual numbers* (value and gradient with respect to the whole vector,
+  with *forward-mode dual numbers* (:mod:`hierbayes.backend.dual`; value and gradient with respect to the whole vector,
   a few dozen scalar operations), together with the log-Jacobian and the priors;
 - the collapsed likelihood is summed over cluster patterns (clusters sharing their
   observation times and random-effect design share the marginal covariance
@@ -29,11 +29,10 @@ import math
 import numba
 import numpy as np
 
-LOG_2PI = math.log(2.0 * math.pi)
+from . import dual as d
+from .dual import LOG_2PI, prior_logp
 
-# numpy's error model: a division by zero at an extreme point gives inf/NaN (the sampler
-# rejects the point) instead of raising inside a C callback
-_jit = numba.njit(cache=True, error_model="numpy")
+_jit = d.jit
 
 # ----------------------------------------------------------------------------- buffer
 # header slots (float64); integers are stored as floats
@@ -43,200 +42,20 @@ H_LO, H_HI, H_ETA, H_NORM, H_XR, H_XL, H_NEXP = 8, 9, 10, 11, 12, 13, 14
 O_BPRI, O_BIDX, O_SIGPRI, O_PHIPRI, O_SDPRI, O_ORDER = 15, 16, 17, 18, 19, 20
 O_K, O_Z, O_TT, O_NOBS, O_COUNT = 21, 22, 23, 24, 25
 H_DIRECT = 26  # 1: one "pattern" per cluster holding its rows W = [y, X], not K
-HEADER = 27
+H_CORRELATED = 27  # 1: the q > 1 terms have an LKJ-correlated factor (0 for "||")
+HEADER = 28
 
 #: parameterisations
 MODE_RIDGE = 1  # reparam.ridge_parameters (random intercept + AR(1)/CAR(1))
 MODE_PLAIN = 2  # PyMC's default transforms (params.residual_sd / ar_phi / re_covariance)
 
-#: prior codes (Prior.dist -> code); each prior is (code, a, b, c)
-PRIOR_CODES = {
-    "Flat": 0, "HalfFlat": 0, "Normal": 1, "StudentT": 2, "Cauchy": 3, "HalfNormal": 4,
-    "HalfStudentT": 5, "HalfCauchy": 6, "Exponential": 7, "Gamma": 8, "InverseGamma": 9,
-    "LogNormal": 10, "Uniform": 11, "Beta": 12, "Weibull": 13,
-}
-
-
-# ------------------------------------------------------------------------- dual numbers
-# a dual is a float array d of length 1 + n: d[0] the value, d[1:] the gradient
 
 
 @_jit
-def _const(v, n):
-    out = np.zeros(n + 1)
-    out[0] = v
-    return out
-
-
-@_jit
-def _var(x, i):
-    out = np.zeros(x.size + 1)
-    out[0] = x[i]
-    out[1 + i] = 1.0
-    return out
-
-
-@_jit
-def _chain(a, f, df):
-    out = a * df
-    out[0] = f
-    return out
-
-
-@_jit
-def _add(a, b):
-    return a + b
-
-
-@_jit
-def _mul(a, b):
-    out = a[0] * b + b[0] * a
-    out[0] = a[0] * b[0]
-    return out
-
-
-@_jit
-def _div(a, b):
-    v = a[0] / b[0]
-    out = (a - v * b) / b[0]
-    out[0] = v
-    return out
-
-
-@_jit
-def _scale(a, k):
-    return a * k
-
-
-@_jit
-def _shift(a, k):
-    out = a.copy()
-    out[0] += k
-    return out
-
-
-@_jit
-def _exp(a):
-    e = math.exp(a[0])
-    return _chain(a, e, e)
-
-
-@_jit
-def _log(a):
-    return _chain(a, math.log(a[0]), 1.0 / a[0])
-
-
-@_jit
-def _log1p(a):
-    return _chain(a, math.log1p(a[0]), 1.0 / (1.0 + a[0]))
-
-
-@_jit
-def _sqrt(a):
-    s = math.sqrt(a[0])
-    return _chain(a, s, 0.5 / s)
-
-
-@_jit
-def _sigmoid(a):
-    v = a[0]
-    if v >= 0:
-        s = 1.0 / (1.0 + math.exp(-v))
-    else:
-        e = math.exp(v)
-        s = e / (1.0 + e)
-    return _chain(a, s, s * (1.0 - s))
-
-
-@_jit
-def _log_sigmoid(a):
-    """log(sigmoid(a)) = -softplus(-a)."""
-    v = a[0]
-    if v >= 0:
-        f = -math.log1p(math.exp(-v))
-        s = 1.0 / (1.0 + math.exp(-v))
-    else:
-        f = v - math.log1p(math.exp(v))
-        e = math.exp(v)
-        s = e / (1.0 + e)
-    return _chain(a, f, 1.0 - s)
-
-
-@_jit
-def _tanh(a):
-    t = math.tanh(a[0])
-    return _chain(a, t, 1.0 - t * t)
-
-
-# ------------------------------------------------------------------------------- priors
-
-
-@_jit
-def prior_logp(code, a, b, c, v):
-    """Log density of a prior at ``v`` and its derivative (PyMC's parameterisations)."""
-    if code == 0:
-        return 0.0, 0.0
-    if code == 1:  # Normal(mu=a, sigma=b)
-        z = (v - a) / b
-        return -0.5 * z * z - math.log(b) - 0.5 * LOG_2PI, -z / b
-    if code == 2 or code == 5:  # StudentT(nu=a, mu=b, sigma=c) / HalfStudentT(nu=a, sigma=c)
-        if code == 5 and v < 0:
-            return -np.inf, 0.0
-        mu = b if code == 2 else 0.0
-        z = (v - mu) / c
-        lp = (math.lgamma(0.5 * (a + 1.0)) - math.lgamma(0.5 * a) - 0.5 * math.log(a * math.pi)
-              - math.log(c) - 0.5 * (a + 1.0) * math.log1p(z * z / a))
-        if code == 5:
-            lp += math.log(2.0)
-        return lp, -(a + 1.0) * z / (c * a * (1.0 + z * z / a))
-    if code == 3 or code == 6:  # Cauchy(alpha=a, beta=b) / HalfCauchy(beta=b)
-        if code == 6 and v < 0:
-            return -np.inf, 0.0
-        loc = a if code == 3 else 0.0
-        z = (v - loc) / b
-        lp = -math.log(math.pi * b) - math.log1p(z * z)
-        if code == 6:
-            lp += math.log(2.0)
-        return lp, -2.0 * z / (b * (1.0 + z * z))
-    if code == 4:  # HalfNormal(sigma=a)
-        if v < 0:
-            return -np.inf, 0.0
-        return 0.5 * math.log(2.0 / math.pi) - math.log(a) - 0.5 * (v / a) ** 2, -v / (a * a)
-    if v <= 0 and code in (7, 8, 9, 10, 13):
-        return -np.inf, 0.0
-    if code == 7:  # Exponential(lam=a)
-        return math.log(a) - a * v, -a
-    if code == 8:  # Gamma(alpha=a, beta=b)
-        return (a * math.log(b) - math.lgamma(a) + (a - 1.0) * math.log(v) - b * v,
-                (a - 1.0) / v - b)
-    if code == 9:  # InverseGamma(alpha=a, beta=b)
-        return (a * math.log(b) - math.lgamma(a) - (a + 1.0) * math.log(v) - b / v,
-                -(a + 1.0) / v + b / (v * v))
-    if code == 10:  # LogNormal(mu=a, sigma=b)
-        z = (math.log(v) - a) / b
-        return (-math.log(v) - math.log(b) - 0.5 * LOG_2PI - 0.5 * z * z,
-                -1.0 / v - z / (b * v))
-    if code == 11:  # Uniform(lower=a, upper=b)
-        if v < a or v > b:
-            return -np.inf, 0.0
-        return -math.log(b - a), 0.0
-    if code == 12:  # Beta(alpha=a, beta=b)
-        if v <= 0 or v >= 1:
-            return -np.inf, 0.0
-        lb = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-        return ((a - 1.0) * math.log(v) + (b - 1.0) * math.log1p(-v) - lb,
-                (a - 1.0) / v - (b - 1.0) / (1.0 - v))
-    if code == 13:  # Weibull(alpha=a, beta=b)
-        r = (v / b) ** a
-        return (math.log(a) - a * math.log(b) + (a - 1.0) * math.log(v) - r,
-                (a - 1.0) / v - a * r / v)
-    return np.nan, np.nan
-
-
-@_jit
-def _prior_dual(buf, off, d):
-    lp, dlp = prior_logp(int(buf[off]), buf[off + 1], buf[off + 2], buf[off + 3], d[0])
-    return _chain(d, lp, dlp)
+def _prior_dual(buf, off, v):
+    """The prior stored at ``buf[off:off + 4]`` (code, a, b, c) at the dual ``v``."""
+    lp, dlp = prior_logp(int(buf[off]), buf[off + 1], buf[off + 2], buf[off + 3], v[0])
+    return d.chain(v, lp, dlp)
 
 
 # -------------------------------------------------------------------- parameter unpacking
@@ -247,17 +66,17 @@ def _lkj_chol_logp(buf, L, q, n):
     """PyMC's ``LKJCholeskyCov`` log density of a lower-triangular ``L`` (duals), with the
     sd priors of the sampled term order."""
     eta = buf[H_ETA]
-    out = _const(buf[H_NORM], n)
+    out = d.const(buf[H_NORM], n)
     sdoff = int(buf[O_SDPRI])
     for i in range(q):
-        var = _const(0.0, n)
+        var = d.const(0.0, n)
         for j in range(i + 1):
-            var = _add(var, _mul(L[i, j], L[i, j]))
-        sd = _sqrt(var)
-        out = _add(out, _prior_dual(buf, sdoff + 4 * i, sd))
-        lcd = _log(_div(L[i, i], sd))
-        out = _add(out, _scale(lcd, 2.0 * eta - 3.0 + q - i + 1.0))
-        out = _add(out, _scale(_log(sd), -float(i)))
+            var = d.add(var, d.mul(L[i, j], L[i, j]))
+        sd = d.sqrt(var)
+        out = d.add(out, _prior_dual(buf, sdoff + 4 * i, sd))
+        lcd = d.log(d.div(L[i, i], sd))
+        out = d.add(out, d.scale(lcd, 2.0 * eta - 3.0 + q - i + 1.0))
+        out = d.add(out, d.scale(d.log(sd), -float(i)))
     return out
 
 
@@ -268,10 +87,10 @@ def _fill_packed(x, k, rows, L, logp):
     returns the next index of ``x`` and ``logp``."""
     for i in range(rows):
         for j in range(i + 1):
-            v = _var(x, k)
+            v = d.var(x, k)
             if i == j:
-                L[i, j] = _exp(v)
-                logp = _add(logp, v)
+                L[i, j] = d.exp(v)
+                logp = d.add(logp, v)
             else:
                 L[i, j] = v
             k += 1
@@ -288,77 +107,76 @@ def unpack(x, buf):
     xr = int(buf[H_XR])
     xl = int(buf[H_XL])
     mode = int(buf[H_MODE])
-    logp = _const(0.0, n)
+    logp = d.const(0.0, n)
     L = np.zeros((q, q, n + 1))
     if mode == MODE_RIDGE:
-        x_tau = _var(x, xr)
-        x_a = _var(x, xr + 1)
-        x_b = _var(x, xr + 2)
-        T = _exp(_scale(x_tau, 2.0))
-        logp = _add(logp, _shift(_scale(x_tau, 2.0), math.log(2.0)))
-        s_r = _sigmoid(x_a)
-        rho = _shift(_scale(s_r, 1.0 - lo), lo)
-        lsa = _log_sigmoid(x_a)
-        lsma = _log_sigmoid(_scale(x_a, -1.0))
-        logp = _add(logp, _shift(_add(lsa, lsma), math.log(1.0 - lo)))
-        w = _mul(s_r, _sigmoid(x_b))
-        logp = _add(logp, _add(lsa, _add(_log_sigmoid(x_b), _log_sigmoid(_scale(x_b, -1.0)))))
-        one_m_w = _shift(_scale(w, -1.0), 1.0)
-        phi = _div(_add(rho, _scale(w, -1.0)), one_m_w)
-        sigma2 = _mul(T, one_m_w)
-        v0 = _mul(T, w)
-        sigma = _sqrt(sigma2)
-        r0 = _sqrt(v0)
-        lj = _add(_log(T), _scale(_log(one_m_w), -1.0))
-        lj = _add(lj, _scale(_add(_log(sigma2), _log(v0)), -0.5))
-        logp = _add(logp, _shift(lj, -2.0 * math.log(2.0)))
-        logp = _add(logp, _prior_dual(buf, int(buf[O_SIGPRI]), sigma))
-        logp = _add(logp, _prior_dual(buf, int(buf[O_PHIPRI]), phi))
+        x_tau = d.var(x, xr)
+        x_a = d.var(x, xr + 1)
+        x_b = d.var(x, xr + 2)
+        T = d.exp(d.scale(x_tau, 2.0))
+        logp = d.add(logp, d.shift(d.scale(x_tau, 2.0), math.log(2.0)))
+        s_r = d.sigmoid(x_a)
+        rho = d.shift(d.scale(s_r, 1.0 - lo), lo)
+        lsa = d.log_sigmoid(x_a)
+        lsma = d.log_sigmoid(d.scale(x_a, -1.0))
+        logp = d.add(logp, d.shift(d.add(lsa, lsma), math.log(1.0 - lo)))
+        w = d.mul(s_r, d.sigmoid(x_b))
+        logp = d.add(logp, d.add(lsa, d.add(d.log_sigmoid(x_b), d.log_sigmoid(d.scale(x_b, -1.0)))))
+        one_m_w = d.shift(d.scale(w, -1.0), 1.0)
+        phi = d.div(d.add(rho, d.scale(w, -1.0)), one_m_w)
+        sigma2 = d.mul(T, one_m_w)
+        v0 = d.mul(T, w)
+        sigma = d.sqrt(sigma2)
+        r0 = d.sqrt(v0)
+        lj = d.add(d.log(T), d.scale(d.log(one_m_w), -1.0))
+        lj = d.add(lj, d.scale(d.add(d.log(sigma2), d.log(v0)), -0.5))
+        logp = d.add(logp, d.shift(lj, -2.0 * math.log(2.0)))
+        logp = d.add(logp, _prior_dual(buf, int(buf[O_SIGPRI]), sigma))
+        logp = d.add(logp, _prior_dual(buf, int(buf[O_PHIPRI]), phi))
         if q == 1:
             L[0, 0] = r0
-            logp = _add(logp, _prior_dual(buf, int(buf[O_SDPRI]), r0))
+            logp = d.add(logp, _prior_dual(buf, int(buf[O_SDPRI]), r0))
         else:
             m = q - 1
             k, logp = _fill_packed(x, xl, m, L, logp)  # L_o
-            left = _const(1.0, n)
+            left = d.const(1.0, n)
             for j in range(m):
-                z = _tanh(_var(x, k + j))
-                el = _mul(z, _sqrt(left))
-                L[m, j] = _mul(r0, el)
-                logp = _add(logp, _log1p(_scale(_mul(z, z), -1.0)))
-                logp = _add(logp, _scale(_log(left), 0.5))
-                left = _add(left, _scale(_mul(el, el), -1.0))
-            last = _sqrt(left)
-            L[m, m] = _mul(r0, last)
-            logp = _add(logp, _add(_scale(_log(r0), float(m)), _scale(_log(last), -1.0)))
-            logp = _add(logp, _lkj_chol_logp(buf, L, q, n))
+                z = d.tanh(d.var(x, k + j))
+                el = d.mul(z, d.sqrt(left))
+                L[m, j] = d.mul(r0, el)
+                logp = d.add(logp, d.log1p(d.scale(d.mul(z, z), -1.0)))
+                logp = d.add(logp, d.scale(d.log(left), 0.5))
+                left = d.add(left, d.scale(d.mul(el, el), -1.0))
+            last = d.sqrt(left)
+            L[m, m] = d.mul(r0, last)
+            logp = d.add(logp, d.add(d.scale(d.log(r0), float(m)), d.scale(d.log(last), -1.0)))
+            logp = d.add(logp, _lkj_chol_logp(buf, L, q, n))
     else:
         # PyMC's default transforms: log for sigma, interval for phi, log for a single
         # sd / independent sds, CholeskyCovPacked (log diagonal) for an LKJ factor
-        xs = _var(x, xr)
-        sigma = _exp(xs)
-        logp = _add(logp, xs)
-        logp = _add(logp, _prior_dual(buf, int(buf[O_SIGPRI]), sigma))
+        xs = d.var(x, xr)
+        sigma = d.exp(xs)
+        logp = d.add(logp, xs)
+        logp = d.add(logp, _prior_dual(buf, int(buf[O_SIGPRI]), sigma))
         corr = int(buf[H_CORR])
         if corr > 0:
-            xp_ = _var(x, xr + 1)
+            xp_ = d.var(x, xr + 1)
             hi = buf[H_HI]
-            phi = _shift(_scale(_sigmoid(xp_), hi - lo), lo)
-            logp = _add(logp, _shift(_add(_log_sigmoid(xp_), _log_sigmoid(_scale(xp_, -1.0))),
+            phi = d.shift(d.scale(d.sigmoid(xp_), hi - lo), lo)
+            logp = d.add(logp, d.shift(d.add(d.log_sigmoid(xp_), d.log_sigmoid(d.scale(xp_, -1.0))),
                                      math.log(hi - lo)))
-            logp = _add(logp, _prior_dual(buf, int(buf[O_PHIPRI]), phi))
+            logp = d.add(logp, _prior_dual(buf, int(buf[O_PHIPRI]), phi))
         else:
-            phi = _const(0.0, n)
-        correlated = buf[H_NORM] == buf[H_NORM] and q > 1  # NaN norm marks "||" terms
-        if not correlated:
+            phi = d.const(0.0, n)
+        if int(buf[H_CORRELATED]) == 0:
             for i in range(q):
-                v = _var(x, xl + i)
-                L[i, i] = _exp(v)
-                logp = _add(logp, v)
-                logp = _add(logp, _prior_dual(buf, int(buf[O_SDPRI]) + 4 * i, L[i, i]))
+                v = d.var(x, xl + i)
+                L[i, i] = d.exp(v)
+                logp = d.add(logp, v)
+                logp = d.add(logp, _prior_dual(buf, int(buf[O_SDPRI]) + 4 * i, L[i, i]))
         else:
             _, logp = _fill_packed(x, xl, q, L, logp)
-            logp = _add(logp, _lkj_chol_logp(buf, L, q, n))
+            logp = d.add(logp, _lkj_chol_logp(buf, L, q, n))
     return sigma, phi, L, logp
 
 
@@ -372,9 +190,9 @@ def covariance(L, buf, q, n):
     S = np.zeros((q, q, n + 1))
     for a in range(q):
         for b in range(a + 1):
-            acc = _const(0.0, n)
+            acc = d.const(0.0, n)
             for j in range(q):
-                acc = _add(acc, _mul(L[inv[a], j], L[inv[b], j]))
+                acc = d.add(acc, d.mul(L[inv[a], j], L[inv[b], j]))
             S[a, b] = acc
             S[b, a] = acc
     return S
@@ -578,7 +396,7 @@ def logp_grad(x, buf, out):
     for a in range(q):
         for b in range(q):
             Sv[a, b] = S[a, b, 0]
-    s2 = _mul(sigma, sigma)
+    s2 = d.mul(sigma, sigma)
     ll, g_beta, g_s2, g_phi, g_S = loglik_pooled(buf, beta, s2[0], phi[0], Sv)
     total += ll
     for k in range(p):

@@ -17,9 +17,10 @@ import threading
 
 import numpy as np
 
+from ..collapsed import cross_products
 from ..design import Design
 from ..priors import Prior
-from . import kernel, reparam
+from . import dual, kernel, reparam
 
 #: prior distributions and the order of their parameters in the kernel's (a, b, c)
 _PARAMS = {
@@ -56,7 +57,7 @@ def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
     if set(params) - {n for n in names if n}:
         return None
     out = np.zeros((size, 4))
-    out[:, 0] = kernel.PRIOR_CODES[prior.dist]
+    out[:, 0] = dual.PRIOR_CODES[prior.dist]
     for j, n in enumerate(names):
         if n is None:
             continue
@@ -105,12 +106,8 @@ def _patterns(design: Design, group, layout: str = "auto"):
             "K": W, "Z": Z, "times": times, "nobs": lay.sizes.astype(float),
             "count": np.ones(C), "T": T, "direct": True,
         }
-    K = np.zeros((G, T, T, m, m))
-    for g in range(G):
-        Wg = W[inverse == g]
-        K[g] = np.einsum("csi,ctj->stij", Wg, Wg)
     return {
-        "K": K, "Z": Z[first], "times": times[first], "nobs": lay.sizes[first].astype(float),
+        "K": cross_products(W, inverse, G), "Z": Z[first], "times": times[first], "nobs": lay.sizes[first].astype(float),
         "count": np.bincount(inverse, minlength=G).astype(float), "T": T, "direct": False,
     }
 
@@ -287,7 +284,8 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     head[kernel.H_MODE] = mode
     head[kernel.H_LO], head[kernel.H_HI] = lo, hi
     head[kernel.H_ETA] = eta
-    head[kernel.H_NORM] = _lkj_norm(eta, q) if correlated else (np.nan if q > 1 else 0.0)
+    head[kernel.H_NORM] = _lkj_norm(eta, q) if correlated else 0.0
+    head[kernel.H_CORRELATED] = 1.0 if correlated else 0.0
     head[kernel.H_XR], head[kernel.H_XL] = xr, xl
     head[kernel.H_NEXP] = n_exp
     head[kernel.H_DIRECT] = 1.0 if pat["direct"] else 0.0

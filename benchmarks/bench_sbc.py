@@ -9,6 +9,7 @@ diagnostics and timing, and writes the rank histograms (PNG) and ranks (CSV) to 
 
     python benchmarks/bench_sbc.py                      # 50 simulations, 2 workers
     python benchmarks/bench_sbc.py --sims 400 --workers 8
+    python benchmarks/bench_sbc.py --phi-upper 1      # phi ~ Uniform(0, 1): ridge coordinates
 """
 
 from __future__ import annotations
@@ -56,10 +57,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", default="out/sbc")
+    ap.add_argument("--phi-upper", type=float, default=0.9,
+                    help="phi ~ Uniform(0, this); 1 samples in the ridge coordinates")
     args = ap.parse_args()
+    priors = dict(PRIORS, phi=hb.Prior("Uniform", lower=0.0, upper=args.phi_upper))
 
     model = hb.Model("y ~ time + treatment + (1 + time | id)", layout(args.ids, args.times),
-                     correlation=hb.AR1(time="time", group="id"), priors=PRIORS)
+                     correlation=hb.AR1(time="time", group="id"), priors=priors)
+    print(f"phi ~ Uniform(0, {args.phi_upper}); sampled in "
+          f"{'ridge' if model.ridge_coordinates else 'PyMC default'} coordinates", flush=True)
     t0 = time.perf_counter()
     done = []
 

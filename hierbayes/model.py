@@ -127,7 +127,7 @@ class Model:
         target_accept: float | None = None,
         seed: int | None = None,
         progressbar: bool = True,
-        mass_matrix: str = "diag",
+        mass_matrix: str | None = None,
         compiler: str = "auto",
         recover_random_effects: bool = True,
         **sampler_kwargs,
@@ -149,9 +149,11 @@ class Model:
         seed : int, optional
             Seeds sampling and the recovery of random effects: same seed, same draws.
         progressbar : bool
-        mass_matrix : {"diag", "low_rank"}
-            nutpie's metric adaptation. ``diag`` (default) measured better on the ridge of
-            the acceptance model than nutpie's experimental low-rank metric.
+        mass_matrix : {"diag", "low_rank"}, optional
+            nutpie's metric adaptation. Default ``"low_rank"`` (nutpie's low-rank-modified
+            metric, which also learns the correlations between the ridge coordinates) for
+            models sampled in ridge coordinates, where it doubled the bulk ESS over seeds on
+            the acceptance model (``benchmarks/bench_seeds.py``), ``"diag"`` otherwise.
         compiler : {"auto", "native", "jax", "numba"}
             How nutpie evaluates the log-density. ``"auto"`` (default): the hand-written
             numba kernel (:mod:`hierbayes.backend.native`; microseconds per gradient,
@@ -171,6 +173,10 @@ class Model:
         seed = sample._seed(seed)
         if target_accept is None:
             target_accept = 0.95 if self.ridge_coordinates else 0.8
+        if mass_matrix is None:
+            mass_matrix = "low_rank" if self.ridge_coordinates else "diag"
+        if mass_matrix not in ("diag", "low_rank"):
+            raise ValueError(f"mass_matrix must be 'diag' or 'low_rank', got {mass_matrix!r}.")
         opts = sample.SamplerOptions(
             draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
             seed=seed, sampler=sampler, progressbar=progressbar, mass_matrix=mass_matrix,

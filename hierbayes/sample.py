@@ -26,8 +26,9 @@ _CACHE: dict[str, object] = {}
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    """NUTS settings. ``mass_matrix="diag"`` is the classic diagonal metric (default);
-    ``"low_rank"`` is nutpie's experimental low-rank-modified metric. ``compiler`` is
+    """NUTS settings. ``mass_matrix="diag"`` is the classic diagonal metric;
+    ``"low_rank"`` is nutpie's low-rank-modified metric (:meth:`hierbayes.Model.fit` picks
+    it for models sampled in ridge coordinates). ``compiler`` is
     ``"auto"`` (the native kernel where it applies, else JAX), ``"native"``, ``"jax"`` or
     ``"numba"``."""
 

@@ -1,8 +1,9 @@
 """The acceptance case (DESIGN.md): the seed data must reproduce nlme's REML fit.
 
-The README's main job (the model file) runs in the default test run (seconds with the
-native kernel); the default settings over eight seeds are marked slow; the notebook
-(executed in the default run) fits the same model and asserts the nlme comparison.
+The README's main job (the model file, at the default sampler settings) runs in the default
+test run (seconds with the native kernel); the same settings over eight seeds are marked
+slow; the notebook (executed in the default run) fits the same model and asserts the nlme
+comparison.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _check_against_nlme(fit):
 
 
 def test_main_job_matches_nlme_and_converges():
-    """The README's main job (models/clark_ar1.toml: 4 chains x 2,000 draws, seed 1)."""
+    """The README's main job (models/clark_ar1.toml: the defaults, 4 chains x 1,000 draws +
+    1,000 tune, seed 1): issue 3's convergence criterion and the nlme table."""
     mf = modelfile.read(ROOT / "models" / "clark_ar1.toml")
     fit = mf.model().fit(sampler=mf.sampler, progressbar=False, **mf.fit_kwargs)
     _check_against_nlme(fit)
@@ -56,19 +58,17 @@ def test_main_job_matches_nlme_and_converges():
 
 @pytest.mark.slow
 def test_acceptance_default_settings_over_seeds():
-    """Issue 3's criterion at the default settings (4 chains x 1,000 draws + 1,000 tune) over
-    eight seeds: no divergences and every estimate within two posterior sds of nlme in every
-    run; R-hat <= 1.01 and bulk ESS >= 400 in most runs (measured: 7 of seeds 1-8, 14 of
-    1-16; the misses were R-hat 1.011 and 1.024 with ESS >= 470), never R-hat > 1.05."""
+    """Issue 3's criterion at the default settings (4 chains x 1,000 draws + 1,000 tune) for
+    eight seeds: no divergences, R-hat <= 1.01, bulk ESS >= 400 and every estimate within two
+    posterior sds of nlme in every run (measured with benchmarks/bench_seeds.py: 40 of 40
+    seeds, max R-hat 1.0055, min bulk ESS >= 1,194 over seeds 17-40)."""
     data = hb.datasets.load("clark_ar1")
     model = hb.Model("y ~ time + treatment + (1 + time | id)", data,
                      correlation=hb.AR1(time="time", group="id"))
-    ok = 0
     for seed in range(1, 9):
-        fit = model.fit(seed=seed, progressbar=False)
+        fit = model.fit(seed=seed, progressbar=False, recover_random_effects=False)
         _check_against_nlme(fit)
         table = fit.summary().table
-        assert fit.n_divergences() == 0
-        assert table["r_hat"].max() <= 1.05
-        ok += table["r_hat"].max() <= 1.01 and table["ess_bulk"].min() >= 400
-    assert ok >= 6, ok
+        assert fit.n_divergences() == 0, seed
+        assert table["r_hat"].max() <= 1.01, (seed, table["r_hat"].max())
+        assert table["ess_bulk"].min() >= 400, (seed, table["ess_bulk"].min())

@@ -109,14 +109,15 @@ CASES = [
 
 
 KW = [
-    {"variant": "rho_first", "ridge": "conditional"},
+    {},  # the defaults: rho_first, conditional, share_power 3
+    {"variant": "rho_first", "ridge": "conditional", "share_power": 1.0},
     {"variant": "share_first", "ridge": "conditional"},
     {"variant": "rho_first", "ridge": "total"},
     {"variant": "rho_first", "ridge": "total", "share_power": 2.0},
 ]
 
 
-@pytest.mark.parametrize("kw", KW, ids=lambda k: "-".join(str(v) for v in k.values()))
+@pytest.mark.parametrize("kw", KW, ids=lambda k: "-".join(str(v) for v in k.values()) or "default")
 @pytest.mark.parametrize("formula,corr,perm,overrides", CASES)
 def test_prior_density_is_unchanged(formula, corr, perm, overrides, kw):
     design, priors, model = _case(formula, corr, perm, overrides, **kw)
@@ -211,3 +212,26 @@ def test_applies():
     assert reparam.applies(d, pri)
     pri["sigma"] = Prior("HalfNormal", sigma=Prior("HalfNormal", sigma=1.0))
     assert not reparam.applies(d, pri)
+
+
+def test_phi_prior_support_narrows_the_ridge():
+    """A phi prior narrower than the correlation's bounds: the ridge maps onto its lower end
+    (the sampler never leaves the support), or, when its upper end is below 1, the ridge
+    coordinates step aside for PyMC's interval transform."""
+    d = _design("y ~ time + (1 + time | id)", AR1("time", "id"))
+    pri = resolve_priors(d, None)
+    assert reparam.phi_support(d, pri) == (-1.0, 1.0)
+    pri["phi"] = Prior("Beta", alpha=2.0, beta=2.0)
+    assert reparam.phi_support(d, pri) == (0.0, 1.0) and reparam.applies(d, pri)
+    pri["phi"] = Prior("Uniform", lower=0.0, upper=0.9)
+    assert reparam.phi_support(d, pri) == (0.0, 0.9) and not reparam.applies(d, pri)
+    pri["phi"] = Prior("Uniform", lower=-0.5, upper=1.0)
+    assert reparam.applies(d, pri)
+    with pm.Model(coords=params.coords_for(d)) as model:
+        reparam.ridge_parameters(d, pri)
+    logp = _compile(model, [model.logp(), model["phi"]])
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        point = {v.name: rng.normal(scale=3.0, size=v.type.shape or ()) for v in model.value_vars}
+        lp, phi = logp(point)
+        assert np.isfinite(lp) and -0.5 < phi < 1.0

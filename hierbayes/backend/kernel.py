@@ -43,10 +43,11 @@ O_BPRI, O_BIDX, O_SIGPRI, O_PHIPRI, O_SDPRI, O_ORDER = 15, 16, 17, 18, 19, 20
 O_K, O_Z, O_TT, O_NOBS, O_COUNT = 21, 22, 23, 24, 25
 H_DIRECT = 26  # 1: one "pattern" per cluster holding its rows W = [y, X], not K
 H_CORRELATED = 27  # 1: the q > 1 terms have an LKJ-correlated factor (0 for "||")
-HEADER = 28
+H_SHARE = 28  # ridge coordinates: share power k (w = w_+ sigmoid(x_b)^k)
+HEADER = 29
 
 #: parameterisations
-MODE_RIDGE = 1  # reparam.ridge_parameters (random intercept + AR(1)/CAR(1))
+MODE_RIDGE = 1  # reparam.ridge_parameters, ridge="conditional" (random intercept + AR(1)/CAR(1))
 MODE_PLAIN = 2  # PyMC's default transforms (params.residual_sd / ar_phi / re_covariance)
 
 
@@ -120,8 +121,11 @@ def unpack(x, buf):
         lsa = d.log_sigmoid(x_a)
         lsma = d.log_sigmoid(d.scale(x_a, -1.0))
         logp = d.add(logp, d.shift(d.add(lsa, lsma), math.log(1.0 - lo)))
-        w = d.mul(s_r, d.sigmoid(x_b))
-        logp = d.add(logp, d.add(lsa, d.add(d.log_sigmoid(x_b), d.log_sigmoid(d.scale(x_b, -1.0)))))
+        kp = buf[H_SHARE]
+        lsb = d.log_sigmoid(x_b)
+        w = d.mul(s_r, d.exp(d.scale(lsb, kp)))
+        lj = d.add(lsa, d.add(d.scale(lsb, kp), d.log_sigmoid(d.scale(x_b, -1.0))))
+        logp = d.add(logp, d.shift(lj, math.log(kp)))
         one_m_w = d.shift(d.scale(w, -1.0), 1.0)
         phi = d.div(d.add(rho, d.scale(w, -1.0)), one_m_w)
         sigma2 = d.mul(T, one_m_w)
@@ -139,17 +143,10 @@ def unpack(x, buf):
         else:
             m = q - 1
             k, logp = _fill_packed(x, xl, m, L, logp)  # L_o
-            left = d.const(1.0, n)
+            # the intercept's row below the diagonal raw, its conditional sd on the diagonal
             for j in range(m):
-                z = d.tanh(d.var(x, k + j))
-                el = d.mul(z, d.sqrt(left))
-                L[m, j] = d.mul(r0, el)
-                logp = d.add(logp, d.log1p(d.scale(d.mul(z, z), -1.0)))
-                logp = d.add(logp, d.scale(d.log(left), 0.5))
-                left = d.add(left, d.scale(d.mul(el, el), -1.0))
-            last = d.sqrt(left)
-            L[m, m] = d.mul(r0, last)
-            logp = d.add(logp, d.add(d.scale(d.log(r0), float(m)), d.scale(d.log(last), -1.0)))
+                L[m, j] = d.var(x, k + j)
+            L[m, m] = r0
             logp = d.add(logp, _lkj_chol_logp(buf, L, q, n))
     else:
         # PyMC's default transforms: log for sigma, interval for phi, log for a single

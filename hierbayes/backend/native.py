@@ -231,11 +231,13 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     eta = float(priors.get(f"corr_{g.name}", Prior("LKJ", eta=1.0)).params.get("eta", 1.0))
     lo = hi = 0.0
     if ridge:
+        if reparam.RIDGE != "conditional":  # the kernel implements the default coordinates
+            raise ValueError(f"the native kernel has no ridge={reparam.RIDGE!r} coordinates")
         mode = kernel.MODE_RIDGE
         order = reparam.term_order(g.terms)
         xr = slices[f"ridge_{g.name}"][0]
         xl = slices[f"chol_{g.name}_rest"][0] if q > 1 else 0
-        lo = float(corr.phi_bounds[0])
+        lo = reparam.phi_support(design, priors)[0]
     else:
         mode = kernel.MODE_PLAIN
         xr = slices["sigma_log__"][0]
@@ -289,6 +291,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     head[kernel.H_XR], head[kernel.H_XL] = xr, xl
     head[kernel.H_NEXP] = n_exp
     head[kernel.H_DIRECT] = 1.0 if pat["direct"] else 0.0
+    head[kernel.H_SHARE] = reparam.SHARE_POWER
     buf = np.ascontiguousarray(np.concatenate([head, *sections]), dtype=np.float64)
     info = {"n_dim": n_dim, "expanded": (exp_names, exp_shapes, exp_dims), "slices": slices}
     return buf, info

@@ -23,7 +23,7 @@ import xarray as xr
 from scipy.special import gammaln
 
 from .design import Design
-from .priors import Prior
+from .priors import Prior, lkj_eta
 
 
 def prior_logpdf(prior: Prior, values: np.ndarray, name: str = "x") -> np.ndarray:
@@ -139,9 +139,8 @@ def log_prior(idata, design: Design, priors: dict[str, Prior]) -> xr.Dataset:
         out[f"sd_{g.name}"] = _like(sd, prior_logpdf(priors[f"sd_{g.name}"], sd.values, f"sd_{g.name}"))
         if g.q > 1 and g.correlated:
             key = f"corr_{g.name}"
-            p = priors.get(key, Prior("LKJ", eta=1.0))
             corr = post[key].transpose("chain", "draw", tdim, tdim + "_bis")
-            eta = float(p.params.get("eta", 1.0))
+            eta = lkj_eta(priors, g.name)
             out[key] = xr.DataArray(
                 lkj_logpdf(corr.values, eta), dims=("chain", "draw"),
                 coords={"chain": post.chain, "draw": post.draw},

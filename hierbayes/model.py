@@ -175,8 +175,6 @@ class Model:
             target_accept = 0.95 if self.ridge_coordinates else 0.8
         if mass_matrix is None:
             mass_matrix = "low_rank" if self.ridge_coordinates else "diag"
-        if mass_matrix not in ("diag", "low_rank"):
-            raise ValueError(f"mass_matrix must be 'diag' or 'low_rank', got {mass_matrix!r}.")
         opts = sample.SamplerOptions(
             draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
             seed=seed, sampler=sampler, progressbar=progressbar, mass_matrix=mass_matrix,

@@ -110,6 +110,24 @@ class Prior:
         return cls(d["dist"], **params)
 
 
+#: prior families with support (0, inf): what sd priors must be for the ridge coordinates
+#: (:mod:`hierbayes.backend.reparam`) and the native kernel (:mod:`hierbayes.backend.native`)
+POSITIVE = frozenset({"HalfFlat", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential",
+                      "Gamma", "InverseGamma", "LogNormal", "Weibull"})
+
+
+def lkj_eta(priors: dict[str, Prior], group: str) -> float:
+    """The ``eta`` of the LKJ prior on the correlations of ``group`` (1 when none is set).
+
+    Examples
+    --------
+    >>> from hierbayes.priors import Prior, lkj_eta
+    >>> lkj_eta({"corr_id": Prior("LKJ", eta=2.0)}, "id"), lkj_eta({}, "id")
+    (2.0, 1.0)
+    """
+    return float(priors.get(f"corr_{group}", Prior("LKJ", eta=1.0)).params.get("eta", 1.0))
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, Prior):
         return repr(v)

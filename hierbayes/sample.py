@@ -136,6 +136,8 @@ def run(
         raise ValueError(
             f"compiler must be 'auto', 'native', 'jax' or 'numba', got {opts.compiler!r}."
         )
+    if opts.mass_matrix not in ("diag", "low_rank"):
+        raise ValueError(f"mass_matrix must be 'diag' or 'low_rank', got {opts.mass_matrix!r}.")
     if opts.sampler == "nutpie":
         import nutpie
 

@@ -159,6 +159,14 @@ def test_compiler_choice(ref):
     assert fit.timing["compiler"] == "jax"
 
 
+@pytest.mark.parametrize("kw, name", [({"compiler": "cuda"}, "compiler"),
+                                      ({"mass_matrix": "dense"}, "mass_matrix")])
+def test_unknown_sampler_options_are_named(ref, kw, name):
+    m = _model(ref, "y ~ x + (1 | g)", None, {})
+    with pytest.raises(ValueError, match=f"{name} must be"):
+        m.fit(draws=20, tune=20, chains=1, progressbar=False, **kw)
+
+
 def test_native_fit_matches_jax_fit(ref):
     """End to end: same variables, dims and coords as the JAX path, posterior means within
     Monte Carlo error (the densities are equal, so only sampling noise differs)."""

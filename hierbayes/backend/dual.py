@@ -28,8 +28,6 @@ PRIOR_CODES = {
 }
 
 
-
-
 @jit
 def const(v, n):
     out = np.zeros(n + 1)
@@ -122,11 +120,12 @@ def log_sigmoid(a):
     """log(sigmoid(a)) = -softplus(-a)."""
     v = a[0]
     if v >= 0:
-        f = -math.log1p(math.exp(-v))
-        s = 1.0 / (1.0 + math.exp(-v))
+        e = math.exp(-v)
+        f = -math.log1p(e)
+        s = 1.0 / (1.0 + e)
     else:
-        f = v - math.log1p(math.exp(v))
         e = math.exp(v)
+        f = v - math.log1p(e)
         s = e / (1.0 + e)
     return chain(a, f, 1.0 - s)
 

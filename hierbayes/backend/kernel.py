@@ -7,8 +7,9 @@ step. It computes exactly the log-density of the PyMC model that
 
 - the parameters are unpacked from the sampler's unconstrained vector as PyMC does (the
   ridge coordinates of :mod:`hierbayes.backend.reparam`, or PyMC's default transforms),
-  with *forward-mode dual numbers* (:mod:`hierbayes.backend.dual`; value and gradient with respect to the whole vector,
-  a few dozen scalar operations), together with the log-Jacobian and the priors;
+  with *forward-mode dual numbers* (:mod:`hierbayes.backend.dual`; value and gradient
+  with respect to the whole vector, a few dozen scalar operations), together with the
+  log-Jacobian and the priors;
 - the collapsed likelihood is summed over cluster patterns (clusters sharing their
   observation times and random-effect design share the marginal covariance
   ``V = Z S Z^T + sigma^2 R(phi)``), with its gradient with respect to ``beta``,
@@ -49,7 +50,6 @@ HEADER = 29
 #: parameterisations
 MODE_RIDGE = 1  # reparam.ridge_parameters, ridge="conditional" (random intercept + AR(1)/CAR(1))
 MODE_PLAIN = 2  # PyMC's default transforms (params.residual_sd / ar_phi / re_covariance)
-
 
 
 @_jit

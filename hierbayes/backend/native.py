@@ -19,7 +19,7 @@ import numpy as np
 
 from ..collapsed import cross_products
 from ..design import Design
-from ..priors import Prior
+from ..priors import POSITIVE, Prior, lkj_eta
 from . import dual, kernel, reparam
 
 #: prior distributions and the order of their parameters in the kernel's (a, b, c)
@@ -35,8 +35,6 @@ _DEFAULTS = {"Normal": {"mu": 0.0, "sigma": 1.0}, "StudentT": {"mu": 0.0, "sigma
              "Cauchy": {"alpha": 0.0}, "LogNormal": {"mu": 0.0, "sigma": 1.0},
              "Uniform": {"lower": 0.0, "upper": 1.0}}
 _REAL = {"Flat", "Normal", "StudentT", "Cauchy"}
-_POSITIVE = {"HalfFlat", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
-             "InverseGamma", "LogNormal", "Weibull"}
 
 
 def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
@@ -107,7 +105,8 @@ def _patterns(design: Design, group, layout: str = "auto"):
             "count": np.ones(C), "T": T, "direct": True,
         }
     return {
-        "K": cross_products(W, inverse, G), "Z": Z[first], "times": times[first], "nobs": lay.sizes[first].astype(float),
+        "K": cross_products(W, inverse, G), "Z": Z[first], "times": times[first],
+        "nobs": lay.sizes[first].astype(float),
         "count": np.bincount(inverse, minlength=G).astype(float), "T": T, "direct": False,
     }
 
@@ -125,10 +124,10 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
     for n in names:
         if priors[n].dist not in _REAL or _prior_params(priors[n], 1) is None:
             return f"prior of {n!r} ({priors[n].dist}) is not in the kernel"
-    if priors["sigma"].dist not in _POSITIVE or _prior_params(priors["sigma"], 1) is None:
+    if priors["sigma"].dist not in POSITIVE or _prior_params(priors["sigma"], 1) is None:
         return "prior of 'sigma' is not in the kernel"
     sd = priors[f"sd_{g.name}"]
-    if sd.dist not in _POSITIVE or _prior_params(sd, g.q) is None:
+    if sd.dist not in POSITIVE or _prior_params(sd, g.q) is None:
         return f"prior of 'sd_{g.name}' is not in the kernel"
     corr = design.correlation
     ridge = reparam.applies(design, priors)
@@ -228,7 +227,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
         bidx = [slices[f"beta_{n}"][0] for n in names]
     bpri = np.concatenate([_prior_params(priors[n], 1) for n in names]) if p else np.zeros((0, 4))
     correlated = q > 1 and g.correlated
-    eta = float(priors.get(f"corr_{g.name}", Prior("LKJ", eta=1.0)).params.get("eta", 1.0))
+    eta = lkj_eta(priors, g.name)
     lo = hi = 0.0
     if ridge:
         if reparam.RIDGE != "conditional":  # the kernel implements the default coordinates

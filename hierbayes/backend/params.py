@@ -11,7 +11,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..design import Design, GroupBlock
-from ..priors import Prior
+from ..priors import Prior, lkj_eta
 
 
 def term_dim(group: GroupBlock) -> str:
@@ -115,7 +115,7 @@ def re_covariance(group: GroupBlock, priors: dict[str, Prior]):
     corr_prior = priors.get(f"corr_{g}", Prior("LKJ", eta=1.0))
     if corr_prior.dist != "LKJ":
         raise ValueError(f"corr_{g} takes an hb.Prior('LKJ', eta=...) prior, got {corr_prior.dist}.")
-    eta = float(corr_prior.params.get("eta", 1.0))
+    eta = lkj_eta(priors, g)
     rev = _reverse_params(sd_prior, q)
     sd_dist = make_dist(f"sd_{g}", rev, shape=q)
     chol_rev, corr_rev, sds_rev = pm.LKJCholeskyCov(

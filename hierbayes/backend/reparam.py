@@ -15,7 +15,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..design import Design
-from ..priors import Prior
+from ..priors import POSITIVE, Prior, lkj_eta
 from . import params
 
 #: the default coordinates (also those of the native kernel, :mod:`.kernel`): the intercept's
@@ -27,9 +27,6 @@ from . import params
 RIDGE = "conditional"
 SHARE_POWER = 3.0
 
-#: prior families whose ``.dist`` takes no hyperprior variables and live on (0, inf)
-_POSITIVE = {"HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
-             "InverseGamma", "LogNormal", "Weibull", "HalfFlat"}
 
 
 def applies(design: Design, priors: dict[str, Prior] | None = None) -> bool:
@@ -69,7 +66,7 @@ def applies(design: Design, priors: dict[str, Prior] | None = None) -> bool:
                 return False
             if p.hyperpriors:
                 return False
-        if priors["sigma"].dist not in _POSITIVE or priors[f"sd_{g.name}"].dist not in _POSITIVE:
+        if priors["sigma"].dist not in POSITIVE or priors[f"sd_{g.name}"].dist not in POSITIVE:
             return False
         cp = priors.get(f"corr_{g.name}")
         if cp is not None and cp.dist != "LKJ":
@@ -294,8 +291,7 @@ def ridge_parameters(
             L = pt.set_subtensor(L[q - 1, :], r0 * pt.stack(row + [last]))
         else:
             raise ValueError(f"unknown ridge {ridge!r}")
-        corr_prior = priors.get(f"corr_{name}", Prior("LKJ", eta=1.0))
-        eta = float(corr_prior.params.get("eta", 1.0))
+        eta = lkj_eta(priors, name)
         sd_dist = params.make_dist(f"sd_{name}", _permute_params(sd_prior, order), shape=q)
         prows, pcols = np.tril_indices(q)
         packed = L[prows, pcols]

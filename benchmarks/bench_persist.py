@@ -19,8 +19,8 @@ import arviz as az
 import numpy as np
 
 import hierbayes as hb
-from hierbayes import persist
-from hierbayes.sample import SamplerOptions
+from hierbayes.io import persist
+from hierbayes.sampling.nuts import SamplerOptions
 
 
 def fake_fit(chains: int, draws: int) -> hb.Fit:

@@ -80,7 +80,7 @@ def per_gradient(n_ids: int) -> dict:
     import numpy as np
 
     import hierbayes as hb
-    from hierbayes.backend import native
+    from hierbayes.backend.native import bridge as native
 
     f, ar, data = simulated(n_ids)
     model = hb.Model(f, data, correlation=ar)

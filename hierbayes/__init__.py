@@ -8,18 +8,18 @@
 >>> print(fit.summary())         # doctest: +SKIP
 """
 
-from . import datasets, families
-from .correlation import AR1, CAR1
-from .fit import Fit
-from .model import Model
-from .priors import Prior
-from .sbc import sbc
-from .simulate import simulate
-from .comparison import compare, loo
-from .persist import load
-from .sweep import plot_prior_sweep, prior_sweep
+from hierbayes import datasets
+from hierbayes.spec import families
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.fit import Fit, load
+from hierbayes.model import Model
+from hierbayes.spec.priors import Prior
+from hierbayes.studies.sbc import sbc
+from hierbayes.predict.simulate import simulate
+from hierbayes.criticism.comparison import compare, loo
+from hierbayes.studies.sweep import plot_prior_sweep, prior_sweep
 
-__version__ = "0.1.0"
+from hierbayes.version import __version__
 
 __all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]
 __all__ += ["prior_sweep", "plot_prior_sweep", "sbc"]

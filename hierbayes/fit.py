@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import arviz as az
 import numpy as np
 
-from . import priors as priors_mod
-from .design import Design
-from .summary import Summary, parameter_table
+from hierbayes.spec import priors as priors_mod
+from hierbayes.design.build import Design
+from hierbayes.report.summary import Summary, parameter_table
 
 
 #: how the summary names the way nutpie evaluated the log-density
@@ -66,7 +66,7 @@ class Fit:
     def header(self) -> list[str]:
         d, o = self.design, self.options
         groups = ", ".join(f"{g.name}: {g.n_levels} levels" for g in d.groups) or "none"
-        from .collapsed import collapsed_group
+        from hierbayes.likelihood.collapsed import collapsed_group
 
         collapsed_name = collapsed_group(d).name if self.backend == "marginal" else ""
         latent_names = [g.name for g in d.groups if g.name != collapsed_name]
@@ -108,7 +108,7 @@ class Fit:
     def summary(self, hdi_prob: float = 0.94) -> Summary:
         """nlme-like summary: fixed effects, variance components, residual sd and phi.
 
-        Returns a :class:`~hierbayes.summary.Summary`: ``.table`` (DataFrame of every
+        Returns a :class:`~hierbayes.report.summary.Summary`: ``.table`` (DataFrame of every
         hyperparameter with mean, sd, HDI, MCSE, bulk/tail ESS, R-hat), ``.fixed``,
         ``.variance``; ``print(summary)`` gives the text form, notebooks show HTML.
 
@@ -153,31 +153,31 @@ class Fit:
 
     def diagnose(self, var_names=None):
         """Convergence checks with a verdict and advice per check (DataFrame)."""
-        from .report import diagnose
+        from hierbayes.report import diagnose
 
         return diagnose(self.idata, var_names)
 
     def cluster_ols(self, group: str | None = None):
         """Per-cluster least squares of the random-effect design (R's ``lmList``)."""
-        from .report import cluster_ols
+        from hierbayes.report import cluster_ols
 
         return cluster_ols(self.design, group)
 
     def cluster_coefficients(self, group: str | None = None, hdi_prob: float = 0.94):
         """Posterior cluster coefficients (fixed + random parts, as nlme's ``coef()``)."""
-        from .report import cluster_coefficients
+        from hierbayes.report import cluster_coefficients
 
         return cluster_coefficients(self.idata, self.design, group, hdi_prob)
 
     def shrinkage(self, group: str | None = None):
         """Shrinkage of the cluster coefficients against per-cluster OLS (table per term)."""
-        from .report import shrinkage_table
+        from hierbayes.report import shrinkage_table
 
         return shrinkage_table(self.idata, self.design, group)
 
     def residuals(self):
         """Standardized within-group residuals summary (Min, Q1, Med, Q3, Max), as nlme prints."""
-        from .report import residual_summary, within_group_residuals
+        from hierbayes.report import residual_summary, within_group_residuals
 
         return residual_summary(within_group_residuals(self.idata, self.design))
 
@@ -190,7 +190,7 @@ class Fit:
         it is rounded up to a multiple of the number of chains (5 draws of 2 chains: 6).
         Rows dropped for missing values are NaN in the returned array.
         """
-        from .predictive import posterior_predictive_dataset
+        from hierbayes.predict.predictive import posterior_predictive_dataset
 
         ds = posterior_predictive_dataset(self.idata, self.design, n_draws, seed)
         if "posterior_predictive" in self.idata.groups():
@@ -204,7 +204,7 @@ class Fit:
     def report(self, out_dir, n_ppc: int = 200, seed: int = 0):
         """Write a self-contained HTML report (summary, diagnostics, shrinkage, residuals,
         posterior predictive checks, figures as PNG too) into ``out_dir``; returns its path."""
-        from .report.fit_report import write_fit_report
+        from hierbayes.report.fit_report import write_fit_report
 
         return write_fit_report(self, out_dir, n_ppc=n_ppc, seed=seed)
 
@@ -213,7 +213,7 @@ class Fit:
 
     def log_likelihood(self):
         """Pointwise log-likelihood (per observation, or per cluster when residuals are
-        correlated or the random effects are integrated out; see :mod:`hierbayes.loglik`),
+        correlated or the random effects are integrated out; see :mod:`hierbayes.criticism.loglik`),
         stored in ``idata.log_likelihood`` on first use and returned.
 
         Examples
@@ -221,7 +221,7 @@ class Fit:
         >>> fit.log_likelihood()["y"].dims      # doctest: +SKIP
         ('chain', 'draw', 'id')
         """
-        from .loglik import log_likelihood
+        from hierbayes.criticism.loglik import log_likelihood
 
         if "log_likelihood" not in self.idata.groups():
             self.idata.add_groups(log_likelihood=log_likelihood(self))
@@ -239,14 +239,14 @@ class Fit:
     def predict(self, new_data, kind: str = "mean", groups: str = "existing", **kwargs):
         """Posterior draws of the mean or of new observations for new rows.
 
-        See :func:`hierbayes.predict.predict` (``prob``, ``n_draws``, ``seed``).
+        See :func:`hierbayes.predict.prediction.predict` (``prob``, ``n_draws``, ``seed``).
 
         Examples
         --------
         >>> pred = fit.predict(new_rows, kind="response")   # doctest: +SKIP
         >>> pred.table                                       # doctest: +SKIP
         """
-        from .predict import predict
+        from hierbayes.predict.prediction import predict
 
         return predict(self, new_data, kind=kind, groups=groups, **kwargs)
 
@@ -258,7 +258,7 @@ class Fit:
         --------
         >>> print(fit.loo())     # doctest: +SKIP
         """
-        from .comparison import loo
+        from hierbayes.criticism.comparison import loo
 
         return loo(self, unit=unit)
 
@@ -271,7 +271,7 @@ class Fit:
         --------
         >>> fit.fe_vs_re()       # doctest: +SKIP
         """
-        from .report import fixed_vs_random
+        from hierbayes.report import fixed_vs_random
 
         return fixed_vs_random(self.idata, self.design, group)
     def save(self, path, *, compress: bool = True):
@@ -283,21 +283,21 @@ class Fit:
         >>> fit.save("fit.nc")          # doctest: +SKIP
         >>> again = hb.load("fit.nc")   # doctest: +SKIP
         """
-        from .persist import save
+        from hierbayes.io.persist import save
 
         return save(self, path, compress=compress)
     # ------------------------------------------------------------------ prior sensitivity
 
     def log_prior(self):
         """Log densities of the top-level priors at the posterior draws, stored as the
-        ``log_prior`` group of ``idata`` (see :mod:`hierbayes.logprior`) and returned.
+        ``log_prior`` group of ``idata`` (see :mod:`hierbayes.criticism.logprior`) and returned.
 
         Examples
         --------
         >>> fit.log_prior()["sigma"].dims     # doctest: +SKIP
         ('chain', 'draw')
         """
-        from .logprior import log_prior
+        from hierbayes.criticism.logprior import log_prior
 
         ds = log_prior(self.idata, self.design, self.priors)
         if "log_prior" in self.idata.groups():
@@ -307,19 +307,47 @@ class Fit:
 
     def prior_sensitivity(self, threshold: float = 0.05):
         """Power-scaling prior and likelihood sensitivity of each hyperparameter, with
-        arviz-stats' diagnosis (see :func:`hierbayes.sensitivity.prior_sensitivity`).
+        arviz-stats' diagnosis (see :func:`hierbayes.criticism.sensitivity.prior_sensitivity`).
 
         Examples
         --------
         >>> fit.prior_sensitivity()          # doctest: +SKIP
         """
-        from .sensitivity import prior_sensitivity
+        from hierbayes.criticism.sensitivity import prior_sensitivity
 
         return prior_sensitivity(self, threshold=threshold)
 
     def plot_prior_sensitivity(self):
         """Posterior means +- sd under power-scaled prior and likelihood, one panel per
-        hyperparameter (see :func:`hierbayes.sensitivity.plot_prior_sensitivity`)."""
-        from .sensitivity import plot_prior_sensitivity
+        hyperparameter (see :func:`hierbayes.criticism.sensitivity.plot_prior_sensitivity`)."""
+        from hierbayes.criticism.sensitivity import plot_prior_sensitivity
 
         return plot_prior_sensitivity(self)
+
+
+def load(path, *, allow_version_mismatch: bool = False):
+    """Load a fit saved with :meth:`Fit.save <hierbayes.fit.Fit.save>`.
+
+    Parameters
+    ----------
+    path : str or Path
+    allow_version_mismatch : bool, default False
+        A file written by another hierbayes version raises :class:`~hierbayes.io.persist.VersionMismatchError`
+        unless this is True (then it warns, rebuilds the design and checks it against the
+        stored fingerprint).
+
+    Returns
+    -------
+    Fit
+        With the same InferenceData, spec, priors, design (rebuilt from the stored data and
+        checked against the saved one), backend, layout, sampler options and timing.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> fit = hb.load("clark_ar1_fit.nc")   # doctest: +SKIP
+    >>> fit.summary().fixed                 # doctest: +SKIP
+    """
+    from hierbayes.io import persist
+
+    return Fit(**persist.read(path, allow_version_mismatch=allow_version_mismatch))

@@ -9,14 +9,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import backend as backend_mod
-from . import collapsed, recover, sample
-from .design import Design, build_design
-from .fit import Fit
-from .priors import Prior, resolve_priors, tree
-from .spec import parse
+from hierbayes import backend as backend_mod
+from hierbayes.likelihood import collapsed
+from hierbayes.likelihood import recover
+from hierbayes.sampling import nuts as sample
+from hierbayes.design.build import Design, build_design
+from hierbayes.fit import Fit
+from hierbayes.spec.priors import Prior, resolve_priors, tree
+from hierbayes.spec.formula import parse
+from hierbayes import names
 
-_KEEP = ("beta", "sigma", "phi", "sd_", "corr_", "b_", "nu", "alpha")
 
 
 class Model:
@@ -36,7 +38,7 @@ class Model:
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
         ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
-        :mod:`hierbayes.families` such as ``Bernoulli(link="probit")``. Families other than
+        :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``. Families other than
         the Gaussian use the latent backend.
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
@@ -85,7 +87,7 @@ class Model:
     @property
     def ridge_coordinates(self) -> bool:
         """Whether the marginal model samples its prior in ridge-aligned coordinates."""
-        from .backend import reparam
+        from hierbayes.backend import reparam
 
         return self.backend == "marginal" and reparam.applies(self.design, self.priors)
 
@@ -156,7 +158,7 @@ class Model:
             the acceptance model (``benchmarks/bench_seeds.py``), ``"diag"`` otherwise.
         compiler : {"auto", "native", "jax", "numba"}
             How nutpie evaluates the log-density. ``"auto"`` (default): the hand-written
-            numba kernel (:mod:`hierbayes.backend.native`; microseconds per gradient,
+            numba kernel (:mod:`hierbayes.backend.native.bridge`; microseconds per gradient,
             compiled once per installation and cached on disk) for a Gaussian model with one
             grouping factor integrated out and priors it knows, else JAX (seconds to
             compile). ``"native"`` insists on the kernel (an error says why it does not
@@ -185,7 +187,7 @@ class Model:
         t_build = time.perf_counter() - t0
         native = None
         if sampler == "nutpie" and compiler in ("auto", "native"):
-            from .backend import native as native_mod
+            from hierbayes.backend.native import bridge as native_mod
 
             why = native_mod.unsupported(self.design, self.priors, self.backend)
             if why is None:
@@ -199,7 +201,7 @@ class Model:
         if self.backend == "marginal" and recover_random_effects:
             t1 = time.perf_counter()
             g = collapsed.collapsed_group(self.design)
-            idata.posterior[f"b_{g.name}"] = self._recover(idata, seed)
+            idata.posterior[names.effects(g.name)] = self._recover(idata, seed)
             timing["recover_s"] = time.perf_counter() - t1
         timing["total_s"] = time.perf_counter() - t0
         return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing)
@@ -208,10 +210,7 @@ class Model:
 
     def _tidy(self, raw: az.InferenceData) -> az.InferenceData:
         post = raw.posterior
-        keep = [
-            v for v in post.data_vars
-            if v.startswith(_KEEP) and not v.startswith("beta_") and not v.endswith("__")
-        ]
+        keep = [v for v in post.data_vars if names.is_reported(v)]
         groups = {"posterior": post[keep]}
         if hasattr(raw, "sample_stats"):
             groups["sample_stats"] = raw.sample_stats
@@ -229,8 +228,8 @@ class Model:
         def flat(name):
             return post[name].values.reshape((nc * nd,) + post[name].shape[2:])
 
-        corr = flat(f"corr_{g.name}") if f"corr_{g.name}" in post else None
-        L_S = recover.covariance_cholesky(flat(f"sd_{g.name}"), corr)
+        corr = flat(names.corr(g.name)) if names.corr(g.name) in post else None
+        L_S = recover.covariance_cholesky(flat(names.sd(g.name)), corr)
         rng = np.random.default_rng([seed, 1])
         phi = flat("phi") if "phi" in post else None
         draw = (
@@ -240,11 +239,11 @@ class Model:
         )
         others = [h for h in self.design.groups if h.name != g.name]
         if others:  # hybrid: condition on the latent factors' draws
-            from .predictive import linear_predictor
+            from hierbayes.predict.predictive import linear_predictor
 
             D = nc * nd
             bs = {
-                h.name: post[f"b_{h.name}"].transpose("chain", "draw", h.name, f"{h.name}__term")
+                h.name: post[names.effects(h.name)].transpose("chain", "draw", h.name, names.term_dim(h.name))
                 .values.reshape(D, h.n_levels, h.q)
                 for h in others
             }
@@ -254,7 +253,7 @@ class Model:
             )
         else:
             b = draw(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
-        tdim = f"{g.name}__term"
+        tdim = names.term_dim(g.name)
         return xr.DataArray(
             b.reshape(nc, nd, g.n_levels, g.q),
             dims=["chain", "draw", g.name, tdim],
@@ -296,6 +295,6 @@ class Model:
         >>> pp = model.sample_prior_predictive(draws=200, seed=1)   # doctest: +SKIP
         >>> pp.compare()                                            # doctest: +SKIP
         """
-        from .prior_predictive import sample_prior_predictive
+        from hierbayes.predict.prior_predictive import sample_prior_predictive
 
         return sample_prior_predictive(self.design, self.priors, draws=draws, seed=seed)

@@ -1,7 +1,7 @@
 """Shared helpers for the exact (no-MCMC) tests: random designs and dense references.
 
 The references are computed from the user's DataFrame, cluster by cluster, with dense
-matrices and scipy, never from :class:`hierbayes.design.Design`, so they check the
+matrices and scipy, never from :class:`hierbayes.design.build.Design`, so they check the
 design stage (sorting, padding, lags) as well as the likelihood code.
 
 Helpers are plain functions reached through the session-scoped ``ref`` fixture (hypothesis

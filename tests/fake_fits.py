@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 import hierbayes as hb
-from hierbayes.sample import SamplerOptions
+from hierbayes.sampling.nuts import SamplerOptions
 
 
 def frame(seed: int = 0, n_ids: int = 6, n_times: int = 4) -> pd.DataFrame:

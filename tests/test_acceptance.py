@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import hierbayes as hb
-from hierbayes import modelfile
+from hierbayes.io import modelfile
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import arviz as az
 import pytest
 
-from hierbayes import modelfile
-from hierbayes.cli import main
+from hierbayes.io import modelfile
+from hierbayes.io.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from hierbayes import collapsed
-from hierbayes.correlation import AR1, CAR1
-from hierbayes.design import build_design
-from hierbayes.priors import resolve_priors
-from hierbayes.spec import parse
+from hierbayes.likelihood import collapsed
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.design.build import build_design
+from hierbayes.spec.priors import resolve_priors
+from hierbayes.spec.formula import parse
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 

@@ -8,7 +8,7 @@ import pytest
 from fake_fits import fake_fit, frame
 
 import hierbayes as hb
-from hierbayes.comparison import _aggregate
+from hierbayes.criticism.comparison import _aggregate
 
 
 def _model(df, corr=False, **kw):

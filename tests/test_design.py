@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hierbayes.correlation import AR1, CAR1
-from hierbayes.design import build_design, cluster_layout
-from hierbayes.spec import parse
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.design.build import build_design, cluster_layout
+from hierbayes.spec.formula import parse
 
 FAST = settings(max_examples=30, deadline=None, derandomize=True, database=None)
 

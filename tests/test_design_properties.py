@@ -12,9 +12,9 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hierbayes.correlation import AR1, CAR1
-from hierbayes.design import build_design
-from hierbayes.spec import parse
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.design.build import build_design
+from hierbayes.spec.formula import parse
 
 PROPS = settings(max_examples=40, deadline=None, derandomize=True, database=None)
 

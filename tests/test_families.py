@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import hierbayes as hb
-from hierbayes import families
+from hierbayes.spec import families
 
 FIT = dict(draws=150, tune=200, chains=2, progressbar=False)
 

@@ -184,8 +184,8 @@ def test_unconverged_fit_says_so_plainly(fit300):
 def test_log_likelihood_group_of_real_fits(small_pair):
     """Both backends store a per-cluster log-likelihood (AR(1) residuals); the marginal one
     sums to the model's collapsed likelihood (pooled layout) at each draw."""
-    from hierbayes import collapsed
-    from hierbayes.recover import covariance_cholesky
+    from hierbayes.likelihood import collapsed
+    from hierbayes.likelihood.recover import covariance_cholesky
 
     marg, lat = small_pair
     for fit in (marg, lat):
@@ -206,7 +206,7 @@ def test_log_likelihood_group_of_real_fits(small_pair):
 def test_predictions_and_loo_of_a_real_fit(small_pair):
     """Simulated AR(1) data: a new id's mean carries the random-effect variance (law of total
     variance over the draws), a fitted id's is far tighter; LOO leaves out whole ids."""
-    from hierbayes.recover import covariance_cholesky
+    from hierbayes.likelihood.recover import covariance_cholesky
 
     marg, _ = small_pair
     new = pd.DataFrame({"id": [3, 10**6], "time": [5, 5], "treatment": ["control", "control"]})

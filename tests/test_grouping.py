@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-from hierbayes import collapsed, recover
-from hierbayes.correlation import AR1
+from hierbayes.likelihood import collapsed
+from hierbayes.likelihood import recover
+from hierbayes.spec.correlation import AR1
 
 FIT = dict(draws=300, tune=300, chains=2, progressbar=False)
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from hierbayes.correlation import AR1, CAR1
-from hierbayes.design import build_design
-from hierbayes.priors import resolve_priors
-from hierbayes.spec import parse
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.design.build import build_design
+from hierbayes.spec.priors import resolve_priors
+from hierbayes.spec.formula import parse
 
 CORR = {"ar1": AR1("t", "g"), "car1": CAR1("t", "g"), None: None}
 

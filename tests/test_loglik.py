@@ -11,7 +11,7 @@ import xarray as xr
 from scipy import stats
 
 import hierbayes as hb
-from hierbayes import loglik
+from hierbayes.criticism import loglik
 from hierbayes.fit import Fit
 
 CORR = {"ar1": hb.AR1("t", "g"), "car1": hb.CAR1("t", "g"), None: None}

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-from hierbayes.mundlak import cdev, cmean
+from hierbayes.spec.mundlak import cdev, cmean
 
 
 def test_cmean_and_cdev_values_and_errors():

@@ -1,4 +1,4 @@
-"""The native kernel (hierbayes.backend.native) computes exactly the PyMC model's
+"""The native kernel (hierbayes.backend.native.bridge) computes exactly the PyMC model's
 log-density and gradient, constants included, and the natural parameters of its draws.
 
 Every case builds the marginal backend's PyMC model, packs the kernel's buffer for it and
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import hierbayes as hb
-from hierbayes.backend import kernel, native
+from hierbayes.backend.native import kernel
+from hierbayes.backend.native import bridge as native
 
 CASES = {
     "ar1 q2 ridge": ("y ~ x + w + (1 + x | g)", "ar1", {}),

@@ -19,8 +19,8 @@ import pytest
 import xarray as xr
 
 import hierbayes as hb
-from hierbayes import persist
-from hierbayes.sample import SamplerOptions
+from hierbayes.io import persist
+from hierbayes.sampling.nuts import SamplerOptions
 
 FORMULA = "y ~ time + trt + x + (1 + time | id)"
 
@@ -87,7 +87,7 @@ def test_round_trip(model, tmp_path):
     path = fit.save(tmp_path / "fit.nc")
     assert path == tmp_path / "fit.nc" and path.exists()
     again = hb.load(path)
-    from hierbayes.loglik import log_likelihood
+    from hierbayes.criticism.loglik import log_likelihood
 
     xr.testing.assert_allclose(log_likelihood(again), fit.idata.log_likelihood, rtol=1e-12)
     for group in fit.idata.groups():

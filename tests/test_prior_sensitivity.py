@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import hierbayes as hb
-from hierbayes.logprior import lkj_logpdf, log_prior
+from hierbayes.criticism.logprior import lkj_logpdf, log_prior
 
 FORMULA = "y ~ time + treatment + (1 + time | id)"
 AR = hb.AR1(time="time", group="id")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-from hierbayes.parallel import run_all, task_seeds
-from hierbayes.sweep import _settings, setting_label
+from hierbayes.studies.parallel import run_all, task_seeds
+from hierbayes.studies.sweep import _settings, setting_label
 
 FORMULA = "y ~ time + (1 | id)"
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hierbayes.correlation import AR1, CAR1
-from hierbayes.design import build_design
-from hierbayes.priors import Prior, default_priors, resolve_priors, tree
-from hierbayes.spec import parse
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.design.build import build_design
+from hierbayes.spec.priors import Prior, default_priors, resolve_priors, tree
+from hierbayes.spec.formula import parse
 
 
 @pytest.fixture(scope="module")

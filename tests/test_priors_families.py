@@ -10,8 +10,8 @@ from scipy import stats
 
 import hierbayes as hb
 from fake_fits import frame
-from hierbayes.logprior import log_prior
-from hierbayes.sensitivity import hyperparameters
+from hierbayes.criticism.logprior import log_prior
+from hierbayes.criticism.sensitivity import hyperparameters
 
 
 def _counts():

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hierbayes import recover
-from hierbayes.correlation import AR1, CAR1
-from hierbayes.design import build_design
-from hierbayes.spec import parse
+from hierbayes.likelihood import recover
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.design.build import build_design
+from hierbayes.spec.formula import parse
 
 CORR = {"ar1": AR1("t", "g"), "car1": CAR1("t", "g"), None: None}
 RE = {1: ("1", ["1"]), 2: ("1 + x", ["1", "x"]), 3: ("1 + x + t", ["1", "x", "t"])}

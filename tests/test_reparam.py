@@ -18,10 +18,10 @@ import pytest
 from scipy import stats
 
 from hierbayes.backend import params, reparam
-from hierbayes.correlation import AR1, CAR1
-from hierbayes.design import build_design
-from hierbayes.priors import Prior, resolve_priors
-from hierbayes.spec import parse
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.design.build import build_design
+from hierbayes.spec.priors import Prior, resolve_priors
+from hierbayes.spec.formula import parse
 
 
 def _data(seed: int = 0, n_ids: int = 12, n_obs: int = 4) -> pd.DataFrame:

@@ -11,8 +11,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from hierbayes.correlation import AR1  # noqa: E402
-from hierbayes.design import build_design  # noqa: E402
+from hierbayes.spec.correlation import AR1  # noqa: E402
+from hierbayes.design.build import build_design  # noqa: E402
 from hierbayes.report import (  # noqa: E402
     diagnose,
     hyper_posterior,
@@ -24,7 +24,7 @@ from hierbayes.report import (  # noqa: E402
     verdict_lines,
     within_group_residuals,
 )
-from hierbayes.spec import parse  # noqa: E402
+from hierbayes.spec.formula import parse  # noqa: E402
 
 CHAINS, DRAWS = 4, 1000
 

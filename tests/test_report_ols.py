@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hierbayes.correlation import AR1
+from hierbayes.spec.correlation import AR1
 from hierbayes.datasets import load
-from hierbayes.design import build_design
+from hierbayes.design.build import build_design
 from hierbayes.report import cluster_ols
-from hierbayes.spec import parse
+from hierbayes.spec.formula import parse
 
 
 def _random_data(seed: int = 1, n_ids: int = 40) -> pd.DataFrame:

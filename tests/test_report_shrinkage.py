@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hierbayes.design import build_design
+from hierbayes.design.build import build_design
 from hierbayes.report import (
     absorption_matrix,
     cluster_coefficient_draws,
@@ -19,7 +19,7 @@ from hierbayes.report import (
     shrinkage_frame,
     shrinkage_table,
 )
-from hierbayes.spec import parse
+from hierbayes.spec.formula import parse
 
 FORMULA = "y ~ time * treatment + x + age + (1 + time | id)"
 

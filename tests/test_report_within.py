@@ -9,9 +9,9 @@ import pytest
 from fake_fits import fake_fit, frame
 
 import hierbayes as hb
-from hierbayes.design import build_design
+from hierbayes.design.build import build_design
 from hierbayes.report import fixed_vs_random, within_estimator
-from hierbayes.spec import parse
+from hierbayes.spec.formula import parse
 
 
 def _panel(seed=0, n_ids=40, n_t=5, confound=2.0):

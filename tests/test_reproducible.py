@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 
 import hierbayes as hb
-from hierbayes import sample
+from hierbayes.sampling import nuts as sample
 
 FORMULA = "y ~ time + (1 | id)"
 AR = hb.AR1(time="time", group="id")

@@ -11,8 +11,8 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.backend.prior import draw_hyperparameters
-from hierbayes.parallel import task_seeds
-from hierbayes.sbc import SBCResult
+from hierbayes.studies.parallel import task_seeds
+from hierbayes.studies.sbc import SBCResult
 
 AR = hb.AR1(time="time", group="id")
 PRIORS = {"sigma": hb.Prior("HalfNormal", sigma=1.0), "sd_id": hb.Prior("HalfNormal", sigma=1.0),

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-from hierbayes.spec import parse
+from hierbayes.spec.formula import parse
 
 
 def _panel(n_ids: int, times, seed: int = 0) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hierbayes import smallmat
+from hierbayes.likelihood import smallmat
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 N = 7  # matrices per batch: every entry is a length-N vector

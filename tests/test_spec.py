@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hierbayes import correlation as corr_mod
-from hierbayes.correlation import AR1, CAR1
-from hierbayes.design import build_design
-from hierbayes.families import Gaussian
-from hierbayes.priors import Prior
-from hierbayes.spec import GroupTerm, ModelSpec, parse
+from hierbayes.spec import correlation as corr_mod
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.design.build import build_design
+from hierbayes.spec.families import Gaussian
+from hierbayes.spec.priors import Prior
+from hierbayes.spec.formula import GroupTerm, ModelSpec, parse
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 
 import hierbayes as hb
 import hierbayes.backend as backend_mod
-from hierbayes.correlation import AR1
-from hierbayes.design import build_design
-from hierbayes.spec import parse
+from hierbayes.spec.correlation import AR1
+from hierbayes.design.build import build_design
+from hierbayes.spec.formula import parse
 
 
 @pytest.fixture()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from ..collapsed import CollapsedData, prepare
-from ..design import Design
+from hierbayes.likelihood.collapsed import CollapsedData, prepare
+from hierbayes.design.build import Design
 
 
 def choose(design: Design, backend: str) -> str:
     """Resolve ``backend="auto"``: marginal for Gaussian models with grouping factors (and a
     residual correlation, if any, within one of them), latent otherwise. With several
     factors the marginal backend is a hybrid: the factor of
-    :func:`~hierbayes.collapsed.collapsed_group` is integrated out, the others stay latent."""
+    :func:`~hierbayes.likelihood.collapsed.collapsed_group` is integrated out, the others stay latent."""
     ok = (
         design.spec.family.collapsible
         and len(design.groups) >= 1
@@ -32,9 +32,9 @@ def choose(design: Design, backend: str) -> str:
 def build_model(design: Design, priors, backend: str, cdata: CollapsedData | None = None):
     """Build the PyMC model for ``backend`` ("marginal" or "latent")."""
     if backend == "marginal":
-        from . import marginal
+        from hierbayes.backend import marginal
 
         return marginal.build(design, priors, cdata if cdata is not None else prepare(design))
-    from . import latent
+    from hierbayes.backend import latent
 
     return latent.build(design, priors)

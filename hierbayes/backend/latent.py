@@ -7,10 +7,11 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 
-from .. import collapsed
-from ..design import Design
-from ..priors import Prior
-from . import params
+from hierbayes.likelihood import collapsed
+from hierbayes.design.build import Design
+from hierbayes.spec.priors import Prior
+from hierbayes.backend import params
+from hierbayes import names
 
 
 def _data(name: str, value: np.ndarray):
@@ -24,9 +25,9 @@ def random_part(design: Design, priors: dict[str, Prior], groups=None):
     out = pt.zeros(design.n)
     for g in design.groups if groups is None else groups:
         F, _ = params.re_covariance(g, priors)
-        tdim = params.term_dim(g)
-        z = pm.Normal(f"z_{g.name}", 0.0, 1.0, dims=(g.name, tdim))
-        b = pm.Deterministic(f"b_{g.name}", pt.dot(z, F.T), dims=(g.name, tdim))
+        tdim = names.term_dim(g.name)
+        z = pm.Normal(names.offsets(g.name), 0.0, 1.0, dims=(g.name, tdim))
+        b = pm.Deterministic(names.effects(g.name), pt.dot(z, F.T), dims=(g.name, tdim))
         idx = _data(f"idx_{g.name}", g.index)
         Z = _data(f"Z_{g.name}", g.Z)
         out = out + (Z * b[idx]).sum(axis=1)

@@ -1,7 +1,7 @@
 """The marginal (collapsed) backend: random effects integrated out analytically.
 
 NUTS explores only the fixed effects, the residual sd, phi and the random-effect
-covariance; the random effects are drawn back afterwards (:mod:`hierbayes.recover`).
+covariance; the random effects are drawn back afterwards (:mod:`hierbayes.likelihood.recover`).
 """
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from __future__ import annotations
 import pymc as pm
 import pytensor.tensor as pt
 
-from .. import collapsed
-from ..design import Design
-from ..priors import Prior
-from . import params, reparam
+from hierbayes.likelihood import collapsed
+from hierbayes.design.build import Design
+from hierbayes.spec.priors import Prior
+from hierbayes.backend import params, reparam
 
 
 def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedData) -> pm.Model:
     """PyMC model with the collapsed log-likelihood as a potential.
 
     With several grouping factors (crossed or nested), the factor of
-    :func:`~hierbayes.collapsed.collapsed_group` is integrated out and the others are
+    :func:`~hierbayes.likelihood.collapsed.collapsed_group` is integrated out and the others are
     non-centred latent effects whose ``Z b`` is an offset of the collapsed likelihood.
 
     The precomputed arrays are ``pm.Data`` (named ``cd_<key>``) so a compiled model can be
@@ -44,7 +44,7 @@ def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedDa
             offset = None
             others = [g for g in design.groups if g.name != cg.name]
             if others:  # hybrid: the other factors latent (non-centred), as an offset
-                from .latent import random_part
+                from hierbayes.backend.latent import random_part
 
                 r = random_part(design, priors, others)
                 offset = r[shared["pos"]] * shared["mask"]

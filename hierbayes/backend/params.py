@@ -10,12 +10,9 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ..design import Design, GroupBlock
-from ..priors import Prior, lkj_eta
-
-
-def term_dim(group: GroupBlock) -> str:
-    return f"{group.name}__term"
+from hierbayes.design.build import Design, GroupBlock
+from hierbayes.spec.priors import Prior, lkj_eta
+from hierbayes import names
 
 
 def coords_for(design: Design) -> dict[str, list]:
@@ -23,8 +20,8 @@ def coords_for(design: Design) -> dict[str, list]:
     coords: dict[str, list] = {"coef": list(design.fixed_names)}
     for g in design.groups:
         coords[g.name] = list(g.levels)
-        coords[term_dim(g)] = list(g.terms)
-        coords[term_dim(g) + "_bis"] = list(g.terms)
+        coords[names.term_dim(g.name)] = list(g.terms)
+        coords[names.bis(names.term_dim(g.name))] = list(g.terms)
     return coords
 
 
@@ -60,17 +57,17 @@ def make_dist(name: str, prior: Prior, **kw):
 
 def fixed_effects(design: Design, priors: dict[str, Prior]):
     """``beta`` with dims ``coef``: one vector variable when the priors share a family."""
-    names = list(design.fixed_names)
-    if not names:
+    coef_names = list(design.fixed_names)
+    if not coef_names:
         return pt.zeros(0)
-    ps = [priors[n] for n in names]
+    ps = [priors[n] for n in coef_names]
     same = all(p.dist == ps[0].dist and set(p.params) == set(ps[0].params) for p in ps)
     if same and not any(p.hyperpriors for p in ps):
         params = {
             k: np.array([float(np.asarray(p.params[k])) for p in ps]) for k in ps[0].params
         }
         return _dist_class(ps[0])("beta", **params, dims="coef")
-    parts = [make_rv(f"beta_{n}", priors[n]) for n in names]
+    parts = [make_rv(f"beta_{n}", priors[n]) for n in coef_names]
     return pm.Deterministic("beta", pt.stack(parts), dims="coef")
 
 
@@ -103,26 +100,26 @@ def re_covariance(group: GroupBlock, priors: dict[str, Prior]):
     slope variance and intercept-slope covariance are their own coordinates and only the
     intercept's conditional sd moves along the ridge.
     """
-    g, q, tdim = group.name, group.q, term_dim(group)
-    sd_prior = priors[f"sd_{g}"]
+    g, q, tdim = group.name, group.q, names.term_dim(group.name)
+    sd_prior = priors[names.sd(g)]
     if q == 1:
-        sd = make_rv(f"sd_{g}", sd_prior, dims=tdim)
+        sd = make_rv(names.sd(g), sd_prior, dims=tdim)
         F = sd.reshape((1, 1))
         return F, F * F
     if not group.correlated:  # (1 + x || g): independent terms, a diagonal covariance
-        sd = make_rv(f"sd_{g}", sd_prior, dims=tdim)
+        sd = make_rv(names.sd(g), sd_prior, dims=tdim)
         return pt.diag(sd), pt.diag(sd * sd)
-    corr_prior = priors.get(f"corr_{g}", Prior("LKJ", eta=1.0))
+    corr_prior = priors.get(names.corr(g), Prior("LKJ", eta=1.0))
     if corr_prior.dist != "LKJ":
-        raise ValueError(f"corr_{g} takes an hb.Prior('LKJ', eta=...) prior, got {corr_prior.dist}.")
+        raise ValueError(f"{names.corr(g)} takes an hb.Prior('LKJ', eta=...) prior, got {corr_prior.dist}.")
     eta = lkj_eta(priors, g)
     rev = _reverse_params(sd_prior, q)
-    sd_dist = make_dist(f"sd_{g}", rev, shape=q)
+    sd_dist = make_dist(names.sd(g), rev, shape=q)
     chol_rev, corr_rev, sds_rev = pm.LKJCholeskyCov(
-        f"chol_{g}", n=q, eta=eta, sd_dist=sd_dist, compute_corr=True
+        names.chol(g), n=q, eta=eta, sd_dist=sd_dist, compute_corr=True
     )
-    pm.Deterministic(f"sd_{g}", sds_rev[::-1], dims=tdim)
-    pm.Deterministic(f"corr_{g}", corr_rev[::-1, ::-1], dims=(tdim, tdim + "_bis"))
+    pm.Deterministic(names.sd(g), sds_rev[::-1], dims=tdim)
+    pm.Deterministic(names.corr(g), corr_rev[::-1, ::-1], dims=(tdim, names.bis(tdim)))
     F = chol_rev[::-1, :]
     return F, pt.dot(F, F.T)
 

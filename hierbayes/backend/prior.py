@@ -14,9 +14,10 @@ import pymc as pm
 import xarray as xr
 from pytensor.compile.mode import Mode
 
-from ..design import Design
-from ..priors import Prior
-from . import params
+from hierbayes.design.build import Design
+from hierbayes.spec.priors import Prior
+from hierbayes.backend import params
+from hierbayes import names
 
 
 def prior_model(design: Design, priors: dict[str, Prior]) -> pm.Model:
@@ -45,15 +46,15 @@ def draw_hyperparameters(
         (draw, <g>__term) and ``corr_<g>`` (q > 1), with dims ``(draw, ...)``.
     """
     model = prior_model(design, priors)
-    names = ["beta", *design.spec.family.extra_params, "sd_ar", "phi"]
+    var_names = ["beta", *design.spec.family.extra_params, "sd_ar", "phi"]
     for g in design.groups:
-        names.append(f"sd_{g.name}")
+        var_names.append(names.sd(g.name))
         if g.q > 1 and g.correlated:
-            names.append(f"corr_{g.name}")
-    names = [n for n in names if n in model.named_vars]
+            var_names.append(names.corr(g.name))
+    var_names = [n for n in var_names if n in model.named_vars]
     # Python linker: compiling this small forward graph to C costs more than running it
     idata = pm.sample_prior_predictive(
-        draws=draws, model=model, var_names=names, random_seed=seed, return_inferencedata=True,
+        draws=draws, model=model, var_names=var_names, random_seed=seed, return_inferencedata=True,
         compile_kwargs={"mode": Mode(linker="py", optimizer="fast_run")},
     )
     ds = idata.prior.isel(chain=0, drop=True)

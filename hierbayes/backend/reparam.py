@@ -14,9 +14,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ..design import Design
-from ..priors import POSITIVE, Prior, lkj_eta
-from . import params
+from hierbayes.design.build import Design
+from hierbayes.spec.priors import POSITIVE, Prior, lkj_eta
+from hierbayes.backend import params
+from hierbayes import names
 
 #: the default coordinates (also those of the native kernel, :mod:`.kernel`): the intercept's
 #: row of the Cholesky factor sampled raw below its conditional sd ("conditional"), and the
@@ -57,18 +58,18 @@ def applies(design: Design, priors: dict[str, Prior] | None = None) -> bool:
     if "Intercept" not in g.terms or (g.q > 1 and not g.correlated):
         return False
     if priors is not None:
-        keys = ["sigma", "phi", f"sd_{g.name}"] + ([f"corr_{g.name}"] if g.q > 1 else [])
+        keys = ["sigma", "phi", names.sd(g.name)] + ([names.corr(g.name)] if g.q > 1 else [])
         for k in keys:
             p = priors.get(k)
             if p is None:
-                if k.startswith("corr_"):
+                if names.is_group_corr(k):
                     continue
                 return False
             if p.hyperpriors:
                 return False
-        if priors["sigma"].dist not in POSITIVE or priors[f"sd_{g.name}"].dist not in POSITIVE:
+        if priors["sigma"].dist not in POSITIVE or priors[names.sd(g.name)].dist not in POSITIVE:
             return False
-        cp = priors.get(f"corr_{g.name}")
+        cp = priors.get(names.corr(g.name))
         if cp is not None and cp.dist != "LKJ":
             return False
         if phi_support(design, priors)[1] < 1.0:
@@ -222,7 +223,7 @@ def ridge_parameters(
     (beta, sigma, phi, sd, corr) is unchanged.
     """
     g = design.groups[0]
-    name, q, tdim = g.name, g.q, params.term_dim(g)
+    name, q, tdim = g.name, g.q, names.term_dim(g.name)
     lo = phi_support(design, priors)[0]
     order = term_order(g.terms)
     inv = np.argsort(order)
@@ -257,16 +258,16 @@ def ridge_parameters(
     r0 = pt.sqrt(v0)
     logj += pt.log(T) - log1mw - (np.log(2.0) + 0.5 * pt.log(sigma2)) - (np.log(2.0) + 0.5 * pt.log(v0))
 
-    sd_prior = priors[f"sd_{name}"]
+    sd_prior = priors[names.sd(name)]
     logp = pm.logp(params.make_dist("sigma", priors["sigma"]), sigma).sum()
     logp += pm.logp(params.make_dist("phi", priors["phi"]), phi).sum()
 
     if q == 1:
         L = r0.reshape((1, 1))
-        logp += pm.logp(params.make_dist(f"sd_{name}", sd_prior), r0).sum()
+        logp += pm.logp(params.make_dist(names.sd(name), sd_prior), r0).sum()
     else:
         m = q - 1
-        rest = pm.Flat(f"chol_{name}_rest", shape=(m * (m + 1)) // 2 + m)
+        rest = pm.Flat(names.chol_rest(name), shape=(m * (m + 1)) // 2 + m)
         rows, cols = np.tril_indices(m)
         diag = rows == cols
         lo_vals = rest[: len(rows)]
@@ -292,7 +293,7 @@ def ridge_parameters(
         else:
             raise ValueError(f"unknown ridge {ridge!r}")
         eta = lkj_eta(priors, name)
-        sd_dist = params.make_dist(f"sd_{name}", _permute_params(sd_prior, order), shape=q)
+        sd_dist = params.make_dist(names.sd(name), _permute_params(sd_prior, order), shape=q)
         prows, pcols = np.tril_indices(q)
         packed = L[prows, pcols]
         logp += pm.logp(pm.LKJCholeskyCov.dist(n=q, eta=eta, sd_dist=sd_dist, compute_corr=False), packed)
@@ -304,7 +305,7 @@ def ridge_parameters(
     sigma = pm.Deterministic("sigma", sigma)
     phi = pm.Deterministic("phi", phi)
     sd = pt.sqrt(pt.diag(S))
-    pm.Deterministic(f"sd_{name}", sd, dims=tdim)
+    pm.Deterministic(names.sd(name), sd, dims=tdim)
     if q > 1:
-        pm.Deterministic(f"corr_{name}", S / sd[:, None] / sd[None, :], dims=(tdim, tdim + "_bis"))
+        pm.Deterministic(names.corr(name), S / sd[:, None] / sd[None, :], dims=(tdim, names.bis(tdim)))
     return sigma, phi, F, S

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .ols import _group_block
+from hierbayes.report.ols import _group_block
+from hierbayes import names
 
 _ATOL = 1e-8
 
@@ -53,7 +54,7 @@ def absorption_matrix(design, group: str | None = None) -> np.ndarray:
 
     Parameters
     ----------
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
     group : str, optional
         Grouping factor; default the only one (or the one with the most levels).
 
@@ -72,8 +73,8 @@ def absorption_matrix(design, group: str | None = None) -> np.ndarray:
     Examples
     --------
     >>> from hierbayes import datasets
-    >>> from hierbayes.spec import parse
-    >>> from hierbayes.design import build_design
+    >>> from hierbayes.spec.formula import parse
+    >>> from hierbayes.design.build import build_design
     >>> df = datasets.load("clark_ar1")
     >>> d = build_design(parse("y ~ time * treatment + (1 + time | id)"), df)
     >>> d.fixed_names
@@ -151,7 +152,7 @@ def cluster_coefficient_draws(idata, design, group: str | None = None) -> xr.Dat
     idata : arviz.InferenceData
         Posterior with ``beta`` (dim ``coef``) and ``b_{group}`` (dims ``group``,
         ``{group}__term``).
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
     group : str, optional
         Grouping factor; default the only one (or the one with the most levels).
 
@@ -167,14 +168,14 @@ def cluster_coefficient_draws(idata, design, group: str | None = None) -> xr.Dat
     >>> draws.sel(term="time").mean(("chain", "draw"))     # doctest: +SKIP
     """
     g = _group_block(design, group)
-    term_dim = f"{g.name}__term"
+    term_dim = names.term_dim(g.name)
     b = _posterior_var(
         idata,
-        f"b_{g.name}",
+        names.effects(g.name),
         " (random-effect draws; a marginal fit must recover them before cluster coefficients)",
     )
-    b = _align(b, g.name, g.levels, f"b_{g.name}")
-    b = _align(b, term_dim, g.terms, f"b_{g.name}").transpose("chain", "draw", g.name, term_dim)
+    b = _align(b, g.name, g.levels, names.effects(g.name))
+    b = _align(b, term_dim, g.terms, names.effects(g.name)).transpose("chain", "draw", g.name, term_dim)
     draws = np.array(b.values, dtype=float)
     if design.X.shape[1]:
         beta = _align(_posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
@@ -230,7 +231,7 @@ def cluster_coefficients(
     Parameters
     ----------
     idata : arviz.InferenceData
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
     group : str, optional
         Grouping factor; default the only one (or the one with the most levels).
     hdi_prob : float

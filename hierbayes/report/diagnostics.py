@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hierbayes import names
+
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100
 EBFMI_MIN = 0.3
@@ -72,10 +74,6 @@ _TEXT = {
 }
 
 
-def _is_hyper(name: str) -> bool:
-    return name in ("beta", "sigma", "phi", "nu", "alpha") or name.startswith(("sd_", "corr_"))
-
-
 def hyper_posterior(idata, var_names: list[str] | None = None) -> xr.Dataset:
     """Posterior of the variables to diagnose, correlation matrices cut to off-diagonals.
 
@@ -101,21 +99,21 @@ def hyper_posterior(idata, var_names: list[str] | None = None) -> xr.Dataset:
     if post is None:
         raise ValueError("idata has no posterior group; pass the InferenceData of a fit.")
     if var_names is None:
-        names = [v for v in post.data_vars if _is_hyper(v)]
-        names = names or [v for v in post.data_vars if not v.startswith("b_")]
+        selected = [v for v in post.data_vars if names.is_hyperparameter(v)]
+        selected = selected or [v for v in post.data_vars if not names.is_effects(v)]
     else:
-        names = [var_names] if isinstance(var_names, str) else list(var_names)
-        missing = [v for v in names if v not in post]
+        selected = [var_names] if isinstance(var_names, str) else list(var_names)
+        missing = [v for v in selected if v not in post]
         if missing:
             raise KeyError(
                 f"var_names {missing} are not in the posterior; it has {sorted(post.data_vars)}."
             )
-    if not names:
+    if not selected:
         raise ValueError("no variables to diagnose: pass var_names.")
     out = {}
-    for v in names:
+    for v in selected:
         da = post[v]
-        if v.startswith("corr_") and da.ndim == 4 and da.shape[2] == da.shape[3]:
+        if names.is_group_corr(v) and da.ndim == 4 and da.shape[2] == da.shape[3]:
             i, j = np.tril_indices(da.shape[2], -1)
             if i.size == 0:
                 continue

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..predictive import posterior_predictive
-from .diagnostics import diagnose, verdict_lines
-from .html import write_report
-from .plots import plot_ppc_density, plot_shrinkage_arrows, plot_shrinkage_densities, rank_plot
-from .residuals import ppc_lag1_autocorr, residual_summary, within_group_residuals
-from .shrinkage import shrinkage_frame, shrinkage_table
+from hierbayes.predict.predictive import posterior_predictive
+from hierbayes.report.diagnostics import diagnose, verdict_lines
+from hierbayes.report.html import write_report
+from hierbayes.report.plots import plot_ppc_density, plot_shrinkage_arrows, plot_shrinkage_densities, rank_plot
+from hierbayes.report.residuals import ppc_lag1_autocorr, residual_summary, within_group_residuals
+from hierbayes.report.shrinkage import shrinkage_frame, shrinkage_table
+from hierbayes import names
 
 
 def ppc_lag1(fit, y_rep: np.ndarray) -> pd.Series:
@@ -41,7 +42,7 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
     text = str(fit.summary()) + "\n\n" + verdict_lines(diag)
     tables: dict[str, pd.DataFrame] = {"Diagnostics": diag}
     figures = {}
-    if d.groups and all(f"b_{g.name}" in fit.posterior for g in d.groups):
+    if d.groups and all(names.effects(g.name) in fit.posterior for g in d.groups):
         resid = within_group_residuals(fit.idata, d)
         tables["Standardized within-group residuals"] = residual_summary(resid).to_frame().T
         frame = shrinkage_frame(fit.idata, d)

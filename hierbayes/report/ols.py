@@ -24,7 +24,7 @@ _RANK_RTOL = 1e-7
 
 
 def _group_block(design, group: str | None = None):
-    """The :class:`~hierbayes.design.GroupBlock` named ``group``.
+    """The :class:`~hierbayes.design.build.GroupBlock` named ``group``.
 
     With ``group=None`` the design's only grouping factor is used; with several factors,
     the one with the most levels (the clustering factor of the collapsed likelihood).
@@ -75,7 +75,7 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
     """Least squares of ``y`` on the random-effect columns, separately in every cluster.
 
     For a non-Gaussian family ``y`` is first carried to the link scale
-    (:meth:`hierbayes.families.Family.working_response`, e.g. ``log(y + 0.5)`` for counts),
+    (:meth:`hierbayes.spec.families.Family.working_response`, e.g. ``log(y + 0.5)`` for counts),
     so the estimates compare with the model's cluster coefficients.
 
     The by-group fits of R's ``nlme::lmList`` (``lmList(y ~ time | id)``): the "no pooling"
@@ -83,7 +83,7 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
 
     Parameters
     ----------
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
         The model's design (rows in any order; ``Z`` and ``index`` of the group are used).
     group : str, optional
         Grouping factor. Default: the only one, or the one with the most levels.
@@ -117,8 +117,8 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
     Examples
     --------
     >>> from hierbayes import datasets
-    >>> from hierbayes.spec import parse
-    >>> from hierbayes.design import build_design
+    >>> from hierbayes.spec.formula import parse
+    >>> from hierbayes.design.build import build_design
     >>> d = build_design(parse("y ~ time + (1 + time | id)"), datasets.load("clark_ar1"))
     >>> ols = cluster_ols(d)
     >>> list(ols.columns)

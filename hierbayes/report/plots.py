@@ -11,30 +11,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .diagnostics import hyper_posterior
+from hierbayes.report.diagnostics import hyper_posterior
+from hierbayes.kde import kde
 
 OLS_COLOR = "#d95f02"
 POST_COLOR = "#1b9e77"
-
-
-def _kde(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Gaussian kernel density on an even ``grid`` (binned, Scott's bandwidth)."""
-    x = x[np.isfinite(x)]
-    if x.size < 2 or np.ptp(x) == 0:
-        return np.zeros_like(grid)
-    step = grid[1] - grid[0]
-    edges = np.append(grid - step / 2, grid[-1] + step / 2)
-    counts = np.histogram(x, edges)[0].astype(float)
-    bw = (
-        1.06
-        * min(np.std(x), np.subtract(*np.percentile(x, [75, 25])) / 1.34 or np.inf)
-        * x.size**-0.2
-    )
-    half = int(np.ceil(4 * bw / step))
-    u = np.arange(-half, half + 1) * step / bw
-    kern = np.exp(-0.5 * u**2)
-    dens = np.convolve(counts, kern / kern.sum(), mode="full")[half : half + grid.size]
-    return dens / (x.size * step)
 
 
 def _grid(*arrays, n: int = 256) -> np.ndarray:
@@ -90,13 +71,13 @@ def plot_shrinkage_densities(frame: pd.DataFrame, terms=None, figsize=None) -> F
         grid = _grid(ols, post)
         ax.plot(
             grid,
-            _kde(ols, grid),
+            kde(ols, grid),
             color=OLS_COLOR,
             lw=2,
             label=f"per-cluster OLS ({np.isfinite(ols).sum()})",
         )
         ax.plot(
-            grid, _kde(post, grid), color=POST_COLOR, lw=2, label="mixed model (posterior mean)"
+            grid, kde(post, grid), color=POST_COLOR, lw=2, label="mixed model (posterior mean)"
         )
         ax.set_title(t)
         ax.set_xlabel("cluster coefficient")
@@ -211,13 +192,13 @@ def plot_ppc_density(y, y_rep, n_draws: int = 50, seed: int = 0, figsize=(5.5, 3
     for i, r in enumerate(rep):
         ax.plot(
             grid,
-            _kde(r, grid),
+            kde(r, grid),
             color=POST_COLOR,
             alpha=0.25,
             lw=0.8,
             label="posterior predictive" if i == 0 else None,
         )
-    ax.plot(grid, _kde(y, grid), color="black", lw=2, label="observed")
+    ax.plot(grid, kde(y, grid), color="black", lw=2, label="observed")
     ax.set_yticks([])
     ax.set_xlabel("y")
     ax.legend(fontsize="small")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .coefficients import _align, _posterior_var
+from hierbayes.report.coefficients import _align, _posterior_var
+from hierbayes import names
 
 
 def standardized_residuals(resid, sigma_hat) -> np.ndarray:
@@ -72,7 +73,7 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
     ----------
     idata : arviz.InferenceData
         Posterior with ``beta``, ``sigma`` and ``b_{g}`` for every grouping factor ``g``.
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
     standardize : bool
         Divide by the posterior mean of ``sigma`` (default), as nlme's summary does. For
         families with a non-identity link the residuals are on the response scale,
@@ -95,11 +96,11 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
         fitted += np.asarray(design.X, float) @ beta.mean(("chain", "draw")).values
     for g in design.groups:
         b = _posterior_var(
-            idata, f"b_{g.name}", " (random-effect draws, needed for within-group residuals)"
+            idata, names.effects(g.name), " (random-effect draws, needed for within-group residuals)"
         )
-        b = _align(b, g.name, g.levels, f"b_{g.name}")
-        b = _align(b, f"{g.name}__term", g.terms, f"b_{g.name}")
-        bm = b.mean(("chain", "draw")).transpose(g.name, f"{g.name}__term").values
+        b = _align(b, g.name, g.levels, names.effects(g.name))
+        b = _align(b, names.term_dim(g.name), g.terms, names.effects(g.name))
+        bm = b.mean(("chain", "draw")).transpose(g.name, names.term_dim(g.name)).values
         fitted += np.einsum("nk,nk->n", np.asarray(g.Z, float), bm[g.index])
     family = design.spec.family
     if family.link != "identity":
@@ -127,7 +128,7 @@ def ppc_lag1_autocorr(resid, design) -> np.ndarray:
     ----------
     resid : array_like, shape (..., N)
         Residuals in design row order; leading axes (e.g. chain, draw) are kept.
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
         Must have a clustering (``design.cluster``): a grouping factor or a correlation.
 
     Returns

@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .coefficients import _align, _posterior_var, absorption_matrix
-from .ols import _group_block, cluster_ols
+from hierbayes.report.coefficients import _align, _posterior_var, absorption_matrix
+from hierbayes.report.ols import _group_block, cluster_ols
+from hierbayes import names
 
 
 def shrinkage_frame(
@@ -32,7 +33,7 @@ def shrinkage_frame(
     ----------
     idata : arviz.InferenceData
         Posterior with ``beta`` and ``b_{group}``.
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
     group : str, optional
         Grouping factor; default the only one (or the one with the most levels).
     ols : pandas.DataFrame, optional
@@ -54,10 +55,10 @@ def shrinkage_frame(
     g = _group_block(design, group)
     if ols is None:
         ols = cluster_ols(design, g.name)
-    b = _posterior_var(idata, f"b_{g.name}", " (random-effect draws)")
-    b = _align(b, g.name, g.levels, f"b_{g.name}")
-    b = _align(b, f"{g.name}__term", g.terms, f"b_{g.name}")
-    b_mean = b.mean(("chain", "draw")).transpose(g.name, f"{g.name}__term").values
+    b = _posterior_var(idata, names.effects(g.name), " (random-effect draws)")
+    b = _align(b, g.name, g.levels, names.effects(g.name))
+    b = _align(b, names.term_dim(g.name), g.terms, names.effects(g.name))
+    b_mean = b.mean(("chain", "draw")).transpose(g.name, names.term_dim(g.name)).values
     if design.X.shape[1]:
         beta = _align(_posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
         pop = np.einsum(
@@ -127,7 +128,7 @@ def shrinkage_table(
     Parameters
     ----------
     idata : arviz.InferenceData
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
     group : str, optional
         Grouping factor; default the only one (or the one with the most levels).
     frame : pandas.DataFrame, optional

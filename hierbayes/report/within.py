@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .ols import _group_block
+from hierbayes.report.ols import _group_block
 
 # a demeaned column whose norm is below this fraction of the raw column's counts as
 # constant within every cluster
@@ -41,7 +41,7 @@ def within_estimator(design, group: str | None = None) -> pd.DataFrame:
 
     Parameters
     ----------
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
     group : str, optional
         The clustering factor whose effects are removed; default the only grouping factor
         (or the one with the most levels).
@@ -71,8 +71,8 @@ def within_estimator(design, group: str | None = None) -> pd.DataFrame:
     Examples
     --------
     >>> from hierbayes import datasets
-    >>> from hierbayes.spec import parse
-    >>> from hierbayes.design import build_design
+    >>> from hierbayes.spec.formula import parse
+    >>> from hierbayes.design.build import build_design
     >>> d = build_design(parse("y ~ time + treatment + (1 + time | id)"), datasets.load("clark_ar1"))
     >>> w = within_estimator(d)
     >>> list(w.index), w.attrs["absorbed"]
@@ -154,7 +154,7 @@ def fixed_vs_random(idata, design, group: str | None = None) -> FixedVsRandom:
     ----------
     idata : arviz.InferenceData
         With ``beta`` (dims ``coef``) in the posterior.
-    design : hierbayes.design.Design
+    design : hierbayes.design.build.Design
     group : str, optional
         Clustering factor (default: the only one, or the one with the most levels).
 

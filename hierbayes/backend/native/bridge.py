@@ -1,0 +1,359 @@
+"""nutpie models backed by the hand-written numba kernel (:mod:`hierbayes.backend.native.kernel`).
+
+For a Gaussian model with one grouping factor integrated out, the log-density that NUTS
+explores has a handful of parameters and, by cluster pattern, a few small dense matrices.
+Compiled through PyTensor and JAX it costs ~300 microseconds per gradient, nearly all of it
+dispatch overhead and Python's GIL; the kernel computes the same density (tested equal to
+the PyMC model's log-density and gradient) in a few microseconds, called by nutpie as a C
+function pointer. The kernel is compiled once per installation (numba's on-disk cache);
+a model only packs its data into a float buffer.
+
+:func:`unsupported` says why a model cannot use the kernel (then the JAX path is used).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from hierbayes.likelihood.collapsed import cross_products
+from hierbayes.design.build import Design
+from hierbayes.spec.priors import POSITIVE, Prior, lkj_eta
+from hierbayes.backend import reparam
+from hierbayes.backend.native import dual
+from hierbayes.backend.native import kernel
+from hierbayes import names
+
+#: prior distributions and the order of their parameters in the kernel's (a, b, c)
+_PARAMS = {
+    "Flat": (), "HalfFlat": (), "Normal": ("mu", "sigma"), "StudentT": ("nu", "mu", "sigma"),
+    "Cauchy": ("alpha", "beta"), "HalfNormal": ("sigma",), "HalfStudentT": ("nu", None, "sigma"),
+    "HalfCauchy": (None, "beta"), "Exponential": ("lam",), "Gamma": ("alpha", "beta"),
+    "InverseGamma": ("alpha", "beta"), "LogNormal": ("mu", "sigma"),
+    "Uniform": ("lower", "upper"), "Beta": ("alpha", "beta"), "Weibull": ("alpha", "beta"),
+}
+_DEFAULTS = {"Normal": {"mu": 0.0, "sigma": 1.0}, "StudentT": {"mu": 0.0, "sigma": 1.0},
+             "HalfNormal": {"sigma": 1.0}, "HalfStudentT": {"sigma": 1.0},
+             "Cauchy": {"alpha": 0.0}, "LogNormal": {"mu": 0.0, "sigma": 1.0},
+             "Uniform": {"lower": 0.0, "upper": 1.0}}
+_REAL = {"Flat", "Normal", "StudentT", "Cauchy"}
+
+
+def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
+    """``(size, 4)`` rows of (code, a, b, c) for a prior, or None if the kernel lacks it."""
+    param_names = _PARAMS.get(prior.dist)
+    if param_names is None or prior.hyperpriors:
+        return None
+    params = dict(_DEFAULTS.get(prior.dist, {}))
+    for k, v in prior.params.items():
+        params[k] = v
+    if prior.dist == "Exponential" and "scale" in params:
+        params["lam"] = 1.0 / np.asarray(params.pop("scale"), dtype=float)
+    if prior.dist == "Gamma" and "mu" in params:
+        mu, sd = (np.asarray(params.pop(k), dtype=float) for k in ("mu", "sigma"))
+        params["alpha"], params["beta"] = mu**2 / sd**2, mu / sd**2
+    if prior.dist in ("StudentT", "HalfStudentT") and "lam" in params:
+        return None
+    if set(params) - {n for n in param_names if n}:
+        return None
+    out = np.zeros((size, 4))
+    out[:, 0] = dual.PRIOR_CODES[prior.dist]
+    for j, n in enumerate(param_names):
+        if n is None:
+            continue
+        if n not in params:
+            return None
+        try:
+            v = np.broadcast_to(np.asarray(params[n], dtype=float), (size,))
+        except ValueError:
+            return None
+        out[:, 1 + j] = v
+    return out
+
+
+def _pattern_index(design: Design, group):
+    """Clusters grouped by (observation times, random-effect design, size): the padded
+    arrays, the first cluster of each pattern and each cluster's pattern."""
+    lay = design.layout
+    C, T = lay.mask.shape
+    Z = lay.pad(group.Z)
+    # times relative to each cluster's first observation: all AR(1)/CAR(1) needs
+    times = np.zeros((C, T))
+    if design.correlation is not None:
+        times = np.where(lay.mask, np.cumsum(lay.lag * lay.mask, axis=1), 0.0)
+    key = np.concatenate([Z.reshape(C, -1), times, lay.sizes[:, None].astype(float)], axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return Z, times, first, inverse.ravel()
+
+
+def _patterns(design: Design, group, layout: str = "auto"):
+    """The kernel's cluster patterns.
+
+    Pooled: per pattern the cross-products ``K[s, t, i, j] = sum_c W_c[s, i] W_c[t, j]`` of
+    ``W = [y, X]`` (cluster rows in time order). When pooling would not shrink the work
+    (about as many patterns as clusters: unbalanced data), each cluster is its own pattern
+    holding its rows ``W`` (``direct``). With Z, times, sizes and counts.
+    """
+    lay = design.layout
+    Z, times, first, inverse = _pattern_index(design, group)
+    C, T = lay.mask.shape
+    G, m = first.size, 1 + design.p
+    W = np.concatenate([lay.pad(design.y)[:, :, None], lay.pad(design.X)], axis=2)
+    if layout == "auto":  # work per gradient: pooled G (T^2 m^2 + T^3), direct C (T m + T^3)
+        layout = "pooled" if G * (T * T * m * m + T**3) <= C * (T * m + T**3) else "direct"
+    if layout == "direct":
+        return {
+            "K": W, "Z": Z, "times": times, "nobs": lay.sizes.astype(float),
+            "count": np.ones(C), "T": T, "direct": True,
+        }
+    return {
+        "K": cross_products(W, inverse, G), "Z": Z[first], "times": times[first],
+        "nobs": lay.sizes[first].astype(float),
+        "count": np.bincount(inverse, minlength=G).astype(float), "T": T, "direct": False,
+    }
+
+
+def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str | None:
+    """Why the kernel cannot compute this model's log-density (None when it can)."""
+    if backend != "marginal":
+        return "the kernel covers the marginal backend"
+    if getattr(design.spec.family, "name", None) != "gaussian":
+        return "the kernel covers the Gaussian family"
+    if len(design.groups) != 1:
+        return "the kernel covers one grouping factor"
+    g = design.groups[0]
+    coef_names = list(design.fixed_names)
+    for n in coef_names:
+        if priors[n].dist not in _REAL or _prior_params(priors[n], 1) is None:
+            return f"prior of {n!r} ({priors[n].dist}) is not in the kernel"
+    if priors["sigma"].dist not in POSITIVE or _prior_params(priors["sigma"], 1) is None:
+        return "prior of 'sigma' is not in the kernel"
+    sd = priors[names.sd(g.name)]
+    if sd.dist not in POSITIVE or _prior_params(sd, g.q) is None:
+        return f"prior of 'sd_{g.name}' is not in the kernel"
+    corr = design.correlation
+    ridge = reparam.applies(design, priors)
+    if corr is not None:
+        ph = priors["phi"]
+        if _prior_params(ph, 1) is None:
+            return "prior of 'phi' is not in the kernel"
+        if not ridge and ph.dist not in ("Uniform", "Beta"):
+            return "prior of 'phi' is not in the kernel"
+    cp = priors.get(names.corr(g.name))
+    if g.q > 1 and g.correlated and cp is not None and cp.dist != "LKJ":
+        return f"prior of 'corr_{g.name}' is not LKJ"
+    if design.layout is None:
+        return "the design has no cluster layout"
+    return None
+
+
+def _lkj_norm(eta: float, n: int) -> float:
+    """The constant PyMC's ``LKJCholeskyCov`` log density adds (``_lkj_normalizing_constant``
+    in pymc 5.28, reproduced so the kernel's density equals the PyMC model's exactly)."""
+    from scipy.special import gammaln
+
+    if n < 2:
+        return 0.0
+    if eta == 1:
+        out = float(gammaln(2.0 * np.arange(1, int((n - 1) / 2) + 1)).sum())
+        if n % 2 == 1:
+            out += (0.25 * (n**2 - 1) * np.log(np.pi) - 0.25 * (n - 1) ** 2 * np.log(2.0)
+                    - (n - 1) * gammaln(int((n + 1) / 2)))
+        else:
+            out += (0.25 * n * (n - 2) * np.log(np.pi) + 0.25 * (3 * n**2 - 4 * n) * np.log(2.0)
+                    + n * gammaln(n / 2) - (n - 1) * gammaln(n))
+        return float(out)
+    k = np.arange(1, n)
+    return float(-(n - 1) * gammaln(eta + 0.5 * (n - 1))
+                 + (0.5 * k * np.log(np.pi) + gammaln(eta + 0.5 * (n - 1 - k))).sum())
+
+
+def _value_slices(model, point: dict) -> dict[str, tuple[int, int]]:
+    """Offset and size of each free variable's value in the sampler's flat vector (nutpie's
+    order: ``model.free_RVs``), from a transformed initial point."""
+    out, k = {}, 0
+    for rv in model.free_RVs:
+        name = model.rvs_to_values[rv].name
+        size = int(np.asarray(point[name]).size)
+        out[name] = (k, size)
+        k += size
+    return out
+
+
+def initial_point_fn(model, initial_points: dict | None = None):
+    """PyMC's jittered, transformed starting points (as nutpie's own PyMC compiler makes
+    them) and the flat layout of the sampled vector."""
+    from pymc.initial_point import make_initial_point_fn
+
+    ipfn = make_initial_point_fn(
+        model=model, overrides=initial_points, jitter_rvs=set(model.free_RVs),
+        return_transformed=True,
+    )
+    slices = _value_slices(model, ipfn(0))
+    order = list(slices)
+    # nutpie calls this from its chain threads; a compiled PyTensor function is not
+    # thread-safe (nutpie's own PyMC compiler locks it the same way)
+    lock = threading.Lock()
+
+    def initial_point(seed):
+        with lock:
+            point = ipfn(seed)
+        return np.ascontiguousarray(
+            np.concatenate([np.asarray(point[k], dtype=float).ravel() for k in order])
+        )
+
+    return initial_point, slices
+
+
+def pack(design: Design, priors: dict[str, Prior], slices: dict,
+         layout: str = "auto") -> tuple[np.ndarray, dict]:
+    """The kernel's float buffer for ``design`` and the layout of the sampled vector.
+
+    Returns
+    -------
+    buf : ndarray
+        float64 buffer (header, priors, pattern cross-products).
+    info : dict
+        ``n_dim``, ``expanded`` (coef_names, shapes, dims) and ``slices``.
+    """
+    g = design.groups[0]
+    q, p = g.q, design.p
+    corr = design.correlation
+    ridge = reparam.applies(design, priors)
+    pat = _patterns(design, g, layout)
+    n_dim = sum(s for _, s in slices.values())
+    coef_names = list(design.fixed_names)
+    if "beta" in slices:
+        bidx = [slices["beta"][0] + k for k in range(p)]
+    else:
+        bidx = [slices[f"beta_{n}"][0] for n in coef_names]
+    bpri = np.concatenate([_prior_params(priors[n], 1) for n in coef_names]) if p else np.zeros((0, 4))
+    correlated = q > 1 and g.correlated
+    eta = lkj_eta(priors, g.name)
+    lo = hi = 0.0
+    if ridge:
+        if reparam.RIDGE != "conditional":  # the kernel implements the default coordinates
+            raise ValueError(f"the native kernel has no ridge={reparam.RIDGE!r} coordinates")
+        mode = kernel.MODE_RIDGE
+        order = reparam.term_order(g.terms)
+        xr = slices[f"ridge_{g.name}"][0]
+        xl = slices[names.chol_rest(g.name)][0] if q > 1 else 0
+        lo = reparam.phi_support(design, priors)[0]
+    else:
+        mode = kernel.MODE_PLAIN
+        xr = slices["sigma_log__"][0]
+        if corr is not None:
+            ph = priors["phi"]
+            key = "phi_interval__" if ph.dist == "Uniform" else "phi_logodds__"
+            if slices.get(key, (None,))[0] != xr + 1:
+                raise ValueError("unexpected layout of the sampled vector (phi)")
+            lo, hi = ((float(ph.params["lower"]), float(ph.params["upper"]))
+                      if ph.dist == "Uniform" else (0.0, 1.0))
+        if correlated:
+            order = np.arange(q)[::-1]
+            xl = slices[names.value_var(names.chol(g.name), "cholesky-cov-packed")][0]
+        else:
+            order = np.arange(q)
+            xl = slices[names.value_var(names.sd(g.name), "log")][0]
+    sdpri = _prior_params(priors[names.sd(g.name)], q)[order]
+    sig = _prior_params(priors["sigma"], 1)
+    phipri = _prior_params(priors["phi"], 1) if corr is not None else np.zeros((1, 4))
+    corr_code = {None: 0, "ar1": 1, "car1": 2}[None if corr is None else corr.kind]
+    exp_names = ["beta", "sigma"] + (["phi"] if corr is not None else []) + [names.sd(g.name)]
+    tdim = names.term_dim(g.name)
+    exp_shapes = [(p,), (), *([()] if corr is not None else []), (q,)]
+    exp_dims = {"beta": ("coef",), names.sd(g.name): (tdim,)}
+    if correlated:
+        exp_names.append(names.corr(g.name))
+        exp_shapes.append((q, q))
+        exp_dims[names.corr(g.name)] = (tdim, names.bis(tdim))
+    n_exp = int(sum(int(np.prod(s)) for s in exp_shapes))
+    sections = [
+        bpri.ravel(), np.asarray(bidx, float), sig.ravel(), phipri.ravel(), sdpri.ravel(),
+        np.asarray(order, float), pat["K"].ravel(), pat["Z"].ravel(), pat["times"].ravel(),
+        pat["nobs"], pat["count"],
+    ]
+    head = np.zeros(kernel.HEADER)
+    offs, k = [], kernel.HEADER
+    for s in sections:
+        offs.append(k)
+        k += s.size
+    head[kernel.O_BPRI: kernel.O_COUNT + 1] = offs
+    head[kernel.H_LEN] = k
+    head[kernel.H_NDIM] = n_dim
+    head[kernel.H_P], head[kernel.H_Q] = p, q
+    head[kernel.H_CORR] = corr_code
+    head[kernel.H_G], head[kernel.H_T] = pat["nobs"].size, pat["T"]
+    head[kernel.H_MODE] = mode
+    head[kernel.H_LO], head[kernel.H_HI] = lo, hi
+    head[kernel.H_ETA] = eta
+    head[kernel.H_NORM] = _lkj_norm(eta, q) if correlated else 0.0
+    head[kernel.H_CORRELATED] = 1.0 if correlated else 0.0
+    head[kernel.H_XR], head[kernel.H_XL] = xr, xl
+    head[kernel.H_NEXP] = n_exp
+    head[kernel.H_DIRECT] = 1.0 if pat["direct"] else 0.0
+    head[kernel.H_SHARE] = reparam.SHARE_POWER
+    buf = np.ascontiguousarray(np.concatenate([head, *sections]), dtype=np.float64)
+    info = {"n_dim": n_dim, "expanded": (exp_names, exp_shapes, exp_dims), "slices": slices}
+    return buf, info
+
+
+def logp_and_grad(buf: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Evaluate the kernel from Python (tests, profiling)."""
+    out = np.zeros(x.size)
+    val = kernel.logp_grad(np.ascontiguousarray(x, dtype=float), buf, out)
+    return float(val), out
+
+
+def expand(buf: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The natural parameters at ``x`` (flat, in the order of ``info["expanded"]``)."""
+    out = np.zeros(int(buf[kernel.H_NEXP]))
+    kernel.expand(np.ascontiguousarray(x, dtype=float), buf, out)
+    return out
+
+
+def compile_model(design: Design, priors: dict[str, Prior], model, initial_points: dict,
+                  start=None):
+    """A nutpie compiled model that evaluates the log-density with the kernel.
+
+    Parameters
+    ----------
+    design, priors
+        A model for which :func:`unsupported` is None.
+    model : pymc.Model
+        The marginal backend's PyMC model: it fixes the sampled vector (names, order and
+        transforms of the free variables) and the starting points.
+    initial_points : dict
+        Support points (as in :func:`hierbayes.sampling.nuts.compile_nutpie`), jittered per chain.
+    start : tuple, optional
+        ``(initial_point, slices)`` from :func:`initial_point_fn`, reused across refits of
+        one model structure.
+
+    Returns
+    -------
+    nutpie.compile_pymc.CompiledPyMCModel
+    """
+    from nutpie.compile_pymc import CompiledPyMCModel
+
+    initial_point, slices = start if start is not None else initial_point_fn(model, initial_points)
+    buf, info = pack(design, priors, slices)
+    logp_c, expand_c = kernel.cfuncs()
+    names, shapes, dims = info["expanded"]
+    from hierbayes.backend.params import coords_for
+
+    return CompiledPyMCModel(
+        dims=dims,
+        compiled_logp_func=logp_c,
+        compiled_expand_func=expand_c,
+        initial_point_func=initial_point,
+        shared_data={},
+        user_data=buf,
+        n_expanded=int(buf[kernel.H_NEXP]),
+        shape_info=(names, None, shapes),
+        logp_func=None,
+        expand_func=None,
+        _n_dim=info["n_dim"],
+        _shapes={n: tuple(s) for n, s in zip(names, shapes)},
+        _coords=coords_for(design),
+    )

@@ -1,0 +1,494 @@
+"""A hand-written, numba-compiled log-density and gradient for collapsed Gaussian models.
+
+nutpie calls this kernel as a C function pointer (no Python, no GIL) for each leapfrog
+step. It computes exactly the log-density of the PyMC model that
+:func:`hierbayes.backend.marginal.build` builds for a supported model (see
+:mod:`hierbayes.backend.native.bridge`), constants included, and its gradient:
+
+- the parameters are unpacked from the sampler's unconstrained vector as PyMC does (the
+  ridge coordinates of :mod:`hierbayes.backend.reparam`, or PyMC's default transforms),
+  with *forward-mode dual numbers* (:mod:`hierbayes.backend.native.dual`; value and gradient
+  with respect to the whole vector, a few dozen scalar operations), together with the
+  log-Jacobian and the priors;
+- the collapsed likelihood is summed over cluster patterns (clusters sharing their
+  observation times and random-effect design share the marginal covariance
+  ``V = Z S Z^T + sigma^2 R(phi)``), with its gradient with respect to ``beta``,
+  ``sigma^2``, ``phi`` and ``S`` in closed form:
+  ``dll/dV = (Omega E Omega - c Omega) / 2`` for ``Omega = V^-1`` and
+  ``E = sum_c e_c e_c^T`` (a quadratic form in ``(1, -beta)`` over precomputed cross-products),
+  then chained through the dual numbers of ``sigma^2``, ``phi`` and ``S``.
+
+Everything the kernel needs is packed into one float64 buffer
+(:func:`hierbayes.backend.native.bridge.pack`), so one
+compiled function (cached on disk by numba) serves every model and every data set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from hierbayes.backend.native import dual as d
+from hierbayes.backend.native.dual import LOG_2PI, prior_logp
+
+_jit = d.jit
+
+# ----------------------------------------------------------------------------- buffer
+# header slots (float64); integers are stored as floats
+H_LEN, H_NDIM, H_P, H_Q, H_CORR, H_G, H_T, H_MODE = 0, 1, 2, 3, 4, 5, 6, 7
+H_LO, H_HI, H_ETA, H_NORM, H_XR, H_XL, H_NEXP = 8, 9, 10, 11, 12, 13, 14
+# offsets of the sections
+O_BPRI, O_BIDX, O_SIGPRI, O_PHIPRI, O_SDPRI, O_ORDER = 15, 16, 17, 18, 19, 20
+O_K, O_Z, O_TT, O_NOBS, O_COUNT = 21, 22, 23, 24, 25
+H_DIRECT = 26  # 1: one "pattern" per cluster holding its rows W = [y, X], not K
+H_CORRELATED = 27  # 1: the q > 1 terms have an LKJ-correlated factor (0 for "||")
+H_SHARE = 28  # ridge coordinates: share power k (w = w_+ sigmoid(x_b)^k)
+HEADER = 29
+
+#: parameterisations
+MODE_RIDGE = 1  # reparam.ridge_parameters, ridge="conditional" (random intercept + AR(1)/CAR(1))
+MODE_PLAIN = 2  # PyMC's default transforms (params.residual_sd / ar_phi / re_covariance)
+
+
+@_jit
+def _prior_dual(buf, off, v):
+    """The prior stored at ``buf[off:off + 4]`` (code, a, b, c) at the dual ``v``."""
+    lp, dlp = prior_logp(int(buf[off]), buf[off + 1], buf[off + 2], buf[off + 3], v[0])
+    return d.chain(v, lp, dlp)
+
+
+# -------------------------------------------------------------------- parameter unpacking
+
+
+@_jit
+def _lkj_chol_logp(buf, L, q, n):
+    """PyMC's ``LKJCholeskyCov`` log density of a lower-triangular ``L`` (duals), with the
+    sd priors of the sampled term order."""
+    eta = buf[H_ETA]
+    out = d.const(buf[H_NORM], n)
+    sdoff = int(buf[O_SDPRI])
+    for i in range(q):
+        var = d.const(0.0, n)
+        for j in range(i + 1):
+            var = d.add(var, d.mul(L[i, j], L[i, j]))
+        sd = d.sqrt(var)
+        out = d.add(out, _prior_dual(buf, sdoff + 4 * i, sd))
+        lcd = d.log(d.div(L[i, i], sd))
+        out = d.add(out, d.scale(lcd, 2.0 * eta - 3.0 + q - i + 1.0))
+        out = d.add(out, d.scale(d.log(sd), -float(i)))
+    return out
+
+
+@_jit
+def _fill_packed(x, k, rows, L, logp):
+    """Rows ``0..rows-1`` of a lower-triangular ``L`` (duals) from the packed vector at
+    ``x[k:]`` (row-major, diagonal on the log scale, whose log-Jacobian joins ``logp``);
+    returns the next index of ``x`` and ``logp``."""
+    for i in range(rows):
+        for j in range(i + 1):
+            v = d.var(x, k)
+            if i == j:
+                L[i, j] = d.exp(v)
+                logp = d.add(logp, v)
+            else:
+                L[i, j] = v
+            k += 1
+    return k, logp
+
+
+@_jit
+def unpack(x, buf):
+    """The hyperparameters at ``x`` as duals: sigma, phi, the factor ``L`` (sampled term
+    order, list of rows) and the log prior density plus log-Jacobian of the transforms."""
+    n = x.size
+    q = int(buf[H_Q])
+    lo = buf[H_LO]
+    xr = int(buf[H_XR])
+    xl = int(buf[H_XL])
+    mode = int(buf[H_MODE])
+    logp = d.const(0.0, n)
+    L = np.zeros((q, q, n + 1))
+    if mode == MODE_RIDGE:
+        x_tau = d.var(x, xr)
+        x_a = d.var(x, xr + 1)
+        x_b = d.var(x, xr + 2)
+        T = d.exp(d.scale(x_tau, 2.0))
+        logp = d.add(logp, d.shift(d.scale(x_tau, 2.0), math.log(2.0)))
+        s_r = d.sigmoid(x_a)
+        rho = d.shift(d.scale(s_r, 1.0 - lo), lo)
+        lsa = d.log_sigmoid(x_a)
+        lsma = d.log_sigmoid(d.scale(x_a, -1.0))
+        logp = d.add(logp, d.shift(d.add(lsa, lsma), math.log(1.0 - lo)))
+        kp = buf[H_SHARE]
+        lsb = d.log_sigmoid(x_b)
+        w = d.mul(s_r, d.exp(d.scale(lsb, kp)))
+        lj = d.add(lsa, d.add(d.scale(lsb, kp), d.log_sigmoid(d.scale(x_b, -1.0))))
+        logp = d.add(logp, d.shift(lj, math.log(kp)))
+        one_m_w = d.shift(d.scale(w, -1.0), 1.0)
+        phi = d.div(d.add(rho, d.scale(w, -1.0)), one_m_w)
+        sigma2 = d.mul(T, one_m_w)
+        v0 = d.mul(T, w)
+        sigma = d.sqrt(sigma2)
+        r0 = d.sqrt(v0)
+        lj = d.add(d.log(T), d.scale(d.log(one_m_w), -1.0))
+        lj = d.add(lj, d.scale(d.add(d.log(sigma2), d.log(v0)), -0.5))
+        logp = d.add(logp, d.shift(lj, -2.0 * math.log(2.0)))
+        logp = d.add(logp, _prior_dual(buf, int(buf[O_SIGPRI]), sigma))
+        logp = d.add(logp, _prior_dual(buf, int(buf[O_PHIPRI]), phi))
+        if q == 1:
+            L[0, 0] = r0
+            logp = d.add(logp, _prior_dual(buf, int(buf[O_SDPRI]), r0))
+        else:
+            m = q - 1
+            k, logp = _fill_packed(x, xl, m, L, logp)  # L_o
+            # the intercept's row below the diagonal raw, its conditional sd on the diagonal
+            for j in range(m):
+                L[m, j] = d.var(x, k + j)
+            L[m, m] = r0
+            logp = d.add(logp, _lkj_chol_logp(buf, L, q, n))
+    else:
+        # PyMC's default transforms: log for sigma, interval for phi, log for a single
+        # sd / independent sds, CholeskyCovPacked (log diagonal) for an LKJ factor
+        xs = d.var(x, xr)
+        sigma = d.exp(xs)
+        logp = d.add(logp, xs)
+        logp = d.add(logp, _prior_dual(buf, int(buf[O_SIGPRI]), sigma))
+        corr = int(buf[H_CORR])
+        if corr > 0:
+            xp_ = d.var(x, xr + 1)
+            hi = buf[H_HI]
+            phi = d.shift(d.scale(d.sigmoid(xp_), hi - lo), lo)
+            logp = d.add(logp, d.shift(d.add(d.log_sigmoid(xp_), d.log_sigmoid(d.scale(xp_, -1.0))),
+                                     math.log(hi - lo)))
+            logp = d.add(logp, _prior_dual(buf, int(buf[O_PHIPRI]), phi))
+        else:
+            phi = d.const(0.0, n)
+        if int(buf[H_CORRELATED]) == 0:
+            for i in range(q):
+                v = d.var(x, xl + i)
+                L[i, i] = d.exp(v)
+                logp = d.add(logp, v)
+                logp = d.add(logp, _prior_dual(buf, int(buf[O_SDPRI]) + 4 * i, L[i, i]))
+        else:
+            _, logp = _fill_packed(x, xl, q, L, logp)
+            logp = d.add(logp, _lkj_chol_logp(buf, L, q, n))
+    return sigma, phi, L, logp
+
+
+@_jit
+def covariance(L, buf, q, n):
+    """``S = F F^T`` with ``F`` the rows of ``L`` put back in design term order (duals)."""
+    order = int(buf[O_ORDER])
+    inv = np.empty(q, dtype=np.int64)
+    for k in range(q):
+        inv[int(buf[order + k])] = k
+    S = np.zeros((q, q, n + 1))
+    for a in range(q):
+        for b in range(a + 1):
+            acc = d.const(0.0, n)
+            for j in range(q):
+                acc = d.add(acc, d.mul(L[inv[a], j], L[inv[b], j]))
+            S[a, b] = acc
+            S[b, a] = acc
+    return S
+
+
+# --------------------------------------------------------------------------- likelihood
+
+
+@_jit
+def _chol_inverse(V, nn, C, Ci, Om):
+    """log|V| of a small SPD matrix, its inverse written into ``Om`` (Cholesky; ``C`` and
+    ``Ci`` are work arrays); NaN if ``V`` is not positive definite."""
+    logdet = 0.0
+    for j in range(nn):
+        s = V[j, j]
+        for k in range(j):
+            s -= C[j, k] * C[j, k]
+        if not s > 0:
+            return np.nan
+        C[j, j] = math.sqrt(s)
+        logdet += 2.0 * math.log(C[j, j])
+        for i in range(j + 1, nn):
+            t = V[i, j]
+            for k in range(j):
+                t -= C[i, k] * C[j, k]
+            C[i, j] = t / C[j, j]
+    for j in range(nn):  # inverse of the lower factor
+        Ci[j, j] = 1.0 / C[j, j]
+        for i in range(j + 1, nn):
+            t = 0.0
+            for k in range(j, i):
+                t -= C[i, k] * Ci[k, j]
+            Ci[i, j] = t / C[i, i]
+    for i in range(nn):
+        for j in range(i + 1):
+            t = 0.0
+            for k in range(i, nn):
+                t += Ci[k, i] * Ci[k, j]
+            Om[i, j] = t
+            Om[j, i] = t
+    return logdet
+
+
+@_jit
+def loglik_pooled(buf, beta, s2, phi, S):
+    """Collapsed log-likelihood over all patterns and its gradient with respect to
+    ``beta`` (p), ``sigma^2``, ``phi`` and ``S`` (q x q, entries treated as free).
+
+    A pattern holds either the cross-products ``K`` of its clusters (pooled) or, with
+    ``H_DIRECT``, one cluster's rows ``W`` (then ``E = e e^T`` with ``e = W u``)."""
+    p = int(buf[H_P])
+    q = int(buf[H_Q])
+    G = int(buf[H_G])
+    T = int(buf[H_T])
+    corr = int(buf[H_CORR])
+    direct = int(buf[H_DIRECT]) == 1
+    m = p + 1
+    oK, oZ, oT = int(buf[O_K]), int(buf[O_Z]), int(buf[O_TT])
+    oN, oC = int(buf[O_NOBS]), int(buf[O_COUNT])
+    u = np.empty(m)
+    u[0] = 1.0
+    for k in range(p):
+        u[k + 1] = -beta[k]
+    g_u = np.zeros(m)
+    g_s2 = 0.0
+    g_phi = 0.0
+    g_S = np.zeros((q, q))
+    ll = 0.0
+    R = np.empty((T, T))
+    dR = np.empty((T, T))
+    V = np.empty((T, T))
+    E = np.empty((T, T))
+    e = np.empty(T)
+    C = np.empty((T, T))
+    Ci = np.empty((T, T))
+    Om = np.empty((T, T))
+    OE = np.empty((T, T))
+    Gm = np.empty((T, T))
+    ZG = np.empty((T, q))
+    for g in range(G):
+        nn = int(buf[oN + g])
+        cnt = buf[oC + g]
+        kg = oK + g * T * m if direct else oK + g * T * T * m * m
+        zg = oZ + g * T * q
+        tg = oT + g * T
+        if direct:
+            for s in range(nn):
+                acc = 0.0
+                for i in range(m):
+                    acc += buf[kg + s * m + i] * u[i]
+                e[s] = acc
+        for s in range(nn):
+            for t in range(s + 1):
+                if direct:
+                    E[s, t] = e[s] * e[t]
+                else:
+                    base = kg + (s * T + t) * m * m
+                    acc = 0.0
+                    for i in range(m):
+                        ui = u[i]
+                        for j in range(m):
+                            acc += buf[base + i * m + j] * ui * u[j]
+                    E[s, t] = acc
+                E[t, s] = E[s, t]
+                if corr == 0 or s == t:
+                    R[s, t] = 1.0 if s == t else 0.0
+                    dR[s, t] = 0.0
+                else:
+                    lag = abs(buf[tg + s] - buf[tg + t])
+                    r = phi ** (lag - 1.0)
+                    R[s, t] = r * phi
+                    dR[s, t] = lag * r
+                R[t, s] = R[s, t]
+                dR[t, s] = dR[s, t]
+                zs = 0.0
+                for a in range(q):
+                    za = buf[zg + s * q + a]
+                    for b in range(q):
+                        zs += za * S[a, b] * buf[zg + t * q + b]
+                V[s, t] = zs + s2 * R[s, t]
+                V[t, s] = V[s, t]
+        logdet = _chol_inverse(V, nn, C, Ci, Om)
+        if logdet != logdet:
+            return np.nan, g_u[1:], g_s2, g_phi, g_S
+        tr = 0.0
+        for s in range(nn):
+            for t in range(nn):
+                acc = 0.0
+                for k in range(nn):
+                    acc += Om[s, k] * E[k, t]
+                OE[s, t] = acc
+            tr += OE[s, s]
+        ll += -0.5 * cnt * (nn * LOG_2PI + logdet) - 0.5 * tr
+        for s in range(nn):  # d ll / d V = (Om E Om - cnt Om) / 2
+            for t in range(s + 1):
+                acc = 0.0
+                for k in range(nn):
+                    acc += OE[s, k] * Om[k, t]
+                Gm[s, t] = 0.5 * (acc - cnt * Om[s, t])
+                Gm[t, s] = Gm[s, t]
+        for s in range(nn):
+            for b in range(q):
+                acc = 0.0
+                for t in range(nn):
+                    acc += Gm[s, t] * buf[zg + t * q + b]
+                ZG[s, b] = acc
+            for t in range(nn):
+                g_s2 += Gm[s, t] * R[s, t]
+                g_phi += Gm[s, t] * dR[s, t]
+        for a in range(q):
+            for b in range(q):
+                acc = 0.0
+                for s in range(nn):
+                    acc += buf[zg + s * q + a] * ZG[s, b]
+                g_S[a, b] += acc
+        if direct:  # d tr(Om e e^T) / 2 du = W^T Om e
+            for s in range(nn):
+                oe = 0.0
+                for t in range(nn):
+                    oe += Om[s, t] * e[t]
+                for i in range(m):
+                    g_u[i] -= buf[kg + s * m + i] * oe
+        else:
+            for s in range(nn):
+                for t in range(nn):
+                    base = kg + (s * T + t) * m * m
+                    w = Om[s, t]
+                    for i in range(m):
+                        acc = 0.0
+                        for j in range(m):
+                            acc += buf[base + i * m + j] * u[j]
+                        g_u[i] -= w * acc
+    g_phi *= s2
+    return ll, -g_u[1:], g_s2, g_phi, g_S
+
+
+# ------------------------------------------------------------------------------ entry
+
+
+@_jit
+def logp_grad(x, buf, out):
+    """Log-density at ``x``; writes the gradient into ``out``."""
+    n = x.size
+    p = int(buf[H_P])
+    q = int(buf[H_Q])
+    sigma, phi, L, logp = unpack(x, buf)
+    S = covariance(L, buf, q, n)
+    beta = np.empty(p)
+    bidx = int(buf[O_BIDX])
+    bpri = int(buf[O_BPRI])
+    grad = logp[1:].copy()
+    total = logp[0]
+    for k in range(p):
+        i = int(buf[bidx + k])
+        beta[k] = x[i]
+        lp, dlp = prior_logp(int(buf[bpri + 4 * k]), buf[bpri + 4 * k + 1],
+                             buf[bpri + 4 * k + 2], buf[bpri + 4 * k + 3], x[i])
+        total += lp
+        grad[i] += dlp
+    Sv = np.empty((q, q))
+    for a in range(q):
+        for b in range(q):
+            Sv[a, b] = S[a, b, 0]
+    s2 = d.mul(sigma, sigma)
+    ll, g_beta, g_s2, g_phi, g_S = loglik_pooled(buf, beta, s2[0], phi[0], Sv)
+    total += ll
+    for k in range(p):
+        grad[int(buf[bidx + k])] += g_beta[k]
+    grad += g_s2 * s2[1:] + g_phi * phi[1:]
+    for a in range(q):
+        for b in range(q):
+            grad += g_S[a, b] * S[a, b, 1:]
+    out[:] = grad
+    return total
+
+
+@_jit
+def expand(x, buf, out):
+    """The natural parameters at ``x``: beta (p), sigma, phi, sd (q, design order) and,
+    for correlated terms, the q x q correlation matrix (row-major)."""
+    p = int(buf[H_P])
+    q = int(buf[H_Q])
+    sigma, phi, L, _ = unpack(x, buf)
+    S = covariance(L, buf, q, x.size)
+    bidx = int(buf[O_BIDX])
+    for k in range(p):
+        out[k] = x[int(buf[bidx + k])]
+    out[p] = sigma[0]
+    k = p + 1
+    if int(buf[H_CORR]) > 0:
+        out[k] = phi[0]
+        k += 1
+    for a in range(q):
+        out[k + a] = math.sqrt(S[a, a, 0])
+    if int(buf[H_NEXP]) > k + q:
+        for a in range(q):
+            for b in range(q):
+                out[k + q + a * q + b] = S[a, b, 0] / math.sqrt(S[a, a, 0] * S[b, b, 0])
+
+
+# ------------------------------------------------------------------------ C entry points
+
+LOGP_SIG = numba.types.int64(
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+EXPAND_SIG = numba.types.int64(
+    numba.types.uint64,
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+
+
+@_jit
+def _buffer(ud):
+    head = numba.carray(ud, (1,), np.float64)
+    return numba.carray(ud, (int(head[0]),), np.float64)
+
+
+def _logp_c(dim, x_, out_, logp_, ud):
+    buf = _buffer(ud)
+    n = int(buf[H_NDIM])
+    if dim != n:
+        return -1
+    x = numba.carray(x_, (n,))
+    out = numba.carray(out_, (n,))
+    lp = numba.carray(logp_, (1,))
+    val = logp_grad(x, buf, out)
+    lp[0] = val
+    for i in range(n):
+        if not np.isfinite(out[i]):
+            return 3
+    if not np.isfinite(val):
+        return 4
+    return 0
+
+
+def _expand_c(dim, n_expanded, x_, out_, ud):
+    buf = _buffer(ud)
+    n = int(buf[H_NDIM])
+    if dim != n or n_expanded != int(buf[H_NEXP]):
+        return -1
+    x = numba.carray(x_, (n,))
+    out = numba.carray(out_, (int(n_expanded),))
+    expand(x, buf, out)
+    return 0
+
+
+_CFUNCS: dict = {}
+
+
+def cfuncs():
+    """The compiled C entry points ``(logp, expand)`` (compiled once, cached on disk)."""
+    if not _CFUNCS:
+        _CFUNCS["logp"] = numba.cfunc(LOGP_SIG, cache=True, error_model="numpy")(_logp_c)
+        _CFUNCS["expand"] = numba.cfunc(EXPAND_SIG, cache=True, error_model="numpy")(_expand_c)
+    return _CFUNCS["logp"], _CFUNCS["expand"]

@@ -1,0 +1,181 @@
+"""Pointwise log-likelihood of a fit, in the unit that LOO and power-scaling need.
+
+- Conditionally independent observations (latent backend, no residual correlation): one
+  value per observation, ``log N(y_i; x_i beta + z_i b, sigma)`` or the family's density
+  (Poisson, Bernoulli, ...), dim ``obs`` (the user's row positions, as in ``observed_data``).
+- Residuals correlated within clusters (AR(1)/CAR(1)), or random effects integrated out
+  (marginal backend): one value per cluster of the factor that carries the correlation or
+  was integrated out (with several factors, conditional on the latent ones' draws), dim named after that factor (its levels as coordinates). For the
+  marginal backend this is the collapsed density ``log p(y_c | beta, sigma, S, phi)``; for
+  the latent backend the whitened conditional density ``log p(y_c | beta, b, sigma, phi)``.
+
+Observations of one cluster are not exchangeable units when residuals are correlated or
+share an integrated-out random effect, so leave-one-out over them would not be a valid
+predictive check; leaving out whole clusters is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from hierbayes.likelihood import collapsed
+from hierbayes.design.build import Design
+from hierbayes.predict.predictive import linear_predictor
+from hierbayes.likelihood.recover import covariance_cholesky
+from hierbayes import names
+
+LOG_2PI = collapsed.LOG_2PI
+
+
+def unit(design: Design, backend: str) -> str:
+    """The name of the log-likelihood's unit dimension: ``"obs"`` or a grouping factor.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> m = hb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1"))
+    >>> unit(m.design, m.backend)
+    'id'
+    >>> unit(m.design, "latent")
+    'obs'
+    """
+    if design.correlation is not None:
+        return design.correlation.group
+    if backend == "marginal":
+        return collapsed.collapsed_group(design).name
+    return "obs"
+
+
+def _flat(post, name: str) -> np.ndarray | None:
+    if name not in post:
+        return None
+    v = post[name].values
+    return v.reshape((v.shape[0] * v.shape[1],) + v.shape[2:])
+
+
+def _marginal(design: Design, post) -> np.ndarray:
+    """Collapsed per-cluster log-densities, (D, C); for a hybrid model, conditional on the
+    latent factors' draws (their ``Z b`` is the likelihood's offset)."""
+    g = collapsed.collapsed_group(design)
+    others = [h for h in design.groups if h.name != g.name]
+    cd = collapsed.prepare(design, layout="padded")
+    beta, sigma, phi = _flat(post, "beta"), _flat(post, "sigma"), _flat(post, "phi")
+    L = covariance_cholesky(_flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
+    S = L @ np.swapaxes(L, -1, -2)
+    out = np.empty((sigma.size, cd.n_clusters))
+    for d in range(sigma.size):
+        offset = None
+        if others:
+            b = {h.name: _flat(post, names.effects(h.name))[d : d + 1] for h in others}
+            rows = linear_predictor(design, np.zeros((1, 0)), b, groups=others)[0]
+            offset = design.layout.pad(rows)
+        out[d] = collapsed.loglik_padded(
+            np, cd.arrays, cd.corr, beta[d], sigma[d], None if phi is None else phi[d], S[d],
+            cd.q, offset=offset,
+        )
+    return out
+
+
+def _conditional_mean(design: Design, post, sl: slice) -> np.ndarray:
+    D = post.sizes["chain"] * post.sizes["draw"]
+    beta = _flat(post, "beta")
+    beta = beta[sl] if beta is not None else np.zeros((D, 0))[sl]
+    b = {g.name: _flat(post, names.effects(g.name))[sl] for g in design.groups}
+    return linear_predictor(design, beta, b)
+
+
+def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
+    """Conditional log-densities given the random effects: (D, N) pointwise in design row
+    order, or (D, C) per cluster with AR(1)/CAR(1) residuals."""
+    fam = design.spec.family
+    if not fam.collapsible:
+        return _latent_family(design, post, chunk)
+    sigma, phi = _flat(post, "sigma"), _flat(post, "phi")
+    D = sigma.size
+    corr = design.correlation
+    if corr is None:
+        out = np.empty((D, design.n))
+    else:
+        lay = design.layout
+        ar = collapsed.ar_layout_arrays(lay)
+        mask = lay.mask.astype(float)
+        out = np.empty((D, lay.n_clusters))
+    for s in range(0, D, chunk):
+        sl = slice(s, min(s + chunk, D))
+        e = design.y[None] - _conditional_mean(design, post, sl)  # (n, N)
+        sd = sigma[sl][:, None]
+        if corr is None:
+            out[sl] = -0.5 * LOG_2PI - np.log(sd) - 0.5 * (e / sd) ** 2
+            continue
+        for k, d in enumerate(range(sl.start, sl.stop)):
+            ep = lay.pad(e[k])
+            a, inv_s2 = collapsed.ar_coefficients(
+                np, corr.kind, phi[d], ar["lag"], ar["inner"], ar["odd"]
+            )
+            w = collapsed.whiten(np, ep, a, inv_s2)
+            out[d] = (
+                (-0.5 * LOG_2PI - np.log(sigma[d])) * lay.sizes
+                - 0.5 * (w * w).sum(axis=1) / sigma[d] ** 2
+                + 0.5 * (np.log(inv_s2) * mask).sum(axis=1)
+            )
+    return out
+
+
+def _latent_family(design: Design, post, chunk: int = 256) -> np.ndarray:
+    """Pointwise conditional log-densities of a non-Gaussian family given the random
+    effects, (D, N) in design row order (the family's own ``logpdf``)."""
+    fam = design.spec.family
+    if design.correlation is not None:
+        raise ValueError(
+            f"the pointwise log-likelihood of a {fam.name} model with a latent "
+            f"{type(design.correlation).__name__} process is not available: the process's "
+            "draws are not kept in the posterior."
+        )
+    D = post.sizes["chain"] * post.sizes["draw"]
+    params = {k: _flat(post, k) for k in fam.extra_params}
+    trials = None if design.trials is None else design.trials[None]
+    out = np.empty((D, design.n))
+    for s in range(0, D, chunk):
+        sl = slice(s, min(s + chunk, D))
+        eta = _conditional_mean(design, post, sl)
+        out[sl] = fam.logpdf(design.y[None], eta, {k: v[sl][:, None] for k, v in params.items()}, trials)
+    return out
+
+
+def log_likelihood(fit) -> xr.Dataset:
+    """Pointwise (or per-cluster) log-likelihood of the fitted data at every posterior draw.
+
+    Parameters
+    ----------
+    fit : Fit
+
+    Returns
+    -------
+    xarray.Dataset
+        Variable ``y`` with dims ``(chain, draw, unit)``; ``unit`` is ``"obs"`` (the user's
+        row positions, as in ``observed_data``) or the clustering factor (see
+        :func:`unit`). Summing over ``unit`` gives the model's log-likelihood at each draw.
+
+    Examples
+    --------
+    >>> ll = log_likelihood(fit)            # doctest: +SKIP
+    >>> ll["y"].dims                        # doctest: +SKIP
+    ('chain', 'draw', 'id')
+    """
+    design, post = fit.design, fit.idata.posterior
+    nc, nd = post.sizes["chain"], post.sizes["draw"]
+    name = unit(design, fit.backend)
+    if name == "obs":
+        values = _latent(design, post)
+        order = np.argsort(design.rows)
+        values, coords = values[:, order], design.rows[order]
+    else:
+        values = _marginal(design, post) if fit.backend == "marginal" else _latent(design, post)
+        coords = list(design.cluster_levels)
+    da = xr.DataArray(
+        values.reshape(nc, nd, -1),
+        dims=["chain", "draw", name],
+        coords={"chain": post.chain, "draw": post.draw, name: coords},
+    )
+    return xr.Dataset({"y": da})

@@ -1,0 +1,443 @@
+"""Design: the numeric arrays of a model, validated, sorted within cluster.
+
+Rows are sorted by cluster (and by time within cluster when residuals are correlated);
+``Design.rows`` maps every design row back to the user's row position, so every output
+can be returned in the user's order.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import formulae
+import numpy as np
+import pandas as pd
+
+from hierbayes.spec import mundlak
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.spec.formula import ModelSpec
+
+
+@dataclass(frozen=True)
+class GroupBlock:
+    """Random effects of one grouping factor.
+
+    Attributes
+    ----------
+    name : str
+        Grouping factor (``"id"``; ``"a:b"`` for an interaction / nested factor).
+    levels : tuple of str
+        Level labels, in index order.
+    index : ndarray of int, shape (N,)
+        Level of each design row.
+    Z : ndarray, shape (N, q)
+        Random-effect design columns.
+    terms : tuple of str
+        Names of the q columns (``"Intercept"``, ``"time"``).
+    term_matrices : tuple
+        The formulae design matrices of the group terms merged into this factor, in column
+        order; ``evaluate_new_data`` on them builds ``Z`` for new rows (prediction).
+    correlated : bool
+        Whether the terms are correlated (LKJ prior); False for ``(1 + x || g)``.
+    """
+
+    name: str
+    levels: tuple[str, ...]
+    index: np.ndarray
+    Z: np.ndarray
+    terms: tuple[str, ...]
+    term_matrices: tuple = field(default=(), repr=False, compare=False)
+    correlated: bool = True
+
+    @property
+    def q(self) -> int:
+        return self.Z.shape[1]
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Padded (cluster x occasion) layout of the rows of one grouping factor.
+
+    ``pos[c, k]`` is the design row of the k-th observation of cluster c (in time order),
+    or -1 past the cluster's end; ``lag[c, k]`` is the time since the previous observation
+    (0 for the first and padded slots).
+    """
+
+    pos: np.ndarray
+    lag: np.ndarray
+    mask: np.ndarray
+    sizes: np.ndarray
+
+    @property
+    def n_clusters(self) -> int:
+        return self.pos.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pos.shape[1]
+
+    def pad(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Scatter per-row ``values`` (N, ...) into the padded (C, T, ...) layout."""
+        out = np.full(self.pos.shape + values.shape[1:], fill, dtype=float)
+        out[self.mask] = values[self.pos[self.mask]]
+        return out
+
+
+@dataclass(frozen=True)
+class Design:
+    """Numeric arrays of a model, in cluster-sorted row order.
+
+    ``source`` holds the used columns of the user's data (every input row, in the user's
+    order, index reset): what :func:`hierbayes.load` rebuilds the design from.
+    """
+
+    spec: ModelSpec
+    y: np.ndarray
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    groups: tuple[GroupBlock, ...]
+    rows: np.ndarray
+    n_input_rows: int
+    n_dropped: int
+    correlation: AR1 | CAR1 | None = None
+    time: np.ndarray | None = None
+    cluster: np.ndarray | None = None
+    cluster_levels: tuple[str, ...] = ()
+    layout: ClusterLayout | None = None
+    common_terms: object = field(default=None, repr=False, compare=False)
+    trials: np.ndarray | None = None
+    source: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    def group(self, name: str) -> GroupBlock:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(f"no grouping factor {name!r}; factors are {[g.name for g in self.groups]}.")
+
+    def to_user_order(self, values: np.ndarray, axis: int = -1) -> np.ndarray:
+        """Reorder per-row values (design order along ``axis``) into the user's row order.
+
+        Rows the design dropped (missing values) come back as NaN.
+        """
+        values = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
+        out = np.full(values.shape[:-1] + (self.n_input_rows,), np.nan)
+        out[..., self.rows] = values
+        return np.moveaxis(out, -1, axis)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_columns(spec: ModelSpec, data: pd.DataFrame) -> list[str]:
+    cols = spec.columns
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise KeyError(
+            f"column(s) {missing} used in the formula or correlation are not in the data; "
+            f"the data has columns {list(data.columns)}."
+        )
+    if spec.response not in data.columns:
+        raise KeyError(
+            f"the response {spec.response!r} is not a column of the data; transformed responses "
+            "are not supported: add the transformed column to the data (e.g. "
+            "data['log_y'] = np.log(data['y'])) and name it on the left of '~'."
+        )
+    return cols
+
+
+def _drop_missing(data: pd.DataFrame, cols: list[str], na_action: str) -> pd.DataFrame:
+    used = data[cols]
+    bad = used.isna().any(axis=1).to_numpy()
+    if bad.any():
+        per_col = {c: int(n) for c, n in used.isna().sum().items() if n}
+        if na_action == "raise":
+            raise ValueError(
+                f"missing values in used columns {per_col} ({int(bad.sum())} rows); "
+                "fill or remove them, or pass na_action='drop' to drop those rows."
+            )
+        warnings.warn(
+            f"dropped {int(bad.sum())} of {len(data)} rows with missing values in {per_col}.",
+            stacklevel=4,
+        )
+    return data.loc[~bad]
+
+
+def _factor_codes(data: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    if len(columns) == 1:
+        codes, uniques = pd.factorize(data[columns[0]], sort=True)
+        return codes.astype(np.int64), tuple(str(u) for u in uniques)
+    # nested / interaction factor: one level per distinct combination, labelled "a:b"
+    codes = data.groupby(list(columns), sort=True, observed=True).ngroup().to_numpy(np.int64)
+    first = np.unique(codes, return_index=True)[1]
+    parts = data[list(columns)].iloc[first].astype(str)
+    levels = tuple(parts.agg(":".join, axis=1))
+    if len(set(levels)) < len(levels):
+        raise ValueError(
+            f"grouping factor {':'.join(columns)!r}: distinct combinations of {list(columns)} "
+            "get the same label because some labels contain ':' (e.g. 'a:b' + 'c' and "
+            "'a' + 'b:c'); replace ':' in those columns' labels."
+        )
+    return codes, levels
+
+
+def _term_labels(dm) -> list[str]:
+    labels = []
+    for term in dm.common.terms.values():
+        labels.extend(term.labels)
+    return labels
+
+
+def _check_rank(X: np.ndarray, names: list[str], what: str) -> None:
+    """Raise if a column of ``X`` is constant next to an intercept, or a linear combination
+    of the columns before it; the error names the column and the columns it depends on.
+
+    Columns are scaled to unit length, so the test does not depend on their units; one QR
+    decomposition, O(N p^2): ``|R_jj|`` is the length of what column j adds to the span of
+    the columns before it. Without an intercept a constant column is allowed (it is one).
+    """
+    n, p = X.shape
+    if p == 0:
+        return
+    if "Intercept" in names:
+        for j, name in enumerate(names):
+            if name != "Intercept" and np.ptp(X[:, j]) == 0:
+                raise ValueError(
+                    f"{what} column {name!r} is constant ({X[0, j]:g}) across the rows used; "
+                    "remove it from the formula (the intercept already carries a constant)."
+                )
+    norms = np.linalg.norm(X, axis=0)
+    for j, name in enumerate(names):
+        if norms[j] == 0:
+            raise ValueError(
+                f"{what} column {name!r} is zero in every row used; remove it from the formula."
+            )
+    Xs = X / norms
+    R = np.linalg.qr(Xs, mode="r")
+    tol = max(n, p) * np.finfo(float).eps * 10
+    dependent = np.flatnonzero(np.abs(np.diag(R)) <= tol)
+    if dependent.size == 0:
+        return
+    j = int(dependent[0])
+    coef, *_ = np.linalg.lstsq(Xs[:, :j], Xs[:, j], rcond=None)
+    partners = [names[k] for k in np.flatnonzero(np.abs(coef) > 1e-6)] or names[:j]
+    # coefficients on the user's scale: column j = sum_k c_k column k
+    combo = " + ".join(
+        f"{coef[k] * norms[j] / norms[k]:.4g} * {names[k]}"
+        for k in range(j) if names[k] in partners
+    )
+    raise ValueError(
+        f"{what} column {names[j]!r} is collinear with {partners} ({names[j]} = {combo}); "
+        f"their effects cannot be told apart: remove {names[j]!r} or one of {partners} from "
+        "the formula."
+    )
+
+
+def _cluster_sort(cluster: np.ndarray, time: np.ndarray | None) -> np.ndarray:
+    if time is None:
+        return np.argsort(cluster, kind="stable")
+    return np.lexsort((time, cluster))
+
+
+def cluster_layout(cluster: np.ndarray, time: np.ndarray | None, n_clusters: int) -> ClusterLayout:
+    """Padded layout of rows already sorted by (cluster, time)."""
+    sizes = np.bincount(cluster, minlength=n_clusters)
+    width = int(sizes.max()) if sizes.size else 0
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    k = np.arange(cluster.size) - starts[cluster]
+    pos = np.full((n_clusters, width), -1, dtype=np.int64)
+    pos[cluster, k] = np.arange(cluster.size)
+    mask = pos >= 0
+    lag = np.zeros((n_clusters, width))
+    if time is not None:
+        tp = np.zeros((n_clusters, width))
+        tp[mask] = time[pos[mask]]
+        inner = mask[:, 1:]
+        lag[:, 1:] = np.where(inner, tp[:, 1:] - tp[:, :-1], 0.0)
+    return ClusterLayout(pos=pos, lag=lag, mask=mask, sizes=sizes)
+
+
+# --------------------------------------------------------------------------- builder
+
+
+def correlation_times(frame: pd.DataFrame, corr, where: str = "") -> np.ndarray:
+    """The residual correlation's time column as floats, checked: numeric, and integer for
+    AR1. ``where`` names the data in messages (e.g. ``" in the new data"``)."""
+    t = frame[corr.time]
+    if not pd.api.types.is_numeric_dtype(t):
+        raise ValueError(f"time column {corr.time!r}{where} must be numeric (dtype {t.dtype}).")
+    time = t.to_numpy(dtype=float)
+    if corr.integer_times and np.any(time != np.round(time)):
+        raise ValueError(
+            f"time column {corr.time!r} has non-integer values{where}, which AR1 cannot use; "
+            "use hb.CAR1 for real-valued, irregular times."
+        )
+    return time
+
+
+def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -> Design:
+    """Validate ``data`` against ``spec`` and build the :class:`Design`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    data : pandas.DataFrame
+    na_action : {"drop", "raise"}
+        Rows with missing values in used columns are dropped with a warning that counts
+        them (``"drop"``), or raise an error (``"raise"``).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.spec.formula import parse
+    >>> d = build_design(parse("y ~ time + (1 + time | id)"), hb.datasets.load("clark_ar1"))
+    >>> d.X.shape, d.groups[0].Z.shape, d.groups[0].n_levels
+    ((10000, 2), (10000, 2), 2500)
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+    if na_action not in ("drop", "raise"):
+        raise ValueError(f"na_action must be 'drop' or 'raise', got {na_action!r}.")
+    if len(data) == 0:
+        raise ValueError("data is empty: it has no rows to fit.")
+    n_input = len(data)
+    cols = _check_columns(spec, data)
+    # only the used columns, in the user's row order: what a saved fit needs to rebuild this
+    data = data.loc[:, cols].reset_index(drop=True)
+    clean = _drop_missing(data, cols, na_action)
+    if len(clean) == 0:
+        raise ValueError("no rows are left after removing rows with missing values.")
+    kept = clean.index.to_numpy()
+    clean = clean.reset_index(drop=True)
+
+    y_raw = clean[spec.response]
+    binary = spec.family.name == "bernoulli" and pd.api.types.is_bool_dtype(y_raw)
+    if not binary and (
+        not pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)
+    ):
+        raise ValueError(
+            f"response column {spec.response!r} is not numeric (dtype {y_raw.dtype}); the "
+            f"{spec.family.name} family needs {spec.family.support}: convert it with "
+            "pd.to_numeric or choose a numeric column."
+        )
+    y = y_raw.to_numpy(dtype=float)
+    trials = None
+    if spec.trials is not None:
+        t_raw = clean[spec.trials]
+        if not pd.api.types.is_numeric_dtype(t_raw) or pd.api.types.is_bool_dtype(t_raw):
+            raise ValueError(
+                f"trials column {spec.trials!r} is not numeric (dtype {t_raw.dtype}); it must "
+                "hold the number of trials of each row."
+            )
+        trials = t_raw.to_numpy(dtype=float)
+    spec.family.validate(y, spec.response, trials)
+
+    for c in cols:
+        if c != spec.response and pd.api.types.is_numeric_dtype(clean[c]):
+            if not np.all(np.isfinite(clean[c].to_numpy(dtype=float))):
+                raise ValueError(f"column {c!r} has infinite values; replace or remove them.")
+
+    dm = formulae.design_matrices(spec.fixed, clean, extra_namespace=mundlak.NAMESPACE)
+    if dm.common is None:
+        raise ValueError(
+            f"the formula {spec.formula!r} has no fixed effects; hierbayes needs at least one "
+            "(write e.g. 'y ~ 1 + (1 | g)' for a random intercept around a fixed intercept)."
+        )
+    X = np.asarray(dm.common.design_matrix, dtype=float)
+    names = _term_labels(dm)
+    _check_rank(X, names, "fixed-effect")
+
+    # --- group terms, merged per factor (terms of one factor are correlated)
+    blocks: dict[str, dict] = {}
+    for gt in spec.group_terms:
+        gdm = formulae.design_matrices(gt.expr, clean, extra_namespace=mundlak.NAMESPACE)
+        Zt = np.asarray(gdm.common.design_matrix, dtype=float)
+        labels = _term_labels(gdm)
+        b = blocks.setdefault(
+            gt.name, {"cols": gt.factor_columns, "Z": [], "terms": [], "dms": [], "corr": True}
+        )
+        b["dms"].append(gdm.common)
+        # any '||' term of a factor makes all of its terms independent
+        b["corr"] = b["corr"] and gt.correlated
+        for j, lab in enumerate(labels):
+            if lab in b["terms"]:
+                raise ValueError(f"term {lab!r} appears twice for grouping factor {gt.name!r}.")
+            b["Z"].append(Zt[:, j])
+            b["terms"].append(lab)
+    groups_unsorted = []
+    for name, b in blocks.items():
+        codes, levels = _factor_codes(clean, b["cols"])
+        if len(levels) < 2:
+            raise ValueError(
+                f"grouping factor {name!r} has a single level ({levels[0]!r}); random effects "
+                "need at least two groups: remove the group term or check the column."
+            )
+        Z = np.column_stack(b["Z"])
+        _check_rank(Z, b["terms"], f"random-effect (| {name})")
+        groups_unsorted.append((name, levels, codes, Z, tuple(b["terms"]), tuple(b["dms"]), b["corr"]))
+
+    # --- correlation and sort order
+    corr = spec.correlation
+    time = cluster = None
+    cluster_levels: tuple[str, ...] = ()
+    if corr is not None:
+        time = correlation_times(clean, corr)
+        cluster, cluster_levels = _factor_codes(clean, (corr.group,))
+    elif groups_unsorted:
+        name, levels, codes, *_ = max(groups_unsorted, key=lambda g: len(g[1]))
+        cluster, cluster_levels = codes, levels
+    order = (
+        _cluster_sort(cluster, time) if cluster is not None else np.arange(len(clean))
+    )
+    layout = None
+    if cluster is not None:
+        cluster = cluster[order]
+        if time is not None:
+            time = time[order]
+            dup = (np.diff(cluster) == 0) & (np.diff(time) == 0)
+            if dup.any():
+                i = int(np.flatnonzero(dup)[0])
+                raise ValueError(
+                    f"duplicated time {time[i]:g} in cluster {cluster_levels[cluster[i]]!r} of "
+                    f"{corr.group!r} ({int(dup.sum())} duplicates in all); times within a "
+                    f"cluster must be distinct for {type(corr).__name__}."
+                )
+        layout = cluster_layout(cluster, time, len(cluster_levels))
+
+    groups = tuple(
+        GroupBlock(
+            name=name, levels=levels, index=codes[order], Z=Z[order], terms=terms,
+            term_matrices=dms, correlated=corr_,
+        )
+        for name, levels, codes, Z, terms, dms, corr_ in groups_unsorted
+    )
+    return Design(
+        spec=spec,
+        y=y[order],
+        X=X[order],
+        fixed_names=tuple(names),
+        groups=groups,
+        rows=kept[order],
+        n_input_rows=n_input,
+        n_dropped=n_input - len(clean),
+        correlation=corr,
+        time=time,
+        cluster=cluster,
+        cluster_levels=cluster_levels,
+        layout=layout,
+        common_terms=dm.common,
+        trials=None if trials is None else trials[order],
+        source=data,
+    )

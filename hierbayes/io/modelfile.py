@@ -1,0 +1,99 @@
+"""Model files: a TOML description of a model (formula, data, correlation, priors, sampler)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from hierbayes.spec import correlation as corr_mod
+from hierbayes import datasets
+from hierbayes.spec.priors import Prior
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_SAMPLER_KEYS = {"chains", "draws", "tune", "target_accept", "seed", "cores", "mass_matrix",
+                 "compiler"}
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The parsed contents of a model file."""
+
+    path: Path
+    formula: str
+    data: pd.DataFrame
+    family: str = "gaussian"
+    backend: str = "auto"
+    correlation: object = None
+    priors: dict = field(default_factory=dict)
+    sampler: str = "nutpie"
+    fit_kwargs: dict = field(default_factory=dict)
+
+    def model(self):
+        from hierbayes.model import Model
+
+        return Model(
+            self.formula, self.data, correlation=self.correlation, family=self.family,
+            priors=self.priors or None, backend=self.backend,
+        )
+
+
+def _load_data(spec: str, base: Path) -> pd.DataFrame:
+    if spec in datasets.available():
+        return datasets.load(spec)
+    path = Path(spec)
+    if not path.is_absolute():
+        path = base / path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"data {spec!r} is neither a bundled data set {sorted(datasets.available())} "
+            f"nor a CSV file (looked for {path})."
+        )
+    return pd.read_csv(path)
+
+
+def _prior(key: str, d: dict) -> Prior:
+    if "dist" not in d:
+        raise ValueError(f"prior for {key!r} needs a 'dist' key, e.g. {{ dist = \"Normal\", mu = 0, sigma = 1 }}.")
+    params = {k: _prior(f"{key}.{k}", v) if isinstance(v, dict) else v for k, v in d.items() if k != "dist"}
+    return Prior(d["dist"], **params)
+
+
+def read(path: str | Path) -> ModelFile:
+    """Read a model file such as ``models/clark_ar1.toml``.
+
+    Examples
+    --------
+    >>> from hierbayes.io.modelfile import read
+    >>> mf = read("models/clark_ar1.toml")   # doctest: +SKIP
+    >>> mf.formula                            # doctest: +SKIP
+    'y ~ time + treatment + (1 + time | id)'
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        cfg = tomllib.load(fh)
+    for key in ("formula", "data"):
+        if key not in cfg:
+            raise ValueError(f"model file {path} has no {key!r} entry.")
+    sampler = dict(cfg.get("sampler", {}))
+    name = sampler.pop("name", "nutpie")
+    unknown = set(sampler) - _SAMPLER_KEYS
+    if unknown:
+        raise ValueError(f"unknown [sampler] keys {sorted(unknown)} in {path}; known: {sorted(_SAMPLER_KEYS)}.")
+    return ModelFile(
+        path=path,
+        formula=cfg["formula"],
+        data=_load_data(str(cfg["data"]), path.parent),
+        family=cfg.get("family", "gaussian"),
+        backend=cfg.get("backend", "auto"),
+        correlation=corr_mod.from_dict(cfg.get("correlation")),
+        priors={k: _prior(k, v) for k, v in cfg.get("priors", {}).items()},
+        sampler=name,
+        fit_kwargs=sampler,
+    )

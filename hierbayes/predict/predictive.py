@@ -1,0 +1,205 @@
+"""Posterior predictive draws of the fitted data (every family, AR(1)/CAR(1) correlation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hierbayes.design.build import Design
+from hierbayes import names
+
+
+def linear_predictor(
+    design: Design, beta: np.ndarray, b: dict[str, np.ndarray], groups=None
+) -> np.ndarray:
+    """``X beta + sum_g Z_g b_g[index]`` for D draws: returns (D, N) in design row order.
+
+    ``beta`` is (D, p), or (D, 0) to leave out the fixed part; ``b[g]`` is (D, levels, q)
+    for every grouping factor ``g`` of ``groups`` (default: all of the design's).
+    """
+    mu = beta @ design.X.T if beta.shape[1] else np.zeros((beta.shape[0], design.n))
+    for g in design.groups if groups is None else groups:
+        mu = mu + np.einsum("nq,dnq->dn", g.Z, b[g.name][:, g.index, :])
+    return mu
+
+
+def residual_draws(design: Design, sigma: np.ndarray, phi: np.ndarray | None, rng) -> np.ndarray:
+    """Residuals ``e`` (D, N) with the fitted within-cluster correlation.
+
+    AR(1)/CAR(1): ``e_k = a_k e_{k-1} + sqrt(1 - a_k^2) sigma eps_k`` along each cluster's
+    time-sorted rows, ``a_k = phi^(t_k - t_{k-1})``.
+    """
+    D = sigma.shape[0]
+    eps = rng.standard_normal((D, design.n)) * sigma[:, None]
+    if design.correlation is None:
+        return eps
+    lay = design.layout
+    e = np.zeros((D,) + lay.pos.shape)
+    pos = np.where(lay.mask, lay.pos, 0)
+    innov = eps[:, pos] * lay.mask
+    for k in range(lay.width):
+        if k == 0:
+            e[:, :, 0] = innov[:, :, 0]
+            continue
+        lag = lay.lag[:, k]
+        a = np.where(lay.mask[:, k], np.sign(phi)[:, None] ** lag * np.abs(phi)[:, None] ** lag, 0.0)
+        e[:, :, k] = a * e[:, :, k - 1] + np.sqrt(1 - a**2) * innov[:, :, k]
+    out = np.empty((D, design.n))
+    out[:, lay.pos[lay.mask]] = e[:, lay.mask]
+    return out
+
+
+@dataclass(frozen=True)
+class ParameterDraws:
+    """Posterior draws flattened over (chain, draw) into D rows, as numpy arrays.
+
+    ``beta`` (D, p); ``sigma`` (D,); ``phi`` (D,) or None; ``b[g]`` (D, levels, q) for every
+    grouping factor whose random effects are in the posterior (levels in the design's
+    order); ``chol[g]`` (D, q, q) Cholesky factors of the random-effect covariance.
+    ``chains`` and ``draws`` are the coordinates of the flattened draws.
+    """
+
+    beta: np.ndarray
+    sigma: np.ndarray | None
+    phi: np.ndarray | None
+    b: dict
+    chol: dict
+    chains: np.ndarray
+    draws: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.sigma.shape[0]
+
+
+def thin(posterior, n_draws: int | None):
+    """The posterior restricted to about ``n_draws`` draws in all, evenly spaced within
+    every chain (chain and draw coordinates kept, so ArviZ groups stay aligned).
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> post = az.from_dict(posterior={"sigma": np.ones((2, 100))}).posterior
+    >>> thin(post, 10)["draw"].values.tolist()
+    [0, 25, 50, 74, 99]
+    """
+    if n_draws is None:
+        return posterior
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be a positive number of draws, got {n_draws}.")
+    nc, nd = posterior.sizes["chain"], posterior.sizes["draw"]
+    per_chain = min(nd, -(-int(n_draws) // nc))
+    idx = np.unique(np.linspace(0, nd - 1, per_chain).round().astype(int))
+    return posterior.isel(draw=idx)
+
+
+def parameter_draws(posterior, design: Design) -> ParameterDraws:
+    """Flatten the posterior variables a prediction needs (see :class:`ParameterDraws`).
+
+    Examples
+    --------
+    >>> draws = parameter_draws(fit.idata.posterior, fit.design)   # doctest: +SKIP
+    >>> draws.beta.shape, draws.chol["id"].shape                    # doctest: +SKIP
+    ((4000, 3), (4000, 2, 2))
+    """
+    return _flat_draws(posterior.stack(sample=("chain", "draw")), design)
+
+
+def _flat_draws(post, design: Design) -> ParameterDraws:
+    """:func:`parameter_draws` of a posterior already stacked into a ``sample`` dim."""
+    from hierbayes.likelihood.recover import covariance_cholesky
+
+    def draws(name, *dims):
+        return post[name].transpose("sample", *dims).values
+
+    D = post.sizes["sample"]
+    beta = draws("beta", "coef") if "beta" in post else np.zeros((D, 0))
+    b, chol = {}, {}
+    for g in design.groups:
+        tdim = names.term_dim(g.name)
+        if names.effects(g.name) in post:
+            b[g.name] = post[names.effects(g.name)].sel({g.name: list(g.levels)}).transpose("sample", g.name, tdim).values
+        sd = draws(names.sd(g.name), tdim)
+        corr = draws(names.corr(g.name), tdim, names.bis(tdim)) if names.corr(g.name) in post else None
+        chol[g.name] = covariance_cholesky(sd, corr)
+    return ParameterDraws(
+        beta=beta,
+        sigma=draws("sigma") if "sigma" in post else None,
+        phi=draws("phi") if "phi" in post else None,
+        b=b,
+        chol=chol,
+        chains=post["chain"].values,
+        draws=post["draw"].values,
+        extra={k: draws(k) for k in (*design.spec.family.extra_params, "sd_ar") if k in post},
+    )
+
+
+def fitted_draws(pd_: ParameterDraws, design: Design, rng) -> np.ndarray:
+    """Replicated responses (D, N) of the design's rows, in design row order, given
+    parameter draws: Gaussian residuals with the fitted correlation, or the family's draws
+    at the linear predictor (plus a fresh latent AR process for non-Gaussian families)."""
+    missing = [g.name for g in design.groups if g.name not in pd_.b]
+    if missing:
+        raise KeyError(
+            f"{names.effects(missing[0])} is not in the posterior; fit with recover_random_effects=True."
+        )
+    mu = linear_predictor(design, pd_.beta, pd_.b)
+    fam = design.spec.family
+    if fam.collapsible:
+        return mu + residual_draws(design, pd_.sigma, pd_.phi, rng)
+    if pd_.phi is not None:
+        # a fresh draw of the latent AR(1) process of the linear predictor (new occasions
+        # of the same clusters)
+        mu = mu + residual_draws(design, pd_.extra["sd_ar"], pd_.phi, rng)
+    params = {k: pd_.extra[k][:, None] for k in fam.extra_params}
+    trials = None if design.trials is None else design.trials[None, :]
+    return fam.draw(rng, mu, params, trials)
+
+
+def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
+    """Replicated data ``y_rep`` (D, N) in design row order from posterior draws.
+
+    Uses the random effects of the fitted clusters (``b_<g>``), so it replicates new
+    observations of the same clusters; draws come from the model's family (counts for
+    Poisson, 0/1 for Bernoulli, ...). For a non-Gaussian family with an AR(1) correlation
+    the latent process is drawn afresh from its fitted ``phi`` and ``sd_ar``.
+
+    Examples
+    --------
+    >>> y_rep = posterior_predictive(fit.idata, fit.design, n_draws=100)   # doctest: +SKIP
+    """
+    post = idata.posterior.stack(sample=("chain", "draw"))
+    total = post.sizes["sample"]
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(total, size=min(n_draws or total, total), replace=False))
+    return fitted_draws(_flat_draws(post.isel(sample=idx), design), design, rng)
+
+
+def posterior_predictive_dataset(idata, design: Design, n_draws: int | None = None, seed: int = 0):
+    """Replicated data of the fitted rows as an ArviZ ``posterior_predictive`` group.
+
+    Returns an :class:`xarray.Dataset` with variable ``y``, dims ``(chain, draw, obs)``, the
+    ``obs`` coordinate equal to ``observed_data``'s (the user's row positions), so that
+    ``idata.add_groups(posterior_predictive=...)`` makes ``az.plot_ppc`` work. With
+    ``n_draws`` the draws are thinned evenly within each chain.
+
+    Examples
+    --------
+    >>> ds = posterior_predictive_dataset(fit.idata, fit.design, n_draws=200)  # doctest: +SKIP
+    >>> fit.idata.add_groups(posterior_predictive=ds)                          # doctest: +SKIP
+    """
+    import xarray as xr
+
+    post = thin(idata.posterior, n_draws)
+    pd_ = parameter_draws(post, design)
+    y_rep = fitted_draws(pd_, design, np.random.default_rng(seed))
+    order = np.argsort(design.rows)
+    nc, nd = post.sizes["chain"], post.sizes["draw"]
+    y = xr.DataArray(
+        y_rep[:, order].reshape(nc, nd, design.n),
+        dims=("chain", "draw", "obs"),
+        coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": design.rows[order]},
+    )
+    return xr.Dataset({"y": y})

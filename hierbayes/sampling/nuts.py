@@ -1,0 +1,186 @@
+"""NUTS sampling: nutpie (default) or PyMC's own sampler.
+
+nutpie evaluates the log-density with the hand-written numba kernel of
+:mod:`hierbayes.backend.native.bridge` where it applies (collapsed Gaussian models with one grouping
+factor: compiled once per installation, microseconds per gradient), otherwise with the
+PyMC model compiled through JAX (or PyTensor's numba backend on request).
+
+Compiled nutpie models are cached for the session by the structure of the model (shapes,
+priors, backend); a refit whose data values change but not their shapes (prior sweeps
+refitting the same data, SBC, bootstrap) reuses the compiled model with new data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import time
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import pymc as pm
+
+_CACHE: dict[str, object] = {}
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """NUTS settings. ``mass_matrix="diag"`` is the classic diagonal metric;
+    ``"low_rank"`` is nutpie's low-rank-modified metric (:meth:`hierbayes.Model.fit` picks
+    it for models sampled in ridge coordinates). ``compiler`` is
+    ``"auto"`` (the native kernel where it applies, else JAX), ``"native"``, ``"jax"`` or
+    ``"numba"``."""
+
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    cores: int | None = None
+    target_accept: float = 0.8
+    max_treedepth: int = 10
+    seed: int | None = None
+    sampler: str = "nutpie"
+    mass_matrix: str = "diag"
+    compiler: str = "auto"
+    progressbar: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _seed(seed: int | None) -> int:
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    return int(seed)
+
+
+def _data_values(model: pm.Model) -> dict[str, np.ndarray]:
+    return {v.name: np.asarray(v.get_value()) for v in model.data_vars}
+
+
+def _support_point(model: pm.Model) -> dict[str, np.ndarray]:
+    """Numeric starting values (PyMC's support points, untransformed), so that chains start
+    from jittered constants rather than from graphs that draw from the priors."""
+    from pymc.initial_point import make_initial_point_fn
+
+    fn = make_initial_point_fn(model=model, jitter_rvs=set(), return_transformed=False)
+    return fn(0)
+
+
+def compile_nutpie(model: pm.Model, key: str, timing: dict, compiler: str = "jax"):
+    """Compile (or fetch from the session cache and refresh the data of) a nutpie model.
+
+    ``compiler="jax"`` (what ``"auto"`` uses where the native kernel does not apply)
+    compiles in seconds; ``"numba"`` compiles for a minute or
+    more (cached on disk by PyTensor afterwards) but evaluates gradients several times
+    faster and without holding Python's GIL: worth it for long runs and many refits.
+    """
+    if compiler not in ("jax", "numba"):
+        raise ValueError(f"compiler must be 'jax' or 'numba', got {compiler!r}.")
+    key = f"{key}-{compiler}"
+    import nutpie
+
+    data = _data_values(model)
+    t0 = time.perf_counter()
+    compiled = _CACHE.get(key)
+    if compiled is None:
+        compiled = nutpie.compile_pymc_model(
+            model,
+            backend=compiler,
+            gradient_backend="jax" if compiler == "jax" else "pytensor",
+            freeze_model=False,
+            initial_points=_support_point(model),
+            jitter_rvs=set(model.free_RVs),
+        )
+        _CACHE[key] = compiled
+        timing["cache_hit"] = False
+    else:
+        compiled = compiled.with_data(**data)
+        timing["cache_hit"] = True
+    timing["compile_s"] = time.perf_counter() - t0
+    return compiled
+
+
+def structure_key(*parts) -> str:
+    """A hash of everything that fixes a compiled graph (not the data values)."""
+    return hashlib.sha1(pickle.dumps(parts)).hexdigest()
+
+
+def compile_native(model: pm.Model, key: str, timing: dict, native):
+    """The nutpie model of the native kernel; the starting-point function is cached per
+    model structure, the data buffer is packed anew (cheap) on every call."""
+    from hierbayes.backend.native import bridge as native_mod
+
+    t0 = time.perf_counter()
+    ckey = f"{key}-native"
+    start = _CACHE.get(ckey)
+    timing["cache_hit"] = start is not None
+    if start is None:
+        start = native_mod.initial_point_fn(model, _support_point(model))
+        _CACHE[ckey] = start
+    design, priors = native
+    compiled = native_mod.compile_model(design, priors, model, None, start=start)
+    timing["compile_s"] = time.perf_counter() - t0
+    return compiled
+
+
+def run(
+    model: pm.Model, key: str, opts: SamplerOptions, native: tuple | None = None
+) -> tuple[az.InferenceData, dict]:
+    """Sample ``model`` with NUTS; return the InferenceData and a timing dict.
+
+    ``native`` is ``(design, priors)`` when the native kernel can compute this model's
+    log-density (used with ``compiler="auto"`` or ``"native"``).
+    """
+    timing: dict = {}
+    seed = _seed(opts.seed)
+    if opts.compiler not in ("auto", "native", "jax", "numba"):
+        raise ValueError(
+            f"compiler must be 'auto', 'native', 'jax' or 'numba', got {opts.compiler!r}."
+        )
+    if opts.mass_matrix not in ("diag", "low_rank"):
+        raise ValueError(f"mass_matrix must be 'diag' or 'low_rank', got {opts.mass_matrix!r}.")
+    if opts.sampler == "nutpie":
+        import nutpie
+
+        if opts.compiler in ("auto", "native") and native is not None:
+            compiled = compile_native(model, key, timing, native)
+            timing["compiler"] = "native"
+        else:
+            compiler = "jax" if opts.compiler in ("auto", "native") else opts.compiler
+            compiled = compile_nutpie(model, key, timing, compiler)
+            timing["compiler"] = compiler
+        t0 = time.perf_counter()
+        idata = nutpie.sample(
+            compiled,
+            draws=opts.draws,
+            tune=opts.tune,
+            chains=opts.chains,
+            cores=opts.cores,
+            seed=seed,
+            progress_bar=opts.progressbar,
+            save_warmup=False,
+            low_rank_modified_mass_matrix=opts.mass_matrix == "low_rank",
+            target_accept=opts.target_accept,
+            maxdepth=opts.max_treedepth,
+            **opts.extra,
+        )
+        timing["sampling_s"] = time.perf_counter() - t0
+    elif opts.sampler == "pymc":
+        t0 = time.perf_counter()
+        with model:
+            idata = pm.sample(
+                draws=opts.draws,
+                tune=opts.tune,
+                chains=opts.chains,
+                cores=opts.cores,
+                random_seed=seed,
+                target_accept=opts.target_accept,
+                progressbar=opts.progressbar,
+                compute_convergence_checks=False,
+                **opts.extra,
+            )
+        timing["compile_s"] = float("nan")
+        timing["sampling_s"] = time.perf_counter() - t0
+    else:
+        raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {opts.sampler!r}.")
+    timing["seed"] = seed
+    return idata, timing

@@ -1,0 +1,200 @@
+"""ModelSpec: the parsed model (formula terms, family, residual correlation, priors).
+
+The formula is read by `formulae` (bambi's engine); this module only splits it into its
+fixed part and its group terms so that the design stage can evaluate each at scale
+(group factors are indexed, never expanded into dense indicator matrices).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import formulae
+
+from hierbayes.spec import families
+from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.spec.priors import Prior
+
+
+@dataclass(frozen=True)
+class GroupTerm:
+    """One ``(expr | factor)`` term: ``expr`` is a formulae right-hand side."""
+
+    expr: str
+    factor: str
+    correlated: bool = True
+
+    @property
+    def factor_columns(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.factor.split(":"))
+
+    @property
+    def name(self) -> str:
+        """The name the group is known by in outputs (``id``, ``school:class``)."""
+        return ":".join(self.factor_columns)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model: response, fixed-effects formula, group terms, family, correlation.
+
+    Build it with :func:`parse`; it holds names and settings only, no data.
+    """
+
+    formula: str
+    response: str
+    fixed: str
+    group_terms: tuple[GroupTerm, ...]
+    family: families.Family
+    correlation: AR1 | CAR1 | None = None
+    priors: dict[str, Prior] = field(default_factory=dict)
+    trials: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """Every data column the model uses (formula variables and correlation columns)."""
+        rhs = self.formula.split("~", 1)[1].replace("||", "|")
+        names = set(formulae.model_description(f"{self.response} ~ {rhs}").var_names) - {""}
+        if self.trials is not None:
+            names.add(self.trials)
+        if self.correlation is not None:
+            names |= {self.correlation.time, self.correlation.group}
+        return sorted(names)
+
+
+def _split_top_level(rhs: str) -> list[tuple[str, str]]:
+    """Split a right-hand side at top-level ``+`` and ``-``: ``[(sign, term), ...]``."""
+    parts, depth, cur, sign = [], 0, "", "+"
+    for ch in rhs:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch in "+-" and depth == 0:
+            if cur.strip():
+                parts.append((sign, cur.strip()))
+            cur, sign = "", ch
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append((sign, cur.strip()))
+    return parts
+
+
+def _join(parts: list[str]) -> str:
+    if not parts:
+        return "1"
+    out = parts[0] if not parts[0].startswith("-") else "1 " + parts[0].replace("-", "- ", 1)
+    for p in parts[1:]:
+        out += f" - {p[1:]}" if p.startswith("-") else f" + {p}"
+    return out
+
+
+def _group_term(part: str) -> list[GroupTerm] | None:
+    """``(1 + x | g)`` -> GroupTerm; ``(1 | a/b)`` -> terms for ``a`` and ``a:b``."""
+    if not (part.startswith("(") and part.endswith(")")):
+        return None
+    inner = part[1:-1]
+    depth = 0
+    for i, ch in enumerate(inner):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "|" and depth == 0:
+            expr, factor = inner[:i].strip(), inner[i + 1 :].strip()
+            correlated = not factor.startswith("|")
+            factor = factor.lstrip("|").strip()
+            if not expr or not factor:
+                raise ValueError(f"group term {part!r} needs the form (expr | factor).")
+            nest = [f.strip() for f in factor.split("/")]
+            return [GroupTerm(expr, ":".join(nest[: k + 1]), correlated) for k in range(len(nest))]
+    return None
+
+
+def parse(
+    formula: str,
+    family: str | families.Gaussian = "gaussian",
+    correlation: AR1 | CAR1 | None = None,
+    priors: dict[str, Prior] | None = None,
+) -> ModelSpec:
+    """Parse a mixed-model formula into a :class:`ModelSpec`.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + (1 + x | g)"``; fixed part in formulae syntax (categoricals,
+        interactions, ``np.log(x)``, ``0 +`` to drop the intercept), group terms as in lme4.
+    family : str or family object
+        ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
+        ``"negbinomial"``, or an object from :mod:`hierbayes.spec.families` (e.g.
+        ``Bernoulli(link="probit")``). The binomial family takes its trials from the
+        left-hand side: ``"k | trials(n) ~ x + (1 | g)"``.
+    correlation : AR1, CAR1 or None
+    priors : dict of str to Prior, optional
+
+    Examples
+    --------
+    >>> from hierbayes.spec.formula import parse
+    >>> s = parse("y ~ time + treatment + (1 + time | id)")
+    >>> s.fixed, s.group_terms
+    ('time + treatment', (GroupTerm(expr='1 + time', factor='id'),))
+    """
+    if not isinstance(formula, str) or "~" not in formula:
+        raise ValueError(
+            f"formula {formula!r} needs a response and a right-hand side, e.g. "
+            "'y ~ time + (1 + time | id)'."
+        )
+    lhs, rhs = formula.split("~", 1)
+    response, trials = _response(lhs.strip(), formula)
+    fixed, groups = [], []
+    for sign, part in _split_top_level(rhs):
+        g = _group_term(part)
+        if g is None:
+            fixed.append(part if sign == "+" else f"-{part}")
+        elif sign == "-":
+            raise ValueError(f"a group term cannot be subtracted: '- {part}' in {formula!r}.")
+        else:
+            groups.extend(g)
+    if correlation is not None and not isinstance(correlation, (AR1, CAR1)):
+        raise TypeError("correlation must be hb.AR1(time=..., group=...) or hb.CAR1(...).")
+    # validate the syntax through formulae now, before any data is touched
+    formulae.model_description(f"{response} ~ {rhs}".replace("||", "|"))
+    fam = families.get(family)
+    if fam.needs_trials and trials is None:
+        raise ValueError(
+            f"the {fam.name} family needs the number of trials per row: write the response "
+            f"as '{response} | trials(n)' with n the column of trial counts."
+        )
+    if trials is not None and not fam.needs_trials:
+        raise ValueError(
+            f"'| trials({trials})' on the left of '~' is for the binomial family, not the "
+            f"{fam.name} family; pass family='binomial' or drop it."
+        )
+    return ModelSpec(
+        formula=formula,
+        response=response,
+        fixed=_join(fixed),
+        group_terms=tuple(groups),
+        family=fam,
+        correlation=correlation,
+        priors=dict(priors or {}),
+        trials=trials,
+    )
+
+
+_TRIALS = re.compile(r"^([A-Za-z_][\w.]*)\s*\|\s*trials\(\s*([A-Za-z_][\w.]*)\s*\)$")
+
+
+def _response(lhs: str, formula: str) -> tuple[str, str | None]:
+    """``"y"`` -> ("y", None); ``"k | trials(n)"`` -> ("k", "n")."""
+    if not lhs:
+        raise ValueError(f"formula {formula!r} has no response on the left of '~'.")
+    if "|" not in lhs:
+        return lhs, None
+    m = _TRIALS.match(lhs)
+    if m is None:
+        raise ValueError(
+            f"left-hand side {lhs!r} of {formula!r} is not understood; write a response column "
+            "('y') or, for the binomial family, successes and trials ('k | trials(n)')."
+        )
+    return m.group(1), m.group(2)

@@ -1,0 +1,228 @@
+"""Priors as plain data, the data-scaled defaults, and their tree print-out.
+
+A :class:`Prior` names a PyMC distribution and its parameters; a parameter may itself be
+a :class:`Prior` (a hyperprior). Nothing here imports PyMC: the backend turns priors into
+random variables.
+
+Default priors (weakly informative, scaled to the data as rstanarm/brms do), with
+``s_y`` the standard deviation of the response and ``m_x``, ``s_x`` the mean and standard
+deviation of a predictor column:
+
+- ``Intercept``: Normal(mean(y), 2.5 s_y sqrt(1 + sum_j (m_xj / s_xj)^2)) -- the
+  rstanarm intercept prior 2.5 s_y stated on centred predictors, carried to the raw scale.
+- each other fixed effect ``x``: Normal(0, 2.5 s_y / s_x).
+- ``sigma`` (residual sd): HalfStudentT(nu=3, sigma=2.5 s_y).
+- ``sd_<group>`` (random-effect sds): HalfStudentT(nu=3, sigma=2.5 s_y / s_z) per term,
+  s_z = 1 for an intercept.
+- ``corr_<group>``: LKJ(eta=1), uniform over correlation matrices (brms' default).
+- ``phi``: Uniform(-1, 1) for AR(1), Uniform(0, 1) for CAR(1).
+
+For families with a non-identity link (Bernoulli, binomial, Poisson, negative binomial)
+the same rules hold on the link scale with ``s_y = 1`` and the intercept centred at 0
+(rstanarm's GLM defaults). The family's own parameters take the family's defaults
+(:mod:`hierbayes.spec.families`); ``sd_ar``, the sd of the latent AR(1) process of a
+non-Gaussian model with a correlation, is HalfStudentT(3, 2.5 s_y).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hierbayes import names
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior distribution: a PyMC distribution name and its parameters.
+
+    Parameters
+    ----------
+    dist : str
+        Name of a PyMC distribution, e.g. ``"Normal"``, ``"HalfStudentT"``, ``"LKJ"``.
+    **params
+        Its parameters; numbers, arrays, or nested :class:`Prior` objects (hyperpriors).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> p = hb.Prior("Normal", mu=0, sigma=hb.Prior("HalfNormal", sigma=1))
+    >>> print(p.tree())
+    Normal(mu=0)
+    └─ sigma ~ HalfNormal(sigma=1)
+    """
+
+    dist: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, dist: str, **params: Any) -> None:
+        object.__setattr__(self, "dist", str(dist))
+        object.__setattr__(self, "params", dict(params))
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Prior) and repr(self) == repr(other)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        return f"Prior({self.dist!r}{', ' if args else ''}{args})"
+
+    def __str__(self) -> str:
+        flat = ", ".join(
+            f"{k}={_fmt(v)}" for k, v in self.params.items() if not isinstance(v, Prior)
+        )
+        return f"{self.dist}({flat})"
+
+    @property
+    def hyperpriors(self) -> dict[str, Prior]:
+        return {k: v for k, v in self.params.items() if isinstance(v, Prior)}
+
+    def tree(self, indent: str = "") -> str:
+        """This prior and its hyperpriors as an indented tree."""
+        lines = [str(self)]
+        hyper = list(self.hyperpriors.items())
+        for i, (k, v) in enumerate(hyper):
+            last = i == len(hyper) - 1
+            branch, cont = ("└─ ", "   ") if last else ("├─ ", "│  ")
+            sub = v.tree(indent + cont).split("\n")
+            lines.append(f"{indent}{branch}{k} ~ {sub[0]}")
+            lines.extend(sub[1:])
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly form (used when saving fits)."""
+        return {
+            "dist": self.dist,
+            "params": {
+                k: v.to_dict() if isinstance(v, Prior) else np.asarray(v).tolist()
+                for k, v in self.params.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Prior:
+        params = {
+            k: cls.from_dict(v) if isinstance(v, dict) and "dist" in v else v
+            for k, v in d["params"].items()
+        }
+        return cls(d["dist"], **params)
+
+
+#: prior families with support (0, inf): what sd priors must be for the ridge coordinates
+#: (:mod:`hierbayes.backend.reparam`) and the native kernel (:mod:`hierbayes.backend.native.bridge`)
+POSITIVE = frozenset({"HalfFlat", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential",
+                      "Gamma", "InverseGamma", "LogNormal", "Weibull"})
+
+
+def lkj_eta(priors: dict[str, Prior], group: str) -> float:
+    """The ``eta`` of the LKJ prior on the correlations of ``group`` (1 when none is set).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, lkj_eta
+    >>> lkj_eta({"corr_id": Prior("LKJ", eta=2.0)}, "id"), lkj_eta({}, "id")
+    (2.0, 1.0)
+    """
+    return float(priors.get(names.corr(group), Prior("LKJ", eta=1.0)).params.get("eta", 1.0))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, Prior):
+        return repr(v)
+    arr = np.asarray(v)
+    if arr.ndim == 0:
+        x = arr.item()
+        return f"{x:.4g}" if isinstance(x, float) else str(x)
+    return "[" + ", ".join(f"{x:.4g}" for x in arr.ravel()) + "]"
+
+
+def _sd(x: np.ndarray) -> float:
+    s = float(np.std(x))
+    return s if s > 0 else 1.0
+
+
+def default_priors(design) -> dict[str, Prior]:
+    """The data-scaled default priors of a :class:`~hierbayes.design.build.Design`.
+
+    Returns an ordered mapping from parameter name to :class:`Prior`; see the module
+    docstring for the rule.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> m = hb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1"))
+    >>> sorted(m.priors)
+    ['Intercept', 'sd_id', 'sigma', 'time']
+    """
+    y = design.y
+    centre, s_y = design.spec.family.response_scale(y)
+    out: dict[str, Prior] = {}
+    coef_names = list(design.fixed_names)
+    X = design.X
+    if "Intercept" in coef_names:
+        others = [j for j, n in enumerate(coef_names) if n != "Intercept"]
+        ratio = sum((X[:, j].mean() / _sd(X[:, j])) ** 2 for j in others)
+        out["Intercept"] = Prior(
+            "Normal", mu=round(centre, 4), sigma=round(2.5 * s_y * np.sqrt(1 + ratio), 4)
+        )
+    for j, n in enumerate(coef_names):
+        if n != "Intercept":
+            out[n] = Prior("Normal", mu=0.0, sigma=round(2.5 * s_y / _sd(X[:, j]), 4))
+    out.update(design.spec.family.default_priors(s_y))
+    for g in design.groups:
+        scales = [
+            round(2.5 * s_y / (1.0 if t == "Intercept" else _sd(g.Z[:, k])), 4)
+            for k, t in enumerate(g.terms)
+        ]
+        out[names.sd(g.name)] = Prior(
+            "HalfStudentT", nu=3, sigma=scales[0] if len(scales) == 1 else scales
+        )
+        if len(g.terms) > 1 and g.correlated:
+            out[names.corr(g.name)] = Prior("LKJ", eta=1.0)
+    if design.correlation is not None:
+        lo, hi = design.correlation.phi_bounds
+        out["phi"] = Prior("Uniform", lower=lo, upper=hi)
+        if not design.spec.family.collapsible:
+            out["sd_ar"] = Prior("HalfStudentT", nu=3, sigma=round(2.5 * s_y, 4))
+    return out
+
+
+def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prior]:
+    """Merge user priors into the defaults, by parameter name.
+
+    ``"beta"`` sets every fixed effect except the intercept. Unknown names raise an error
+    listing the valid ones.
+    """
+    priors = default_priors(design)
+    for key, prior in (overrides or {}).items():
+        if not isinstance(prior, Prior):
+            raise TypeError(
+                f"prior for {key!r} must be an hb.Prior, e.g. hb.Prior('Normal', mu=0, sigma=1); "
+                f"got {type(prior).__name__}."
+            )
+        if key == "beta":
+            for n in design.fixed_names:
+                if n != "Intercept":
+                    priors[n] = prior
+        elif key in priors:
+            priors[key] = prior
+        else:
+            raise KeyError(
+                f"no parameter named {key!r} to put a prior on; parameters are "
+                f"{sorted(priors) + ['beta']}."
+            )
+    return priors
+
+
+def tree(priors: dict[str, Prior]) -> str:
+    """All priors of a model as a printable tree, one parameter per branch."""
+    width = max(len(k) for k in priors)
+    lines = []
+    for k, p in priors.items():
+        sub = p.tree(" " * (width + 3)).split("\n")
+        lines.append(f"{k:<{width}} ~ {sub[0]}")
+        lines.extend(sub[1:])
+    return "\n".join(lines)

@@ -8,14 +8,18 @@ comparison.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import hierbayes as hb
 from hierbayes.io import modelfile
 
 ROOT = Path(__file__).resolve().parents[1]
+DIGEST = Path(__file__).resolve().parent / "data" / "acceptance_digest.json"
 
 NLME = {
     ("beta", "Intercept"): 0.1328,
@@ -54,6 +58,28 @@ def test_main_job_matches_nlme_and_converges():
     assert fit.n_divergences() == 0
     assert table["r_hat"].max() <= 1.01
     assert table["ess_bulk"].min() >= 400
+    _check_bit_identical(fit)
+
+
+def _digest(fit) -> dict[str, str]:
+    """sha256 of every posterior variable and of the sampler's divergence, step-size and
+    step-count records, as bytes."""
+    arrays = {f"posterior/{k}": v.values for k, v in fit.posterior.data_vars.items()}
+    stats = fit.idata.sample_stats
+    arrays |= {f"sample_stats/{k}": stats[k].values
+               for k in ("diverging", "step_size", "n_steps") if k in stats}
+    return {k: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+            for k, a in arrays.items()}
+
+
+def _check_bit_identical(fit):
+    """The main job's draws are bit-identical to those recorded before issue 14 moved the
+    modules into subpackages (same seed, same machine kind). A change that moves draws on
+    purpose re-records tests/data/acceptance_digest.json and says why in its commit."""
+    recorded = json.loads(DIGEST.read_text())
+    assert _digest(fit) == recorded["sha256"], (
+        f"the main job's draws differ from those recorded on {recorded['recorded_on']}"
+    )
 
 
 @pytest.mark.slow

@@ -1,5 +1,8 @@
+"""``python -m hierbayes``: the command line (:mod:`hierbayes.io.cli`)."""
+
 import sys
 
 from hierbayes.io.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

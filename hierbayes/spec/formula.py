@@ -137,7 +137,7 @@ def parse(
     >>> from hierbayes.spec.formula import parse
     >>> s = parse("y ~ time + treatment + (1 + time | id)")
     >>> s.fixed, s.group_terms
-    ('time + treatment', (GroupTerm(expr='1 + time', factor='id'),))
+    ('time + treatment', (GroupTerm(expr='1 + time', factor='id', correlated=True),))
     """
     if not isinstance(formula, str) or "~" not in formula:
         raise ValueError(

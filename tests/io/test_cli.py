@@ -12,7 +12,7 @@ import pytest
 from hierbayes.io import modelfile
 from hierbayes.io.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_model_file_reads_acceptance_model():

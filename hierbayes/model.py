@@ -102,7 +102,7 @@ class Model:
             self._pymc = backend_mod.build_model(self.design, self.priors, self.backend, self._cdata)
         return self._pymc
 
-    def _structure_key(self) -> str:
+    def structure_key(self) -> str:
         d = self.design
         shapes = (
             self._cdata.signature()
@@ -194,7 +194,7 @@ class Model:
                 native = (self.design, self.priors)
             elif compiler == "native":
                 raise ValueError(f"compiler='native' does not apply to this model: {why}.")
-        raw, timing = sample.run(pm_model, self._structure_key(), opts, native=native)
+        raw, timing = sample.run(pm_model, self.structure_key(), opts, native=native)
         timing["build_s"] = t_build
         timing["ridge"] = self.ridge_coordinates
         idata = self._tidy(raw)

@@ -127,7 +127,7 @@ def _cluster_labels(design, unit: str) -> np.ndarray:
     )
 
 
-def _aggregate(ll: xr.DataArray, design, unit: str) -> xr.DataArray:
+def aggregate(ll: xr.DataArray, design, unit: str) -> xr.DataArray:
     """Sum a pointwise (``obs``) log-likelihood within the clusters of ``unit``.
 
     The sum is the log density of the cluster's observations given the parameters (they
@@ -210,7 +210,7 @@ def loo(fit, unit: str | None = None) -> LOO:
                 f"so LOO cannot leave out units of {unit!r}; use unit={current!r}."
             )
         if unit != "obs":
-            ll = _aggregate(ll, fit.design, unit)
+            ll = aggregate(ll, fit.design, unit)
     name = ll.dims[-1]
     data = az.InferenceData(log_likelihood=xr.Dataset({"y": ll}))
     with warnings.catch_warnings():

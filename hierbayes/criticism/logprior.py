@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from scipy.special import gammaln
 
 from hierbayes.design.build import Design
-from hierbayes.spec.priors import Prior, lkj_eta
+from hierbayes.spec.priors import Prior, lkj_eta, lkj_log_normaliser
 from hierbayes import names
 
 
@@ -77,21 +76,12 @@ def lkj_logpdf(corr: np.ndarray, eta: float) -> np.ndarray:
     Notes
     -----
     ``log p(C) = log c(eta, q) + (eta - 1) log det C``, with the normalising constant of
-    Lewandowski, Kurowicka & Joe (2009, section 3.2),
-    ``log c = sum_{k=1}^{q-1} [(2 eta - 2 + q - k)(q - k) log 2
-    + (q - k) log B(eta + (q - k - 1) / 2, eta + (q - k - 1) / 2)]`` taken with a minus
-    sign. The density is with respect to the q(q-1)/2 off-diagonal elements; for q = 2,
-    ``(r + 1) / 2 ~ Beta(eta, eta)``.
+    Lewandowski, Kurowicka & Joe (2009, section 3.2)
+    (:func:`~hierbayes.spec.priors.lkj_log_normaliser`). The density is with respect to the
+    q(q-1)/2 off-diagonal elements; for q = 2, ``(r + 1) / 2 ~ Beta(eta, eta)``.
     """
     corr = np.asarray(corr, dtype=float)
-    q = corr.shape[-1]
-    eta = float(eta)
-    log_c = 0.0
-    for k in range(1, q):
-        m = q - k
-        a = eta + (m - 1) / 2.0
-        log_beta = 2 * gammaln(a) - gammaln(2 * a)
-        log_c -= (2 * eta - 2 + m) * m * np.log(2.0) + m * log_beta
+    log_c = -lkj_log_normaliser(float(eta), corr.shape[-1])
     sign, logdet = np.linalg.slogdet(corr)
     out = log_c + (eta - 1.0) * logdet
     return np.where(sign > 0, out, -np.inf)

@@ -46,7 +46,8 @@ from hierbayes.version import __version__
 
 FORMAT = "hierbayes-fit"
 FORMAT_VERSION = 1
-_META = "hierbayes"
+#: the file attribute holding the fit's metadata (JSON)
+META = "hierbayes"
 _DATA_GROUP = "hierbayes_data"
 _ENGINE = "h5netcdf"
 
@@ -123,7 +124,9 @@ def _decode_column(ds: xr.Dataset, key: str, info: dict) -> pd.Series:
         return out
 
 
-def _data_dataset(source: pd.DataFrame) -> tuple[xr.Dataset, list[dict]]:
+def data_dataset(source: pd.DataFrame) -> tuple[xr.Dataset, list[dict]]:
+    """The user's data frame as a netCDF-ready Dataset (one variable per column, categories
+    and dtypes kept) and the column descriptions :func:`data_frame` reads it back with."""
     arrays: dict[str, xr.DataArray] = {}
     columns = []
     for i, name in enumerate(source.columns):
@@ -135,7 +138,8 @@ def _data_dataset(source: pd.DataFrame) -> tuple[xr.Dataset, list[dict]]:
     return xr.Dataset(arrays), columns
 
 
-def _data_frame(ds: xr.Dataset, columns: list[dict], n_rows: int) -> pd.DataFrame:
+def data_frame(ds: xr.Dataset, columns: list[dict], n_rows: int) -> pd.DataFrame:
+    """The data frame stored by :func:`data_dataset` (same columns, dtypes and order)."""
     frame = pd.DataFrame({c["name"]: _decode_column(ds, c["key"], c) for c in columns})
     if len(frame) != n_rows:
         raise ValueError(f"stored data have {len(frame)} rows, the saved fit expects {n_rows}.")
@@ -205,7 +209,7 @@ def _write(path: str, idata: az.InferenceData, data: xr.Dataset, meta_json: str,
            compress: bool = True) -> None:
     """Write the whole file at ``path`` (a fresh temporary file)."""
     out = az.InferenceData(
-        attrs={**idata.attrs, _META: meta_json},
+        attrs={**idata.attrs, META: meta_json},
         **{g: idata[g] for g in idata.groups()},
     )
     out.to_netcdf(path, engine=_ENGINE, compress=compress)
@@ -245,7 +249,7 @@ def save(fit, path, *, compress: bool = True) -> Path:
             "this fit's design holds no data (it was not built by build_design), so it cannot "
             "be saved in a form that can be rebuilt; refit it with hb.Model(...)."
         )
-    data, columns = _data_dataset(source)
+    data, columns = data_dataset(source)
     meta_json = json.dumps(_metadata(fit, columns), default=_json_default)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -321,12 +325,12 @@ def read_metadata(path) -> dict:
         raise FileNotFoundError(f"no saved fit at {path!r}.")
     try:
         with h5netcdf.File(path, mode="r") as fh:
-            raw = fh.attrs.get(_META)
+            raw = fh.attrs.get(META)
     except OSError as err:
         raise ValueError(f"{path!r} is not a hierbayes fit file (not netCDF4/HDF5: {err}).") from err
     if raw is None:
         raise ValueError(
-            f"{path!r} is a netCDF file but not a saved hierbayes fit (no {_META!r} metadata); "
+            f"{path!r} is a netCDF file but not a saved hierbayes fit (no {META!r} metadata); "
             "an InferenceData written by Fit.to_netcdf loads with arviz.from_netcdf."
         )
     if isinstance(raw, bytes):
@@ -416,7 +420,7 @@ def read(path, *, allow_version_mismatch: bool = False) -> dict:
     if _DATA_GROUP not in groups:
         raise ValueError(f"{path!r} lacks its {_DATA_GROUP!r} group (the data to rebuild the design).")
     data_ds = groups.pop(_DATA_GROUP)
-    frame = _data_frame(data_ds, meta["columns"], meta["design"]["n_input_rows"])
+    frame = data_frame(data_ds, meta["columns"], meta["design"]["n_input_rows"])
     s = meta["spec"]
     spec = parse(
         s["formula"],
@@ -428,7 +432,7 @@ def read(path, *, allow_version_mismatch: bool = False) -> dict:
         warnings.simplefilter("ignore")  # the missing-value count was reported at fit time
         design = build_design(spec, frame, na_action="drop")
     _check_design(design, meta, path, groups)
-    attrs.pop(_META, None)
+    attrs.pop(META, None)
     idata = az.InferenceData(attrs=attrs, **groups)
     fields = {f.name for f in dataclasses.fields(SamplerOptions)}
     options = SamplerOptions(**{k: v for k, v in meta["options"].items() if k in fields})

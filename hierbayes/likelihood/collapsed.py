@@ -29,6 +29,7 @@ import numpy as np
 
 from hierbayes.likelihood import smallmat
 from hierbayes.design.build import Design
+from hierbayes.likelihood.patterns import cluster_patterns
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -62,7 +63,9 @@ def ar_layout_arrays(lay) -> dict[str, np.ndarray]:
     }
 
 
-def _padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
+def padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
+    """The design on the padded (cluster x occasion) layout of ``group``: ``Y``, ``X``,
+    ``Z``, the time lags and masks the AR whitening uses, and ``nobs`` per cluster."""
     lay = design.layout
     return {
         "Y": lay.pad(design.y),
@@ -71,15 +74,6 @@ def _padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
         **ar_layout_arrays(lay),
         "nobs": lay.sizes.astype(float),
     }
-
-
-def _patterns(pad: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    C, T = pad["Y"].shape
-    key = np.concatenate(
-        [pad["Z"].reshape(C, -1), pad["lag"], pad["inner"], (pad["nobs"][:, None])], axis=1
-    )
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    return first, inverse.ravel()
 
 
 def cross_products(W: np.ndarray, inverse: np.ndarray, G: int) -> np.ndarray:
@@ -149,7 +143,7 @@ def prepare(design: Design, layout: str = "auto") -> CollapsedData:
     """
     group = collapsed_group(design)
     corr = design.correlation
-    pad = _padded_arrays(design, group)
+    pad = padded_arrays(design, group)
     if len(design.groups) > 1:
         # hybrid: the other factors stay latent and enter as a per-draw offset, which the
         # pooled layout's precomputed cross-products cannot take
@@ -166,7 +160,7 @@ def prepare(design: Design, layout: str = "auto") -> CollapsedData:
     C, T = pad["Y"].shape
     q, p = group.q, design.p
     m = 1 + p
-    first, inverse = _patterns(pad)
+    first, inverse = cluster_patterns(design, group)
     G = first.size
     pooled_cost = G * T * T * (m * m + T + q)
     padded_cost = design.n * (p + 2 * q + q * q) + C * q * q * q

@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from hierbayes.likelihood import smallmat
-from hierbayes.likelihood.collapsed import _padded_arrays, _patterns, ar_coefficients, collapsed_group, whiten
+from hierbayes.likelihood.collapsed import padded_arrays, ar_coefficients, collapsed_group, whiten
 from hierbayes.design.build import Design
+from hierbayes.likelihood.patterns import cluster_patterns
 
 
 def covariance_cholesky(sd: np.ndarray, corr: np.ndarray | None) -> np.ndarray:
@@ -60,7 +61,7 @@ def draw_random_effects(
     See ``tests/test_recover.py``: the recovered draws match a latent fit's posterior.
     """
     lay, g = design.layout, collapsed_group(design)
-    pad = _padded_arrays(design, g)
+    pad = padded_arrays(design, g)
     Y, X, Z, inner, odd = pad["Y"], pad["X"], pad["Z"], pad["inner"], pad["odd"]
     corr = design.correlation.kind if design.correlation is not None else None
     D, q = beta.shape[0], g.q
@@ -112,8 +113,8 @@ def draw_random_effects_by_pattern(
     patterns (balanced longitudinal data): ``M`` and the whitening matrix are computed
     once per pattern and draw, and the per-cluster work is small matrix products."""
     g = design.groups[0]
-    pad = _padded_arrays(design, g)
-    first, inverse = _patterns(pad)
+    pad = padded_arrays(design, g)
+    first, inverse = cluster_patterns(design, g)
     corr = design.correlation.kind if design.correlation is not None else None
     D, q = beta.shape[0], g.q
     out = np.empty((D, design.layout.n_clusters, q))

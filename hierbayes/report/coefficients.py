@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierbayes.report.ols import _group_block
+from hierbayes.report.ols import group_block
 from hierbayes import names
 
 _ATOL = 1e-8
@@ -86,7 +86,7 @@ def absorption_matrix(design, group: str | None = None) -> np.ndarray:
     array([[1., 0., 1., 0.],
            [0., 1., 0., 1.]])
     """
-    g = _group_block(design, group)
+    g = group_block(design, group)
     X = np.asarray(design.X, dtype=float)
     Z = np.asarray(g.Z, dtype=float)
     idx = np.asarray(g.index, dtype=np.int64)
@@ -114,7 +114,8 @@ def absorption_matrix(design, group: str | None = None) -> np.ndarray:
     return A
 
 
-def _posterior_var(idata, name: str, hint: str = "") -> xr.DataArray:
+def posterior_var(idata, name: str, hint: str = "") -> xr.DataArray:
+    """The posterior variable ``name`` of ``idata``; a clear error (with ``hint``) if absent."""
     post = getattr(idata, "posterior", None)
     if post is None:
         raise ValueError("idata has no posterior group; pass the InferenceData of a fit.")
@@ -125,7 +126,7 @@ def _posterior_var(idata, name: str, hint: str = "") -> xr.DataArray:
     return post[name]
 
 
-def _align(da: xr.DataArray, dim: str, labels, what: str) -> xr.DataArray:
+def align(da: xr.DataArray, dim: str, labels, what: str) -> xr.DataArray:
     """Order ``da`` along ``dim`` as ``labels`` (compared as strings)."""
     if dim not in da.dims:
         raise ValueError(f"{what} has dims {da.dims}; expected a dim named {dim!r}.")
@@ -167,18 +168,18 @@ def cluster_coefficient_draws(idata, design, group: str | None = None) -> xr.Dat
     >>> draws = cluster_coefficient_draws(idata, design)  # doctest: +SKIP
     >>> draws.sel(term="time").mean(("chain", "draw"))     # doctest: +SKIP
     """
-    g = _group_block(design, group)
+    g = group_block(design, group)
     term_dim = names.term_dim(g.name)
-    b = _posterior_var(
+    b = posterior_var(
         idata,
         names.effects(g.name),
         " (random-effect draws; a marginal fit must recover them before cluster coefficients)",
     )
-    b = _align(b, g.name, g.levels, names.effects(g.name))
-    b = _align(b, term_dim, g.terms, names.effects(g.name)).transpose("chain", "draw", g.name, term_dim)
+    b = align(b, g.name, g.levels, names.effects(g.name))
+    b = align(b, term_dim, g.terms, names.effects(g.name)).transpose("chain", "draw", g.name, term_dim)
     draws = np.array(b.values, dtype=float)
     if design.X.shape[1]:
-        beta = _align(_posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
+        beta = align(posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
         beta = beta.transpose("chain", "draw", "coef").values
         A = absorption_matrix(design, g.name)
         draws = draws + np.einsum("ckj,sdj->sdck", A, beta)

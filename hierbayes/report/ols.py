@@ -23,7 +23,7 @@ STATUS_RANK = "rank deficient"
 _RANK_RTOL = 1e-7
 
 
-def _group_block(design, group: str | None = None):
+def group_block(design, group: str | None = None):
     """The :class:`~hierbayes.design.build.GroupBlock` named ``group``.
 
     With ``group=None`` the design's only grouping factor is used; with several factors,
@@ -126,7 +126,7 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
     >>> ols.shape
     (2500, 6)
     """
-    g = _group_block(design, group)
+    g = group_block(design, group)
     terms = tuple(g.terms)
     clash = {"n", "status"} & (set(terms) | {f"{t}_se" for t in terms})
     if clash:

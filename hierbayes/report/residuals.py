@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hierbayes.report.coefficients import _align, _posterior_var
+from hierbayes.report.coefficients import align, posterior_var
 from hierbayes import names
 
 
@@ -92,20 +92,20 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
     """
     fitted = np.zeros(design.n)
     if design.X.shape[1]:
-        beta = _align(_posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
+        beta = align(posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
         fitted += np.asarray(design.X, float) @ beta.mean(("chain", "draw")).values
     for g in design.groups:
-        b = _posterior_var(
+        b = posterior_var(
             idata, names.effects(g.name), " (random-effect draws, needed for within-group residuals)"
         )
-        b = _align(b, g.name, g.levels, names.effects(g.name))
-        b = _align(b, names.term_dim(g.name), g.terms, names.effects(g.name))
+        b = align(b, g.name, g.levels, names.effects(g.name))
+        b = align(b, names.term_dim(g.name), g.terms, names.effects(g.name))
         bm = b.mean(("chain", "draw")).transpose(g.name, names.term_dim(g.name)).values
         fitted += np.einsum("nk,nk->n", np.asarray(g.Z, float), bm[g.index])
     family = design.spec.family
     if family.link != "identity":
         # Pearson residuals (y - E[y]) / sd[y] at the posterior means, on the response scale
-        params = {k: float(_posterior_var(idata, k).mean()) for k in family.extra_params}
+        params = {k: float(posterior_var(idata, k).mean()) for k in family.extra_params}
         resid = np.asarray(design.y, float) - family.fitted(fitted, params, design.trials)
         if not standardize:
             return resid
@@ -113,7 +113,7 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
     resid = np.asarray(design.y, float) - fitted
     if not standardize:
         return resid
-    return standardized_residuals(resid, float(_posterior_var(idata, "sigma").mean()))
+    return standardized_residuals(resid, float(posterior_var(idata, "sigma").mean()))
 
 
 def ppc_lag1_autocorr(resid, design) -> np.ndarray:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hierbayes.report.coefficients import _align, _posterior_var, absorption_matrix
-from hierbayes.report.ols import _group_block, cluster_ols
+from hierbayes.report.coefficients import align, posterior_var, absorption_matrix
+from hierbayes.report.ols import group_block, cluster_ols
 from hierbayes import names
 
 
@@ -52,15 +52,15 @@ def shrinkage_frame(
     >>> fr = shrinkage_frame(idata, design)             # doctest: +SKIP
     >>> fr.xs("time", level="term")["shrinkage"].median()  # doctest: +SKIP
     """
-    g = _group_block(design, group)
+    g = group_block(design, group)
     if ols is None:
         ols = cluster_ols(design, g.name)
-    b = _posterior_var(idata, names.effects(g.name), " (random-effect draws)")
-    b = _align(b, g.name, g.levels, names.effects(g.name))
-    b = _align(b, names.term_dim(g.name), g.terms, names.effects(g.name))
+    b = posterior_var(idata, names.effects(g.name), " (random-effect draws)")
+    b = align(b, g.name, g.levels, names.effects(g.name))
+    b = align(b, names.term_dim(g.name), g.terms, names.effects(g.name))
     b_mean = b.mean(("chain", "draw")).transpose(g.name, names.term_dim(g.name)).values
     if design.X.shape[1]:
-        beta = _align(_posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
+        beta = align(posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")
         pop = np.einsum(
             "ckj,j->ck", absorption_matrix(design, g.name), beta.mean(("chain", "draw")).values
         )

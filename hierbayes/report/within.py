@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hierbayes.report.ols import _group_block
+from hierbayes.report.ols import group_block
 
 # a demeaned column whose norm is below this fraction of the raw column's counts as
 # constant within every cluster
@@ -78,7 +78,7 @@ def within_estimator(design, group: str | None = None) -> pd.DataFrame:
     >>> list(w.index), w.attrs["absorbed"]
     (['time'], ['Intercept', 'treatment[treatment]'])
     """
-    g = _group_block(design, group)
+    g = group_block(design, group)
     idx, C = np.asarray(g.index, dtype=np.int64), g.n_levels
     X = np.asarray(design.X, dtype=float)
     names = list(design.fixed_names)

@@ -226,3 +226,38 @@ def tree(priors: dict[str, Prior]) -> str:
         lines.append(f"{k:<{width}} ~ {sub[0]}")
         lines.extend(sub[1:])
     return "\n".join(lines)
+
+
+def lkj_log_normaliser(eta: float, n: int) -> float:
+    """The log normaliser ``log Z(eta, n) = log int det(C)^(eta - 1) dC`` of the LKJ(eta)
+    density of an n x n correlation matrix: ``log p(C) = (eta - 1) log det C - log Z``.
+
+    Computed as PyMC's ``_lkj_normalizing_constant`` (pymc 5.28) computes it, equal to
+    Lewandowski, Kurowicka & Joe (2009, section 3.2) (tested). PyMC 5.28's ``LKJCorr`` and
+    ``LKJCholeskyCov`` *add* it to the log density (``logp(LKJCorr(n=2, eta=1), r=0)`` is
+    ``+log 2``, not ``-log 2``): a constant, harmless to sampling, that the native kernel
+    reproduces so that its density equals the PyMC model's to the last bit; the log-prior
+    of a fit (:func:`hierbayes.criticism.logprior.lkj_logpdf`) subtracts it, as the density
+    requires.
+
+    Examples
+    --------
+    >>> round(lkj_log_normaliser(1.0, 2), 6)      # LKJ(1), 2 x 2: r ~ Uniform(-1, 1), Z = 2
+    0.693147
+    """
+    from scipy.special import gammaln
+
+    if n < 2:
+        return 0.0
+    if eta == 1:
+        out = float(gammaln(2.0 * np.arange(1, int((n - 1) / 2) + 1)).sum())
+        if n % 2 == 1:
+            out += (0.25 * (n**2 - 1) * np.log(np.pi) - 0.25 * (n - 1) ** 2 * np.log(2.0)
+                    - (n - 1) * gammaln(int((n + 1) / 2)))
+        else:
+            out += (0.25 * n * (n - 2) * np.log(np.pi) + 0.25 * (3 * n**2 - 4 * n) * np.log(2.0)
+                    + n * gammaln(n / 2) - (n - 1) * gammaln(n))
+        return float(out)
+    k = np.arange(1, n)
+    return float(-(n - 1) * gammaln(eta + 0.5 * (n - 1))
+                 + (0.5 * k * np.log(np.pi) + gammaln(eta + 0.5 * (n - 1 - k))).sum())

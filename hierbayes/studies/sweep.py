@@ -18,7 +18,7 @@ from hierbayes.studies.parallel import FitTask, run_all, task_seeds
 from hierbayes.spec.priors import Prior
 
 
-def _settings(grid) -> list[dict[str, Prior]]:
+def expand_settings(grid) -> list[dict[str, Prior]]:
     """A dict of lists -> the full factorial grid; a list of dicts -> those settings."""
     if isinstance(grid, dict):
         if not grid:
@@ -102,7 +102,7 @@ def prior_sweep(
     ...                                          for s in (0.1, 1.0, 10.0)]}, seed=1)  # doctest: +SKIP
     >>> hb.plot_prior_sweep(table)                                                     # doctest: +SKIP
     """
-    settings = _settings(grid)
+    settings = expand_settings(grid)
     for s in settings:
         for k, v in s.items():
             if not isinstance(v, Prior):

@@ -114,7 +114,7 @@ def test_patterns_pool_identical_clusters(ref):
     model = m.build()
     _, slices = native.initial_point_fn(model)
     buf, info = native.pack(m.design, m.priors, slices)
-    pat = native._patterns(m.design, m.design.groups[0])
+    pat = native.kernel_patterns(m.design, m.design.groups[0])
     assert not pat["direct"]
     assert pat["K"].shape[0] == 1 and pat["count"][0] == m.design.groups[0].n_levels
     x = np.random.default_rng(2).normal(size=info["n_dim"])

@@ -8,7 +8,7 @@ import pytest
 from fake_fits import fake_fit, frame
 
 import hierbayes as hb
-from hierbayes.criticism.comparison import _aggregate
+from hierbayes.criticism.comparison import aggregate
 
 
 def _model(df, corr=False, **kw):
@@ -34,7 +34,7 @@ def test_pointwise_loglik_summed_within_cluster_is_leave_one_cluster_out():
     df = frame(n_ids=8)
     fit = fake_fit(_model(df, backend="latent"))
     ll = fit.log_likelihood()["y"]
-    agg = _aggregate(ll, fit.design, "id")
+    agg = aggregate(ll, fit.design, "id")
     assert agg.dims == ("chain", "draw", "id")
     # by hand from the user's rows: obs coordinates are row positions of df
     for lab in ("s0", "s5"):

@@ -177,7 +177,7 @@ def _set_meta(path, **changes):
     import json
 
     with h5netcdf.File(path, mode="a") as fh:
-        fh.attrs[persist._META] = json.dumps(meta)
+        fh.attrs[persist.META] = json.dumps(meta)
 
 
 def test_other_package_version_is_refused_clearly(model, tmp_path):
@@ -226,12 +226,12 @@ def test_data_columns_of_every_kind_round_trip():
             "scat": pd.Categorical(["x y", "z", "z", "x y"]),
         }
     )
-    ds, cols = persist._data_dataset(frame)
-    back = persist._data_frame(ds, cols, len(frame))
+    ds, cols = persist.data_dataset(frame)
+    back = persist.data_frame(ds, cols, len(frame))
     pd.testing.assert_frame_equal(back, frame)
 
 
 def test_mixed_type_column_names_the_column():
     frame = pd.DataFrame({"g": ["a", 1, 2.5, "b"]})
     with pytest.raises(TypeError, match=r"column 'g' holds values of mixed.*astype\(str\)"):
-        persist._data_dataset(frame)
+        persist.data_dataset(frame)

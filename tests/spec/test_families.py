@@ -96,10 +96,10 @@ def test_compiled_model_cache_key_depends_on_family_and_link():
     df, eta = _clustered(np.random.default_rng(0))
     df["y"] = (eta > 0).astype(float)
     keys = {
-        hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link=link))._structure_key()
+        hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link=link)).structure_key()
         for link in ("logit", "probit")
     }
-    keys.add(hb.Model("y ~ x + (1 | g)", df, family="poisson")._structure_key())
+    keys.add(hb.Model("y ~ x + (1 | g)", df, family="poisson").structure_key())
     assert len(keys) == 3
 
 

@@ -201,3 +201,24 @@ def test_prior_equality_and_hash():
     assert a != Prior("StudentT", mu=0, sigma=1)
     assert len({a, Prior("Normal", mu=0, sigma=1)}) == 1
     assert repr(a) == "Prior('Normal', mu=0, sigma=1)"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("eta", [0.5, 1.0, 2.0, 7.5])
+def test_lkj_log_normaliser_is_the_lkj_constant(n, eta):
+    """PyMC's closed forms (eta = 1 and general) of log Z equal -log c of Lewandowski,
+    Kurowicka & Joe (2009, section 3.2): log c = -sum_k [(2 eta - 2 + m) m log 2 + m log B(a, a)], m = n - k,
+    a = eta + (m - 1) / 2; and, for n = 2, the Beta(eta, eta) density of (r + 1) / 2."""
+    from scipy.special import betaln
+
+    from hierbayes.spec.priors import lkj_log_normaliser
+
+    ref = 0.0
+    for k in range(1, n):
+        m = n - k
+        a = eta + (m - 1) / 2.0
+        ref -= (2 * eta - 2 + m) * m * np.log(2.0) + m * betaln(a, a)
+    assert -lkj_log_normaliser(eta, n) == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    if n == 2:  # r = 0: density Beta(eta, eta) at 1/2, times the Jacobian 1/2
+        beta = -betaln(eta, eta) + (2 * eta - 2) * np.log(0.5)
+        assert -lkj_log_normaliser(eta, 2) == pytest.approx(beta - np.log(2.0), rel=1e-12)

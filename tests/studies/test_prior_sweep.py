@@ -11,7 +11,7 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.studies.parallel import run_all, task_seeds
-from hierbayes.studies.sweep import _settings, setting_label
+from hierbayes.studies.sweep import expand_settings, setting_label
 
 FORMULA = "y ~ time + (1 | id)"
 
@@ -61,14 +61,14 @@ def test_sweep_same_table_on_process_pool_and_dask(model):
 def test_settings_grid_and_labels():
     a, b = hb.Prior("HalfNormal", sigma=1), hb.Prior("HalfNormal", sigma=2)
     c = hb.Prior("Normal", mu=0, sigma=1)
-    s = _settings({"sd_id": [a, b], "beta": [c]})
+    s = expand_settings({"sd_id": [a, b], "beta": [c]})
     assert s == [{"sd_id": a, "beta": c}, {"sd_id": b, "beta": c}]
-    assert _settings([{"sd_id": a}]) == [{"sd_id": a}]
+    assert expand_settings([{"sd_id": a}]) == [{"sd_id": a}]
     assert setting_label(s[0]) == "sd_id=HalfNormal(sigma=1); beta=Normal(mu=0, sigma=1)"
     with pytest.raises(TypeError, match=r"grid\['sd_id'\] must be a list"):
-        _settings({"sd_id": a})
+        expand_settings({"sd_id": a})
     with pytest.raises(ValueError, match="empty"):
-        _settings({})
+        expand_settings({})
 
 
 def test_sweep_rejects_unknown_parameter(model):

@@ -19,7 +19,8 @@ import numpy as np
 
 from hierbayes.likelihood.collapsed import cross_products
 from hierbayes.design.build import Design
-from hierbayes.spec.priors import POSITIVE, Prior, lkj_eta
+from hierbayes.likelihood.patterns import cluster_patterns, relative_times
+from hierbayes.spec.priors import POSITIVE, Prior, lkj_eta, lkj_log_normaliser
 from hierbayes.backend import reparam
 from hierbayes.backend.native import dual
 from hierbayes.backend.native import kernel
@@ -72,22 +73,7 @@ def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
     return out
 
 
-def _pattern_index(design: Design, group):
-    """Clusters grouped by (observation times, random-effect design, size): the padded
-    arrays, the first cluster of each pattern and each cluster's pattern."""
-    lay = design.layout
-    C, T = lay.mask.shape
-    Z = lay.pad(group.Z)
-    # times relative to each cluster's first observation: all AR(1)/CAR(1) needs
-    times = np.zeros((C, T))
-    if design.correlation is not None:
-        times = np.where(lay.mask, np.cumsum(lay.lag * lay.mask, axis=1), 0.0)
-    key = np.concatenate([Z.reshape(C, -1), times, lay.sizes[:, None].astype(float)], axis=1)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    return Z, times, first, inverse.ravel()
-
-
-def _patterns(design: Design, group, layout: str = "auto"):
+def kernel_patterns(design: Design, group, layout: str = "auto") -> dict:
     """The kernel's cluster patterns.
 
     Pooled: per pattern the cross-products ``K[s, t, i, j] = sum_c W_c[s, i] W_c[t, j]`` of
@@ -96,7 +82,8 @@ def _patterns(design: Design, group, layout: str = "auto"):
     holding its rows ``W`` (``direct``). With Z, times, sizes and counts.
     """
     lay = design.layout
-    Z, times, first, inverse = _pattern_index(design, group)
+    first, inverse = cluster_patterns(design, group)
+    Z, times = lay.pad(group.Z), relative_times(design)
     C, T = lay.mask.shape
     G, m = first.size, 1 + design.p
     W = np.concatenate([lay.pad(design.y)[:, :, None], lay.pad(design.X)], axis=2)
@@ -146,27 +133,6 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
     if design.layout is None:
         return "the design has no cluster layout"
     return None
-
-
-def _lkj_norm(eta: float, n: int) -> float:
-    """The constant PyMC's ``LKJCholeskyCov`` log density adds (``_lkj_normalizing_constant``
-    in pymc 5.28, reproduced so the kernel's density equals the PyMC model's exactly)."""
-    from scipy.special import gammaln
-
-    if n < 2:
-        return 0.0
-    if eta == 1:
-        out = float(gammaln(2.0 * np.arange(1, int((n - 1) / 2) + 1)).sum())
-        if n % 2 == 1:
-            out += (0.25 * (n**2 - 1) * np.log(np.pi) - 0.25 * (n - 1) ** 2 * np.log(2.0)
-                    - (n - 1) * gammaln(int((n + 1) / 2)))
-        else:
-            out += (0.25 * n * (n - 2) * np.log(np.pi) + 0.25 * (3 * n**2 - 4 * n) * np.log(2.0)
-                    + n * gammaln(n / 2) - (n - 1) * gammaln(n))
-        return float(out)
-    k = np.arange(1, n)
-    return float(-(n - 1) * gammaln(eta + 0.5 * (n - 1))
-                 + (0.5 * k * np.log(np.pi) + gammaln(eta + 0.5 * (n - 1 - k))).sum())
 
 
 def _value_slices(model, point: dict) -> dict[str, tuple[int, int]]:
@@ -221,7 +187,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     q, p = g.q, design.p
     corr = design.correlation
     ridge = reparam.applies(design, priors)
-    pat = _patterns(design, g, layout)
+    pat = kernel_patterns(design, g, layout)
     n_dim = sum(s for _, s in slices.values())
     coef_names = list(design.fixed_names)
     if "beta" in slices:
@@ -288,7 +254,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     head[kernel.H_MODE] = mode
     head[kernel.H_LO], head[kernel.H_HI] = lo, hi
     head[kernel.H_ETA] = eta
-    head[kernel.H_NORM] = _lkj_norm(eta, q) if correlated else 0.0
+    head[kernel.H_NORM] = lkj_log_normaliser(eta, q) if correlated else 0.0
     head[kernel.H_CORRELATED] = 1.0 if correlated else 0.0
     head[kernel.H_XR], head[kernel.H_XL] = xr, xl
     head[kernel.H_NEXP] = n_exp

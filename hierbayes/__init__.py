@@ -12,6 +12,8 @@ from hierbayes import datasets
 from hierbayes.spec import families
 from hierbayes.spec.correlation import AR1, CAR1
 from hierbayes.fit import Fit, load
+from hierbayes.sampling.cache import clear_cache
+from hierbayes import sampling
 from hierbayes.model import Model
 from hierbayes.spec.priors import Prior
 from hierbayes.studies.sbc import sbc
@@ -22,4 +24,4 @@ from hierbayes.studies.sweep import plot_prior_sweep, prior_sweep
 from hierbayes.version import __version__
 
 __all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]
-__all__ += ["prior_sweep", "plot_prior_sweep", "sbc"]
+__all__ += ["prior_sweep", "plot_prior_sweep", "sbc", "clear_cache"]

@@ -91,8 +91,7 @@ class Fit:
             f"  Backend: {backend}",
             f"  Sampler: {o.sampler} NUTS, {o.chains} chains x {o.draws} draws "
             f"(tune {o.tune}, target_accept {o.target_accept}), seed {self.timing.get('seed')}"
-            + (f"; log-density: {_COMPILERS[self.timing['compiler']]}"
-               if self.timing.get("compiler") in _COMPILERS else ""),
+            + self._log_density(),
         ]
         t = self.timing
         if "total_s" in t:
@@ -104,6 +103,17 @@ class Fit:
         lines.append("  Priors:")
         lines += ["    " + line for line in priors_mod.tree(self.priors).split("\n")]
         return lines
+
+    def _log_density(self) -> str:
+        """How the log-density was evaluated, and why not by the native kernel."""
+        t = self.timing
+        how = _COMPILERS.get(t.get("compiler"))
+        if how is None and self.options.sampler == "pymc":
+            how = "PyTensor"
+        why = t.get("native_reason")
+        if how is None:
+            return ""
+        return f"; log-density: {how}" + (f" (native kernel not used: {why})" if why else "")
 
     def summary(self, hdi_prob: float = 0.94) -> Summary:
         """nlme-like summary: fixed effects, variance components, residual sd and phi.

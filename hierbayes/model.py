@@ -172,7 +172,7 @@ class Model:
         Fit
         """
         t0 = time.perf_counter()
-        seed = sample._seed(seed)
+        seed = sample.resolve_seed(seed)
         if target_accept is None:
             target_accept = 0.95 if self.ridge_coordinates else 0.8
         if mass_matrix is None:
@@ -185,15 +185,7 @@ class Model:
         )
         pm_model = self.build()
         t_build = time.perf_counter() - t0
-        native = None
-        if sampler == "nutpie" and compiler in ("auto", "native"):
-            from hierbayes.backend.native import bridge as native_mod
-
-            why = native_mod.unsupported(self.design, self.priors, self.backend)
-            if why is None:
-                native = (self.design, self.priors)
-            elif compiler == "native":
-                raise ValueError(f"compiler='native' does not apply to this model: {why}.")
+        native = sample.decide_native(self.design, self.priors, self.backend, opts)
         raw, timing = sample.run(pm_model, self.structure_key(), opts, native=native)
         timing["build_s"] = t_build
         timing["ridge"] = self.ridge_coordinates

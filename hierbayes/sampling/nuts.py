@@ -6,7 +6,8 @@ factor: compiled once per installation, microseconds per gradient), otherwise wi
 PyMC model compiled through JAX (or PyTensor's numba backend on request).
 
 Compiled nutpie models are cached for the session by the structure of the model (shapes,
-priors, backend); a refit whose data values change but not their shapes (prior sweeps
+priors, backend) in a bounded cache (:mod:`hierbayes.sampling.cache`, reset by
+``hb.clear_cache()``); a refit whose data values change but not their shapes (prior sweeps
 refitting the same data, SBC, bootstrap) reuses the compiled model with new data.
 """
 
@@ -21,7 +22,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-_CACHE: dict[str, object] = {}
+from hierbayes.sampling.cache import COMPILED
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class SamplerOptions:
     extra: dict = field(default_factory=dict)
 
 
-def _seed(seed: int | None) -> int:
+def resolve_seed(seed: int | None) -> int:
+    """``seed`` as an int, or a fresh one drawn from the OS when None (recorded in the fit's
+    timing so that an unseeded run can be repeated bit for bit)."""
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1)[0])
     return int(seed)
@@ -80,7 +83,7 @@ def compile_nutpie(model: pm.Model, key: str, timing: dict, compiler: str = "jax
 
     data = _data_values(model)
     t0 = time.perf_counter()
-    compiled = _CACHE.get(key)
+    compiled = COMPILED.get(key)
     if compiled is None:
         compiled = nutpie.compile_pymc_model(
             model,
@@ -90,7 +93,7 @@ def compile_nutpie(model: pm.Model, key: str, timing: dict, compiler: str = "jax
             initial_points=_support_point(model),
             jitter_rvs=set(model.free_RVs),
         )
-        _CACHE[key] = compiled
+        COMPILED.put(key, compiled)
         timing["cache_hit"] = False
     else:
         compiled = compiled.with_data(**data)
@@ -111,38 +114,86 @@ def compile_native(model: pm.Model, key: str, timing: dict, native):
 
     t0 = time.perf_counter()
     ckey = f"{key}-native"
-    start = _CACHE.get(ckey)
+    start = COMPILED.get(ckey)
     timing["cache_hit"] = start is not None
     if start is None:
         start = native_mod.initial_point_fn(model, _support_point(model))
-        _CACHE[ckey] = start
+        COMPILED.put(ckey, start)
     design, priors = native
     compiled = native_mod.compile_model(design, priors, model, None, start=start)
     timing["compile_s"] = time.perf_counter() - t0
     return compiled
 
 
-def run(
-    model: pm.Model, key: str, opts: SamplerOptions, native: tuple | None = None
-) -> tuple[az.InferenceData, dict]:
-    """Sample ``model`` with NUTS; return the InferenceData and a timing dict.
+@dataclass(frozen=True)
+class NativeDecision:
+    """Whether nutpie evaluates the log-density with the native kernel, and why not.
 
-    ``native`` is ``(design, priors)`` when the native kernel can compute this model's
-    log-density (used with ``compiler="auto"`` or ``"native"``).
+    ``use`` is True when it does (``design`` and ``priors`` are then what the kernel
+    packs); otherwise ``reason`` says why (shown in the summary header)."""
+
+    use: bool
+    reason: str | None = None
+    design: object = None
+    priors: dict | None = None
+
+
+def decide_native(design, priors: dict, backend: str, opts: SamplerOptions) -> NativeDecision:
+    """Decide, once per fit, whether the native kernel evaluates the log-density.
+
+    It does with nutpie, ``compiler="auto"`` or ``"native"``, and a model the kernel
+    supports (:func:`hierbayes.backend.native.bridge.unsupported`); ``compiler="native"``
+    on a model it does not support is an error that names the reason.
+
+    Examples
+    --------
+    >>> decide_native(None, {}, "latent", SamplerOptions(sampler="pymc")).reason
+    "the sampler is PyMC's NUTS (the kernel is a nutpie callback)"
     """
-    timing: dict = {}
-    seed = _seed(opts.seed)
+    _check_options(opts)
+    if opts.sampler != "nutpie":
+        return NativeDecision(False, "the sampler is PyMC's NUTS (the kernel is a nutpie callback)")
+    if opts.compiler not in ("auto", "native"):
+        return NativeDecision(False, f"compiler={opts.compiler!r} was asked for")
+    from hierbayes.backend.native import bridge
+
+    why = bridge.unsupported(design, priors, backend)
+    if why is None:
+        return NativeDecision(True, None, design, priors)
+    if opts.compiler == "native":
+        raise ValueError(f"compiler='native' does not apply to this model: {why}.")
+    return NativeDecision(False, why)
+
+
+def _check_options(opts: SamplerOptions) -> None:
     if opts.compiler not in ("auto", "native", "jax", "numba"):
         raise ValueError(
             f"compiler must be 'auto', 'native', 'jax' or 'numba', got {opts.compiler!r}."
         )
     if opts.mass_matrix not in ("diag", "low_rank"):
         raise ValueError(f"mass_matrix must be 'diag' or 'low_rank', got {opts.mass_matrix!r}.")
+    if opts.sampler not in ("nutpie", "pymc"):
+        raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {opts.sampler!r}.")
+
+
+def run(
+    model: pm.Model, key: str, opts: SamplerOptions, native: NativeDecision | None = None
+) -> tuple[az.InferenceData, dict]:
+    """Sample ``model`` with NUTS; return the InferenceData and a timing dict.
+
+    ``native`` is the fit's :func:`decide_native` (None: the kernel is not used); its
+    reason is kept in ``timing["native_reason"]``.
+    """
+    timing: dict = {}
+    seed = resolve_seed(opts.seed)
+    _check_options(opts)
+    native = native if native is not None else NativeDecision(False, "not decided")
+    timing["native_reason"] = native.reason
     if opts.sampler == "nutpie":
         import nutpie
 
-        if opts.compiler in ("auto", "native") and native is not None:
-            compiled = compile_native(model, key, timing, native)
+        if native.use:
+            compiled = compile_native(model, key, timing, (native.design, native.priors))
             timing["compiler"] = "native"
         else:
             compiler = "jax" if opts.compiler in ("auto", "native") else opts.compiler
@@ -180,7 +231,5 @@ def run(
             )
         timing["compile_s"] = float("nan")
         timing["sampling_s"] = time.perf_counter() - t0
-    else:
-        raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {opts.sampler!r}.")
     timing["seed"] = seed
     return idata, timing

@@ -14,7 +14,6 @@ import pytest
 import xarray as xr
 
 import hierbayes as hb
-from hierbayes.sampling import nuts as sample
 
 FORMULA = "y ~ time + (1 | id)"
 AR = hb.AR1(time="time", group="id")
@@ -54,7 +53,7 @@ def _assert_identical(a, b):
     ],
 )
 def test_same_seed_bit_identical(data, sampler, backend, compiler):
-    sample._CACHE.clear()  # the first fit compiles afresh, the second may hit the cache
+    hb.clear_cache()  # the first fit compiles afresh, the second may hit the cache
     kw = dict(KW, sampler=sampler, seed=11, cores=1 if sampler == "pymc" else None,
               compiler=compiler)
     a = hb.Model(FORMULA, data, correlation=AR, backend=backend).fit(**kw)
@@ -90,8 +89,8 @@ def test_unseeded_fit_is_reproduced_from_its_recorded_seed(data, tmp_path):
 @pytest.mark.slow
 def test_numba_compiler_same_seed_bit_identical(data):
     """numba compiles for a minute or more; the JAX path above covers the same behaviour."""
-    sample._CACHE.clear()
+    hb.clear_cache()
     a = hb.Model(FORMULA, data, correlation=AR).fit(compiler="numba", seed=5, **KW)
-    sample._CACHE.clear()  # compile again (PyTensor's disk cache makes this one quicker)
+    hb.clear_cache()  # compile again (PyTensor's disk cache makes this one quicker)
     b = hb.Model(FORMULA, data, correlation=AR).fit(compiler="numba", seed=5, **KW)
     _assert_identical(a, b)

@@ -132,32 +132,16 @@ class Fit:
         return Summary(table, self.header(), footer)
 
     def _verdicts(self, table) -> list[str]:
-        n_div = self.n_divergences()
-        rhat = float(np.nanmax(table["r_hat"]))
-        ess = float(np.nanmin(table["ess_bulk"]))
-        ok = n_div == 0 and rhat <= 1.01 and ess >= 100 * self.options.chains
-        lines = [
-            f"Diagnostics: max R-hat {rhat:.3f}, min bulk ESS {ess:.0f}, {n_div} divergent transitions."
-        ]
-        if ok:
-            lines.append("  Converged: every hyperparameter has R-hat <= 1.01 and bulk ESS >= 100 per chain.")
-        else:
-            problems = []
-            if rhat > 1.01:
-                problems.append(f"R-hat {rhat:.3f} > 1.01: chains disagree")
-            if ess < 100 * self.options.chains:
-                problems.append(f"bulk ESS {ess:.0f} < {100 * self.options.chains}")
-            if n_div:
-                problems.append(f"{n_div} divergences")
-            advice = (
-                "use the marginal backend (backend='marginal')"
-                if self.backend == "latent" and self.spec.family.collapsible
-                else "raise tune and target_accept (e.g. 0.95), or draw longer chains"
-            )
-            lines.append(
-                "  NOT CONVERGED: " + "; ".join(problems) + f". Do not trust these estimates; {advice}."
-            )
-        return lines
+        """The summary's footer: :func:`~hierbayes.report.diagnostics.convergence_verdict`
+        of :meth:`diagnose` (the same verdict the report prints)."""
+        from hierbayes.report.diagnostics import convergence_verdict
+
+        advice = (
+            "use the marginal backend (backend='marginal')"
+            if self.backend == "latent" and self.spec.family.collapsible
+            else "raise tune and target_accept (e.g. 0.95), or draw longer chains"
+        )
+        return convergence_verdict(self.diagnose()).lines(advice)
 
     # ------------------------------------------------------------------ reporting
 

@@ -8,6 +8,8 @@ or PyMC (``diverging``, ``reached_max_treedepth``, ``energy``) output.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -15,10 +17,28 @@ import xarray as xr
 
 from hierbayes import names
 
-RHAT_MAX = 1.01
-ESS_PER_CHAIN = 100
-EBFMI_MIN = 0.3
-TREEDEPTH_MAX_FRAC = 0.01
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The convergence and sampler thresholds: the only place they are written.
+
+    ``rhat_max`` (rank-normalised split R-hat), ``ess_per_chain`` (bulk and tail ESS, per
+    chain: 400 for 4 chains), ``ebfmi_min`` (per chain), ``treedepth_max_frac`` (share of
+    draws at the maximum tree depth). The MCSE check follows from the ESS rule
+    (``1 / sqrt(ess_per_chain * chains)`` posterior sds)."""
+
+    rhat_max: float = 1.01
+    ess_per_chain: int = 100
+    ebfmi_min: float = 0.3
+    treedepth_max_frac: float = 0.01
+
+
+#: the thresholds :func:`diagnose`, :func:`convergence_verdict`, the summary and the report use
+THRESHOLDS = Thresholds()
+
+#: the checks that decide whether a fit converged (the others are reported as warnings)
+CONVERGENCE_CHECKS = ("R-hat", "bulk ESS", "divergences")
 
 # check -> (advice when it fails, verdict when ok, verdict when failing); the verdicts are
 # formatted with v (value), t (threshold) and the check's own fields.
@@ -188,18 +208,18 @@ def _sampler_rows(idata) -> list[dict]:
         k = int(d.sum())
         rows.append(_row("divergences", k, 0, k == 0, n=d.size, frac=k / d.size))
     if energy is None or energy.sizes.get("draw", 0) < 2:
-        rows.append(_row("E-BFMI", np.nan, EBFMI_MIN, None, missing="not checked: no energy stat."))
+        rows.append(_row("E-BFMI", np.nan, THRESHOLDS.ebfmi_min, None, missing="not checked: no energy stat."))
     else:
         e = np.asarray(energy.transpose("chain", "draw").values, dtype=float)
         bfmi = np.atleast_1d(az.bfmi(e))
-        low = [int(c) for c in np.flatnonzero(bfmi < EBFMI_MIN)]
-        rows.append(_row("E-BFMI", bfmi.min(), EBFMI_MIN, not low, low=low))
+        low = [int(c) for c in np.flatnonzero(bfmi < THRESHOLDS.ebfmi_min)]
+        rows.append(_row("E-BFMI", bfmi.min(), THRESHOLDS.ebfmi_min, not low, low=low))
     if hit is None:
         msg = "not checked: no maxdepth_reached / reached_max_treedepth stat."
-        rows.append(_row("tree depth", np.nan, TREEDEPTH_MAX_FRAC, None, missing=msg))
+        rows.append(_row("tree depth", np.nan, THRESHOLDS.treedepth_max_frac, None, missing=msg))
     else:
         f = float(np.mean(np.asarray(hit.values, dtype=bool)))
-        rows.append(_row("tree depth", f, TREEDEPTH_MAX_FRAC, f <= TREEDEPTH_MAX_FRAC))
+        rows.append(_row("tree depth", f, THRESHOLDS.treedepth_max_frac, f <= THRESHOLDS.treedepth_max_frac))
     return rows
 
 
@@ -239,11 +259,11 @@ def diagnose(idata, var_names: list[str] | None = None) -> pd.DataFrame:
     np.True_
     """
     ds = hyper_posterior(idata, var_names)
-    ess_min = ESS_PER_CHAIN * int(ds.sizes.get("chain", 1))
-    rows = [_summary_row("R-hat", _flatten(az.rhat(ds, method="rank")), "max", RHAT_MAX, "R-hat")]
+    ess_min = THRESHOLDS.ess_per_chain * int(ds.sizes.get("chain", 1))
+    rows = [_summary_row("R-hat", _flatten(az.rhat(ds, method="rank")), "max", THRESHOLDS.rhat_max, "R-hat")]
     for method, use in (("bulk", "posterior means and sds"), ("tail", "interval bounds")):
         ess = _flatten(az.ess(ds, method=method))
-        fields = {"method": method, "use": use, "per": ESS_PER_CHAIN}
+        fields = {"method": method, "use": use, "per": THRESHOLDS.ess_per_chain}
         rows.append(_summary_row(f"{method} ESS", ess, "min", ess_min, "ESS", **fields))
     sd = _flatten(ds.std(("chain", "draw")))
     rel = _flatten(az.mcse(ds, method="mean")) / sd.where(sd > 0)
@@ -252,6 +272,65 @@ def diagnose(idata, var_names: list[str] | None = None) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=["check", "value", "threshold", "ok", "verdict", "advice"])
     out["ok"] = out["ok"].astype("boolean")
     return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a fit converged, by :data:`CONVERGENCE_CHECKS` of :func:`diagnose`."""
+
+    converged: bool
+    rhat: float
+    ess_bulk: float
+    ess_min: float
+    divergences: int
+    problems: tuple[str, ...]
+
+    def lines(self, advice: str) -> list[str]:
+        """The summary's footer: the three numbers, then the verdict (with ``advice`` when
+        it did not converge)."""
+        out = [f"Diagnostics: max R-hat {self.rhat:.3f}, min bulk ESS {self.ess_bulk:.0f}, "
+               f"{self.divergences} divergent transitions."]
+        if self.converged:
+            out.append(f"  Converged: every hyperparameter has R-hat <= {THRESHOLDS.rhat_max} "
+                       f"and bulk ESS >= {THRESHOLDS.ess_per_chain} per chain.")
+        else:
+            out.append("  NOT CONVERGED: " + "; ".join(self.problems)
+                       + f". Do not trust these estimates; {advice}.")
+        return out
+
+
+def convergence_verdict(diag: pd.DataFrame) -> Verdict:
+    """The one convergence verdict, from the rows of :func:`diagnose`: converged when
+    R-hat, bulk ESS and divergences pass (:data:`THRESHOLDS`); tail ESS, MCSE, E-BFMI and
+    tree depth are reported by :func:`diagnose` but do not decide it. A check that could not
+    be computed (no divergence statistic) does not fail it.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> idata = az.from_dict(posterior={"sigma": rng.normal(1, 0.1, (4, 500))})
+    >>> convergence_verdict(diagnose(idata)).converged
+    True
+    >>> stuck = az.from_dict(posterior={"sigma": np.r_[rng.normal(0, 1, (2, 500)),
+    ...                                                rng.normal(5, 1, (2, 500))]})
+    >>> v = convergence_verdict(diagnose(stuck)); v.converged, v.problems[0][:5]
+    (False, 'R-hat')
+    """
+    row = diag.set_index("check")
+    rhat, ess = float(row.loc["R-hat", "value"]), float(row.loc["bulk ESS", "value"])
+    ess_min = float(row.loc["bulk ESS", "threshold"])
+    div = row.loc["divergences", "value"]
+    n_div = 0 if pd.isna(div) else int(div)
+    problems = []
+    if row.loc["R-hat", "ok"] is False or rhat > THRESHOLDS.rhat_max:
+        problems.append(f"R-hat {rhat:.3f} > {THRESHOLDS.rhat_max}: chains disagree")
+    if ess < ess_min:
+        problems.append(f"bulk ESS {ess:.0f} < {ess_min:.0f}")
+    if n_div:
+        problems.append(f"{n_div} divergences")
+    failed = [c for c in CONVERGENCE_CHECKS if row.loc[c, "ok"] is False]
+    return Verdict(not problems and not failed, rhat, ess, ess_min, n_div, tuple(problems))
 
 
 def verdict_lines(df: pd.DataFrame) -> str:
@@ -268,6 +347,9 @@ def verdict_lines(df: pd.DataFrame) -> str:
         lines.append(f"{tag} {r.check}: {r.verdict}")
         if r.advice:
             lines.append(f"       -> {r.advice}")
+    converged = convergence_verdict(df).converged
+    lines.append("Converged (R-hat, bulk ESS, divergences)." if converged
+                 else "NOT CONVERGED (R-hat, bulk ESS or divergences failed).")
     n_fail = int((df["ok"] == False).sum())  # noqa: E712  (nullable boolean)
     lines.append("All checks passed." if n_fail == 0 else f"{n_fail} check(s) failed.")
     return "\n".join(lines)

@@ -246,3 +246,32 @@ def test_lag1_autocorrelation_recovers_phi_and_stays_within_clusters():
     assert ppc_lag1_autocorr(per_cluster, d) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="design has"):
         ppc_lag1_autocorr(np.zeros(5), d)
+
+
+def test_one_verdict_for_summary_diagnose_and_report():
+    """The summary footer, diagnose() and the report's verdict lines come from one function
+    and one set of thresholds: a stuck chain fails all three; few draws fail the ESS rule;
+    divergences fail it even when R-hat and ESS pass."""
+    from hierbayes.report.diagnostics import THRESHOLDS, convergence_verdict
+
+    rng = np.random.default_rng(5)
+    good = az.from_dict(posterior={"sigma": rng.normal(1, 0.1, (4, 500))},
+                        sample_stats={"diverging": np.zeros((4, 500), bool)})
+    stuck = az.from_dict(posterior={"sigma": np.r_[rng.normal(0, 1, (2, 500)), rng.normal(4, 1, (2, 500))]},
+                         sample_stats={"diverging": np.zeros((4, 500), bool)})
+    short = az.from_dict(posterior={"sigma": rng.normal(1, 0.1, (4, 60))},
+                         sample_stats={"diverging": np.zeros((4, 60), bool)})
+    div = np.zeros((4, 500), bool)
+    div[0, :3] = True
+    diverged = az.from_dict(posterior={"sigma": rng.normal(1, 0.1, (4, 500))},
+                            sample_stats={"diverging": div})
+    expect = {"good": True, "stuck": False, "short": False, "diverged": False}
+    for name, idata in {"good": good, "stuck": stuck, "short": short, "diverged": diverged}.items():
+        diag = diagnose(idata)
+        v = convergence_verdict(diag)
+        assert v.converged is expect[name], name
+        footer = v.lines("advice")
+        assert footer[1].startswith("  Converged" if v.converged else "  NOT CONVERGED"), name
+        assert ("Converged (R-hat" if v.converged else "NOT CONVERGED (") in verdict_lines(diag)
+    assert convergence_verdict(diagnose(short)).ess_min == 4 * THRESHOLDS.ess_per_chain
+    assert "3 divergences" in convergence_verdict(diagnose(diverged)).problems

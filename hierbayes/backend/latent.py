@@ -7,11 +7,11 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 
-from hierbayes.likelihood import collapsed
 from hierbayes.design.build import Design
 from hierbayes.spec.priors import Prior
 from hierbayes.backend import params
 from hierbayes import names
+from hierbayes.likelihood import arprocess
 
 
 def _data(name: str, value: np.ndarray):
@@ -36,8 +36,8 @@ def random_part(design: Design, priors: dict[str, Prior], groups=None):
 
 def _ar_coefficients(design: Design, phi):
     lay = design.layout
-    ar = {k: _data(k, v) for k, v in collapsed.ar_layout_arrays(lay).items()}
-    return collapsed.ar_coefficients(
+    ar = {k: _data(k, v) for k, v in arprocess.layout_arrays(lay).items()}
+    return arprocess.coefficients(
         pt, design.correlation.kind, phi, ar["lag"], ar["inner"], ar["odd"]
     )
 
@@ -94,7 +94,7 @@ def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
             mask = _data("mask", lay.mask.astype(float))
             e = (_data("y_obs", y) - mu)[pos] * mask
             a, inv_s2 = _ar_coefficients(design, phi)
-            w = collapsed.whiten(pt, e, a, inv_s2)
+            w = arprocess.whiten(pt, e, a, inv_s2)
             n = float(design.n)
             ll = (
                 -0.5 * n * np.log(2 * np.pi)

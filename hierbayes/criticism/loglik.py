@@ -24,6 +24,7 @@ from hierbayes.design.build import Design
 from hierbayes.predict.predictive import linear_predictor
 from hierbayes.likelihood.recover import covariance_cholesky
 from hierbayes import names
+from hierbayes.likelihood import arprocess
 
 LOG_2PI = collapsed.LOG_2PI
 
@@ -98,7 +99,7 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
         out = np.empty((D, design.n))
     else:
         lay = design.layout
-        ar = collapsed.ar_layout_arrays(lay)
+        ar = arprocess.layout_arrays(lay)
         mask = lay.mask.astype(float)
         out = np.empty((D, lay.n_clusters))
     for s in range(0, D, chunk):
@@ -110,10 +111,10 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
             continue
         for k, d in enumerate(range(sl.start, sl.stop)):
             ep = lay.pad(e[k])
-            a, inv_s2 = collapsed.ar_coefficients(
+            a, inv_s2 = arprocess.coefficients(
                 np, corr.kind, phi[d], ar["lag"], ar["inner"], ar["odd"]
             )
-            w = collapsed.whiten(np, ep, a, inv_s2)
+            w = arprocess.whiten(np, ep, a, inv_s2)
             out[d] = (
                 (-0.5 * LOG_2PI - np.log(sigma[d])) * lay.sizes
                 - 0.5 * (w * w).sum(axis=1) / sigma[d] ** 2

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hierbayes.likelihood import smallmat
+from hierbayes.likelihood import arprocess, smallmat
 from hierbayes.design.build import Design
 from hierbayes.likelihood.patterns import cluster_patterns
 
@@ -51,18 +51,6 @@ class CollapsedData:
         )
 
 
-def ar_layout_arrays(lay) -> dict[str, np.ndarray]:
-    """Lags, the mask of rows that have a predecessor (``inner``) and odd-lag flags of a
-    padded layout: what the AR(1)/CAR(1) whitening needs."""
-    inner = lay.mask.copy()
-    inner[:, 0] = False
-    return {
-        "lag": lay.lag,
-        "inner": inner.astype(float),
-        "odd": (np.mod(lay.lag, 2) == 1).astype(float),
-    }
-
-
 def padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
     """The design on the padded (cluster x occasion) layout of ``group``: ``Y``, ``X``,
     ``Z``, the time lags and masks the AR whitening uses, and ``nobs`` per cluster."""
@@ -71,7 +59,7 @@ def padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
         "Y": lay.pad(design.y),
         "X": lay.pad(design.X),
         "Z": lay.pad(group.Z),
-        **ar_layout_arrays(lay),
+        **arprocess.layout_arrays(lay),
         "nobs": lay.sizes.astype(float),
     }
 
@@ -187,37 +175,6 @@ def prepare(design: Design, layout: str = "auto") -> CollapsedData:
 # ----------------------------------------------------------------------- whitening
 
 
-def ar_coefficients(xp, corr: str | None, phi, lag, inner, odd):
-    """Whitening coefficients ``a = phi^lag`` (0 for a cluster's first row) and ``1/s^2``."""
-    if corr is None:
-        return None, None
-    if corr == "ar1":
-        # phi may be negative: phi^lag = |phi|^lag, times sign(phi) for odd lags. Lag-1
-        # slots use phi itself, and the power is taken at lag >= 2 only, so the gradient
-        # is finite at phi = 0 (the initial point of Uniform(-1, 1)); |phi|^0 would give
-        # 0 * inf there.
-        one = inner * (lag < 1.5)
-        mag = xp.abs(phi) ** xp.maximum(lag, 2.0)
-        a = inner * (one * phi + (1 - one) * mag * (odd * xp.sign(phi) + (1 - odd)))
-    else:
-        a = inner * phi**lag
-    inv_s2 = 1.0 / (1.0 - a * a)
-    return a, inv_s2
-
-
-def _shift(xp, v):
-    """``v[:, k-1]`` along axis 1 (zero for k = 0)."""
-    return xp.concatenate([xp.zeros_like(v[:, :1]), v[:, :-1]], axis=1)
-
-
-def whiten(xp, v, a, inv_s2):
-    """Apply the AR whitening map along axis 1 of a (C, T, ...) array."""
-    if a is None:
-        return v
-    extra = (slice(None), slice(None)) + (None,) * (v.ndim - 2)
-    return (v - a[extra] * _shift(xp, v)) * xp.sqrt(inv_s2)[extra]
-
-
 # ----------------------------------------------------------------------- log-density
 
 
@@ -277,9 +234,9 @@ def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None):
     e = Y - (X * beta).sum(axis=-1)
     if offset is not None:
         e = e - offset
-    a, inv_s2 = ar_coefficients(xp, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
-    ew = whiten(xp, e, a, inv_s2)
-    Zw = whiten(xp, Z, a, inv_s2)
+    a, inv_s2 = arprocess.coefficients(xp, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
+    ew = arprocess.whiten(xp, e, a, inv_s2)
+    Zw = arprocess.whiten(xp, Z, a, inv_s2)
     rr = (ew * ew).sum(axis=1)
     v = [(Zw[:, :, i] * ew).sum(axis=1) for i in range(q)]
     s2 = sigma * sigma
@@ -328,7 +285,7 @@ def loglik_pooled(xp, arrays, corr, beta, sigma, phi, S, q: int, T: int | None =
     # E[g] = sum_c e_c e_c^T as a quadratic form in u (broadcast-and-sum, not a dot: on
     # CPU, XLA runs a tiny fused reduction far faster than a tiny matrix product)
     E = (K * u[:, None] * u[None, :]).sum(axis=(3, 4))  # (G, T, T)
-    a, inv_s2 = ar_coefficients(xp, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
+    a, inv_s2 = arprocess.coefficients(xp, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
     if a is None:
         trPE = (E * np.eye(T)).sum(axis=(1, 2))  # P = I: the trace of E
         PZ = Z

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from hierbayes.likelihood import smallmat
-from hierbayes.likelihood.collapsed import padded_arrays, ar_coefficients, collapsed_group, whiten
+from hierbayes.likelihood.arprocess import coefficients as ar_coefficients, whiten
+from hierbayes.likelihood.collapsed import padded_arrays, collapsed_group
 from hierbayes.design.build import Design
 from hierbayes.likelihood.patterns import cluster_patterns
 

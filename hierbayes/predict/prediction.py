@@ -29,6 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from hierbayes import names
+from hierbayes.likelihood import arprocess
 from hierbayes.design.build import Design
 from hierbayes.design.newdata import GROUP_MODES, NewRows, new_rows
 from hierbayes.predict.predictive import ParameterDraws, parameter_draws, thin
@@ -107,22 +108,6 @@ def _cluster_effects(new_g, chol: np.ndarray, b: np.ndarray | None, groups: str,
 # --------------------------------------------------------------------------- AR residuals
 
 
-def correlation(t1: np.ndarray, t2: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """``phi^|t1_i - t2_j|`` for D draws of ``phi``: (D, len(t1), len(t2)).
-
-    Integer lags keep the sign of a negative AR(1) ``phi`` (``sign(phi)^lag |phi|^lag``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> correlation(np.array([0.0, 2.0]), np.array([3.0]), np.array([-0.5])).round(3).tolist()
-    [[[-0.125], [-0.5]]]
-    """
-    lag = np.abs(t1[:, None] - t2[None, :])
-    ph = phi[:, None, None]
-    return np.sign(ph) ** lag * np.abs(ph) ** lag
-
-
 def _fitted_residuals(design: Design, pd_: ParameterDraws, rows: np.ndarray) -> np.ndarray:
     """``y - X beta - sum_g Z_g b_g`` (D, len(rows)) for design rows ``rows``."""
     e = design.y[rows][None, :] - pd_.beta @ design.X[rows].T
@@ -159,12 +144,12 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
         patterns[(t_obs, tuple(new.time[rows]))].append((c, rows))
     for (t_obs, t_new), members in patterns.items():
         tn = np.array(t_new)
-        R_nn = correlation(tn, tn, pd_.phi)
+        R_nn = arprocess.correlation_matrix(tn, tn, pd_.phi)
         new_pos = np.array([rows for _, rows in members])  # (m, nn)
         if t_obs:
             to = np.array(t_obs)
-            R_oo = correlation(to, to, pd_.phi)
-            R_on = correlation(to, tn, pd_.phi)
+            R_oo = arprocess.correlation_matrix(to, to, pd_.phi)
+            R_on = arprocess.correlation_matrix(to, tn, pd_.phi)
             K = np.swapaxes(np.linalg.solve(R_oo, R_on), 1, 2)  # (D, nn, no) = R_no R_oo^-1
             cov = R_nn - K @ R_on
             obs_rows = np.array([lay.pos[c, : lay.sizes[c]] for c, _ in members])  # (m, no)

@@ -8,6 +8,7 @@ import numpy as np
 
 from hierbayes.design.build import Design
 from hierbayes import names
+from hierbayes.likelihood import arprocess
 
 
 def linear_predictor(
@@ -35,16 +36,10 @@ def residual_draws(design: Design, sigma: np.ndarray, phi: np.ndarray | None, rn
     if design.correlation is None:
         return eps
     lay = design.layout
-    e = np.zeros((D,) + lay.pos.shape)
     pos = np.where(lay.mask, lay.pos, 0)
     innov = eps[:, pos] * lay.mask
-    for k in range(lay.width):
-        if k == 0:
-            e[:, :, 0] = innov[:, :, 0]
-            continue
-        lag = lay.lag[:, k]
-        a = np.where(lay.mask[:, k], np.sign(phi)[:, None] ** lag * np.abs(phi)[:, None] ** lag, 0.0)
-        e[:, :, k] = a * e[:, :, k - 1] + np.sqrt(1 - a**2) * innov[:, :, k]
+    a = np.where(lay.mask, arprocess.lag_power(phi[:, None, None], lay.lag[None]), 0.0)
+    e = arprocess.recursion(innov, a)
     out = np.empty((D, design.n))
     out[:, lay.pos[lay.mask]] = e[:, lay.mask]
     return out

@@ -8,6 +8,7 @@ import pandas as pd
 from hierbayes.design.build import build_design
 from hierbayes.spec.formula import ModelSpec, parse
 from hierbayes import names
+from hierbayes.likelihood import arprocess
 
 
 def _spec(model_spec, correlation) -> ModelSpec:
@@ -146,16 +147,9 @@ def simulate(
         phi = float(params["phi"])
         # AR(1) recursion along each cluster's sorted rows (lags from the time gaps)
         lay = d.layout
-        e = np.zeros_like(lay.pos, dtype=float)
-        for k in range(lay.width):
-            col = lay.mask[:, k]
-            innov = np.zeros(lay.n_clusters)
-            innov[col] = eps[lay.pos[col, k]]
-            if k == 0:
-                e[:, 0] = innov
-            else:
-                a = np.where(col, phi ** lay.lag[:, k], 0.0)
-                e[:, k] = a * e[:, k - 1] + np.sqrt(1 - a**2) * innov
+        innov = np.where(lay.mask, eps[np.where(lay.mask, lay.pos, 0)], 0.0)
+        a = np.where(lay.mask, arprocess.lag_power(phi, lay.lag), 0.0)
+        e = arprocess.recursion(innov, a)
         eps = np.zeros(d.n)
         eps[lay.pos[lay.mask]] = e[lay.mask]
     y = mu + eps

@@ -1,7 +1,7 @@
 """Residual correlation structures within clusters: AR(1) and continuous-time AR(1).
 
 These are plain, immutable specifications; the whitening maths lives in
-:mod:`hierbayes.whitening` and the PyMC graph in :mod:`hierbayes.backend`.
+:mod:`hierbayes.likelihood.arprocess` and the PyMC graph in :mod:`hierbayes.backend`.
 """
 
 from __future__ import annotations

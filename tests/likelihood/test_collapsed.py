@@ -13,6 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from hierbayes.likelihood import arprocess
 from hierbayes.likelihood import collapsed
 from hierbayes.spec.correlation import AR1, CAR1
 from hierbayes.design.build import build_design
@@ -137,8 +138,8 @@ def test_whitening_and_precision(ref, seed, corr, phi):
     df = ref.random_frame(rng, n_clusters=4, max_size=5, times=corr)
     d = build_design(parse("y ~ x + (1 | g)", correlation=CORR[corr]), df)
     arrays = collapsed.prepare(d, "padded").arrays
-    a, inv_s2 = collapsed.ar_coefficients(np, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
-    w = collapsed.whiten(np, arrays["Y"], a, inv_s2)
+    a, inv_s2 = arprocess.coefficients(np, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
+    w = arprocess.whiten(np, arrays["Y"], a, inv_s2)
     P = collapsed.precision_matrix(np, a, inv_s2, arrays["Y"].shape[1])
     for c, lab in enumerate(d.cluster_levels):
         part = df[df["g"] == lab].sort_values("t")

@@ -17,16 +17,9 @@ import pytensor.tensor as pt
 from hierbayes.design.build import Design
 from hierbayes.spec.priors import POSITIVE, Prior, lkj_eta
 from hierbayes.backend import params
-from hierbayes import names
+from hierbayes import config, names
+from hierbayes.config import RidgeSettings
 
-#: the default coordinates (also those of the native kernel, :mod:`.kernel`): the intercept's
-#: row of the Cholesky factor sampled raw below its conditional sd ("conditional"), and the
-#: intercept's share of the ridge as ``w_+ sigmoid(x_b)^3``. Measured over seeds on the
-#: acceptance data (``benchmarks/bench_seeds.py``), with nutpie's low-rank metric: median min
-#: bulk ESS 1,438 vs 646 for ("total", 1) at 4 x 1,000 draws, and 13 instead of 22 leapfrog
-#: steps per draw.
-RIDGE = "conditional"
-SHARE_POWER = 3.0
 
 
 
@@ -127,8 +120,7 @@ def _log_sigmoid(x):
 
 
 def ridge_parameters(
-    design: Design, priors: dict[str, Prior], variant: str = "rho_first", ridge: str = RIDGE,
-    share_power: float = SHARE_POWER,
+    design: Design, priors: dict[str, Prior], settings: RidgeSettings = config.RIDGE,
 ):
     """Register sigma, phi and the random-effect covariance in ridge coordinates.
 
@@ -147,15 +139,12 @@ def ridge_parameters(
         A design for which :func:`applies` is true.
     priors : dict of str to Prior
         Resolved priors; ``sigma``, ``phi``, ``sd_<g>`` and ``corr_<g>`` (LKJ) are used.
-    variant : {"rho_first", "share_first"}
-        Order of the bounded coordinates (see Notes); ``"rho_first"`` is the default.
-    ridge : {"conditional", "total"}
-        Whether the intercept variance on the ridge is its variance given the other terms
-        (the intercept's row of the factor below the diagonal sampled raw; default) or its
-        total variance (that row as the sd times a unit vector of canonical partial
-        correlations).
-    share_power : float
-        ``k`` in ``w = w_+(rho) sigmoid(x_b)^k`` (``"rho_first"`` only; default 3).
+    settings : RidgeSettings, default :data:`hierbayes.config.RIDGE`
+        ``variant`` (order of the bounded coordinates, see Notes), ``ridge`` (whether the
+        intercept variance on the ridge is its variance given the other terms, the
+        intercept's row of the factor below the diagonal sampled raw, or its total variance,
+        that row as the sd times a unit vector of canonical partial correlations) and
+        ``share_power`` (``k`` in ``w = w_+(rho) sigmoid(x_b)^k``, ``"rho_first"`` only).
 
     Returns
     -------
@@ -224,6 +213,7 @@ def ridge_parameters(
     """
     g = design.groups[0]
     name, q, tdim = g.name, g.q, names.term_dim(g.name)
+    variant, ridge, share_power = settings.variant, settings.ridge, settings.share_power
     lo = phi_support(design, priors)[0]
     order = term_order(g.terms)
     inv = np.argsort(order)

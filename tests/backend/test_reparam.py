@@ -17,6 +17,7 @@ import pytensor
 import pytest
 from scipy import stats
 
+from hierbayes.config import RidgeSettings
 from hierbayes.backend import params, reparam
 from hierbayes.spec.correlation import AR1, CAR1
 from hierbayes.design.build import build_design
@@ -83,7 +84,7 @@ def _case(formula, corr, perm, overrides, **kw):
     for k, v in overrides.items():
         priors[k.format(g=g.name)] = v(g.q) if callable(v) else v
     with pm.Model(coords=params.coords_for(design)) as model:
-        reparam.ridge_parameters(design, priors, **kw)
+        reparam.ridge_parameters(design, priors, RidgeSettings(**kw))
     return design, priors, model
 
 

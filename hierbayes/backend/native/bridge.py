@@ -18,6 +18,7 @@ import threading
 import numpy as np
 
 from hierbayes.likelihood.collapsed import cross_products
+from hierbayes import config
 from hierbayes.design.build import Design
 from hierbayes.likelihood.patterns import cluster_patterns, relative_times
 from hierbayes.spec.priors import POSITIVE, Prior, lkj_eta, lkj_log_normaliser
@@ -199,8 +200,8 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     eta = lkj_eta(priors, g.name)
     lo = hi = 0.0
     if ridge:
-        if reparam.RIDGE != "conditional":  # the kernel implements the default coordinates
-            raise ValueError(f"the native kernel has no ridge={reparam.RIDGE!r} coordinates")
+        if config.RIDGE.ridge != "conditional" or config.RIDGE.variant != "rho_first":
+            raise ValueError(f"the native kernel implements the default ridge coordinates, not {config.RIDGE}")
         mode = kernel.MODE_RIDGE
         order = reparam.term_order(g.terms)
         xr = slices[f"ridge_{g.name}"][0]
@@ -259,7 +260,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     head[kernel.H_XR], head[kernel.H_XL] = xr, xl
     head[kernel.H_NEXP] = n_exp
     head[kernel.H_DIRECT] = 1.0 if pat["direct"] else 0.0
-    head[kernel.H_SHARE] = reparam.SHARE_POWER
+    head[kernel.H_SHARE] = config.RIDGE.share_power
     buf = np.ascontiguousarray(np.concatenate([head, *sections]), dtype=np.float64)
     info = {"n_dim": n_dim, "expanded": (exp_names, exp_shapes, exp_dims), "slices": slices}
     return buf, info

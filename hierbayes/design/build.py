@@ -306,22 +306,64 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     >>> d.X.shape, d.groups[0].Z.shape, d.groups[0].n_levels
     ((10000, 2), (10000, 2), 2500)
     """
+    _check_arguments(data, na_action)
+    n_input = len(data)
+    cols = _check_columns(spec, data)
+    # only the used columns, in the user's row order: what a saved fit needs to rebuild this
+    data = data.loc[:, cols].reset_index(drop=True)
+    clean, kept = _rows_used(data, cols, na_action)
+    y, trials = _response(spec, clean)
+    _check_finite(spec, clean, cols)
+    X, coef_names, common = _fixed_effects(spec, clean)
+    factors = _group_factors(spec, clean)
+    order, clusters = _cluster_order(spec, clean, factors)
+    groups = tuple(
+        GroupBlock(
+            name=f.name, levels=f.levels, index=f.codes[order], Z=f.Z[order], terms=f.terms,
+            term_matrices=f.term_matrices, correlated=f.correlated,
+        )
+        for f in factors
+    )
+    return Design(
+        spec=spec,
+        y=y[order],
+        X=X[order],
+        fixed_names=tuple(coef_names),
+        groups=groups,
+        rows=kept[order],
+        n_input_rows=n_input,
+        n_dropped=n_input - len(clean),
+        correlation=spec.correlation,
+        time=clusters.time,
+        cluster=clusters.cluster,
+        cluster_levels=clusters.levels,
+        layout=clusters.layout,
+        common_terms=common,
+        trials=None if trials is None else trials[order],
+        source=data,
+    )
+
+
+def _check_arguments(data, na_action: str) -> None:
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
     if na_action not in ("drop", "raise"):
         raise ValueError(f"na_action must be 'drop' or 'raise', got {na_action!r}.")
     if len(data) == 0:
         raise ValueError("data is empty: it has no rows to fit.")
-    n_input = len(data)
-    cols = _check_columns(spec, data)
-    # only the used columns, in the user's row order: what a saved fit needs to rebuild this
-    data = data.loc[:, cols].reset_index(drop=True)
+
+
+def _rows_used(data: pd.DataFrame, cols: list[str], na_action: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows without missing values in the used columns (counted and reported by
+    :func:`_drop_missing`), re-indexed, and their positions in the user's data."""
     clean = _drop_missing(data, cols, na_action)
     if len(clean) == 0:
         raise ValueError("no rows are left after removing rows with missing values.")
-    kept = clean.index.to_numpy()
-    clean = clean.reset_index(drop=True)
+    return clean.reset_index(drop=True), clean.index.to_numpy()
 
+
+def _response(spec: ModelSpec, clean: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """The response (and binomial trials) as floats, checked against the family's support."""
     y_raw = clean[spec.response]
     binary = spec.family.name == "bernoulli" and pd.api.types.is_bool_dtype(y_raw)
     if not binary and (
@@ -343,12 +385,18 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
             )
         trials = t_raw.to_numpy(dtype=float)
     spec.family.validate(y, spec.response, trials)
+    return y, trials
 
+
+def _check_finite(spec: ModelSpec, clean: pd.DataFrame, cols: list[str]) -> None:
     for c in cols:
         if c != spec.response and pd.api.types.is_numeric_dtype(clean[c]):
             if not np.all(np.isfinite(clean[c].to_numpy(dtype=float))):
                 raise ValueError(f"column {c!r} has infinite values; replace or remove them.")
 
+
+def _fixed_effects(spec: ModelSpec, clean: pd.DataFrame):
+    """The fixed-effect matrix (full column rank), its column labels and formulae's terms."""
     dm = formulae.design_matrices(spec.fixed, clean, extra_namespace=mundlak.NAMESPACE)
     if dm.common is None:
         raise ValueError(
@@ -356,10 +404,27 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
             "(write e.g. 'y ~ 1 + (1 | g)' for a random intercept around a fixed intercept)."
         )
     X = np.asarray(dm.common.design_matrix, dtype=float)
-    names = _term_labels(dm)
-    _check_rank(X, names, "fixed-effect")
+    coef_names = _term_labels(dm)
+    _check_rank(X, coef_names, "fixed-effect")
+    return X, coef_names, dm.common
 
-    # --- group terms, merged per factor (terms of one factor are correlated)
+
+@dataclass(frozen=True)
+class _Factor:
+    """One grouping factor before the cluster sort: its terms merged over group terms."""
+
+    name: str
+    levels: tuple
+    codes: np.ndarray
+    Z: np.ndarray
+    terms: tuple[str, ...]
+    term_matrices: tuple
+    correlated: bool
+
+
+def _group_factors(spec: ModelSpec, clean: pd.DataFrame) -> list[_Factor]:
+    """Group terms merged per factor (terms of one factor are correlated unless any of its
+    terms is written with ``||``), each with its level codes and full-rank ``Z``."""
     blocks: dict[str, dict] = {}
     for gt in spec.group_terms:
         gdm = formulae.design_matrices(gt.expr, clean, extra_namespace=mundlak.NAMESPACE)
@@ -369,14 +434,13 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
             gt.name, {"cols": gt.factor_columns, "Z": [], "terms": [], "dms": [], "corr": True}
         )
         b["dms"].append(gdm.common)
-        # any '||' term of a factor makes all of its terms independent
         b["corr"] = b["corr"] and gt.correlated
         for j, lab in enumerate(labels):
             if lab in b["terms"]:
                 raise ValueError(f"term {lab!r} appears twice for grouping factor {gt.name!r}.")
             b["Z"].append(Zt[:, j])
             b["terms"].append(lab)
-    groups_unsorted = []
+    factors = []
     for name, b in blocks.items():
         codes, levels = _factor_codes(clean, b["cols"])
         if len(levels) < 2:
@@ -386,58 +450,49 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
             )
         Z = np.column_stack(b["Z"])
         _check_rank(Z, b["terms"], f"random-effect (| {name})")
-        groups_unsorted.append((name, levels, codes, Z, tuple(b["terms"]), tuple(b["dms"]), b["corr"]))
+        factors.append(_Factor(name, levels, codes, Z, tuple(b["terms"]), tuple(b["dms"]), b["corr"]))
+    return factors
 
-    # --- correlation and sort order
+
+@dataclass(frozen=True)
+class _Clusters:
+    """The clusters rows are sorted by (the correlation's group, else the largest factor)."""
+
+    cluster: np.ndarray | None = None
+    levels: tuple = ()
+    time: np.ndarray | None = None
+    layout: ClusterLayout | None = None
+
+
+def _cluster_order(spec: ModelSpec, clean: pd.DataFrame, factors: list[_Factor]):
+    """The row order (by cluster, then time) and the sorted clusters with their padded
+    layout; times within a cluster must be distinct under a residual correlation."""
     corr = spec.correlation
     time = cluster = None
-    cluster_levels: tuple[str, ...] = ()
+    cluster_levels: tuple = ()
     if corr is not None:
         time = correlation_times(clean, corr)
         cluster, cluster_levels = _factor_codes(clean, (corr.group,))
-    elif groups_unsorted:
-        name, levels, codes, *_ = max(groups_unsorted, key=lambda g: len(g[1]))
-        cluster, cluster_levels = codes, levels
-    order = (
-        _cluster_sort(cluster, time) if cluster is not None else np.arange(len(clean))
-    )
-    layout = None
-    if cluster is not None:
-        cluster = cluster[order]
-        if time is not None:
-            time = time[order]
-            dup = (np.diff(cluster) == 0) & (np.diff(time) == 0)
-            if dup.any():
-                i = int(np.flatnonzero(dup)[0])
-                raise ValueError(
-                    f"duplicated time {time[i]:g} in cluster {cluster_levels[cluster[i]]!r} of "
-                    f"{corr.group!r} ({int(dup.sum())} duplicates in all); times within a "
-                    f"cluster must be distinct for {type(corr).__name__}."
-                )
-        layout = cluster_layout(cluster, time, len(cluster_levels))
+    elif factors:
+        largest = max(factors, key=lambda f: len(f.levels))
+        cluster, cluster_levels = largest.codes, largest.levels
+    if cluster is None:
+        return np.arange(len(clean)), _Clusters()
+    order = _cluster_sort(cluster, time)
+    cluster = cluster[order]
+    if time is not None:
+        time = time[order]
+        _check_distinct_times(cluster, time, cluster_levels, corr)
+    layout = cluster_layout(cluster, time, len(cluster_levels))
+    return order, _Clusters(cluster, cluster_levels, time, layout)
 
-    groups = tuple(
-        GroupBlock(
-            name=name, levels=levels, index=codes[order], Z=Z[order], terms=terms,
-            term_matrices=dms, correlated=corr_,
+
+def _check_distinct_times(cluster, time, cluster_levels, corr) -> None:
+    dup = (np.diff(cluster) == 0) & (np.diff(time) == 0)
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise ValueError(
+            f"duplicated time {time[i]:g} in cluster {cluster_levels[cluster[i]]!r} of "
+            f"{corr.group!r} ({int(dup.sum())} duplicates in all); times within a "
+            f"cluster must be distinct for {type(corr).__name__}."
         )
-        for name, levels, codes, Z, terms, dms, corr_ in groups_unsorted
-    )
-    return Design(
-        spec=spec,
-        y=y[order],
-        X=X[order],
-        fixed_names=tuple(names),
-        groups=groups,
-        rows=kept[order],
-        n_input_rows=n_input,
-        n_dropped=n_input - len(clean),
-        correlation=corr,
-        time=time,
-        cluster=cluster,
-        cluster_levels=cluster_levels,
-        layout=layout,
-        common_terms=dm.common,
-        trials=None if trials is None else trials[order],
-        source=data,
-    )

@@ -180,90 +180,109 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     Returns
     -------
     buf : ndarray
-        float64 buffer (header, priors, pattern cross-products).
+        float64 buffer: the header (:data:`kernel.HEADER` slots), then the data sections
+        (priors, coefficient slots, term order, pattern cross-products) at the offsets the
+        header records.
     info : dict
-        ``n_dim``, ``expanded`` (coef_names, shapes, dims) and ``slices``.
+        ``n_dim``, ``expanded`` (names, shapes, dims) and ``slices``.
     """
     g = design.groups[0]
     q, p = g.q, design.p
     corr = design.correlation
-    ridge = reparam.applies(design, priors)
     pat = kernel_patterns(design, g, layout)
     n_dim = sum(s for _, s in slices.values())
-    coef_names = list(design.fixed_names)
-    if "beta" in slices:
-        bidx = [slices["beta"][0] + k for k in range(p)]
-    else:
-        bidx = [slices[f"beta_{n}"][0] for n in coef_names]
-    bpri = np.concatenate([_prior_params(priors[n], 1) for n in coef_names]) if p else np.zeros((0, 4))
     correlated = q > 1 and g.correlated
     eta = lkj_eta(priors, g.name)
+    mode, order, xr, xl, lo, hi = _coordinates(design, priors, slices)
+    coef_names = list(design.fixed_names)
+    sections = {
+        kernel.O_BPRI: (np.concatenate([_prior_params(priors[n], 1) for n in coef_names])
+                        if p else np.zeros((0, 4))),
+        kernel.O_BIDX: np.asarray(_coefficient_slots(slices, coef_names), float),
+        kernel.O_SIGPRI: _prior_params(priors["sigma"], 1),
+        kernel.O_PHIPRI: _prior_params(priors["phi"], 1) if corr is not None else np.zeros((1, 4)),
+        kernel.O_SDPRI: _prior_params(priors[names.sd(g.name)], q)[order],
+        kernel.O_ORDER: np.asarray(order, float),
+        kernel.O_K: pat["K"], kernel.O_Z: pat["Z"], kernel.O_TT: pat["times"],
+        kernel.O_NOBS: pat["nobs"], kernel.O_COUNT: pat["count"],
+    }
+    exp_names, exp_shapes, exp_dims = _expanded(design)
+    head = np.zeros(kernel.HEADER)
+    k = kernel.HEADER
+    for slot, arr in sections.items():
+        head[slot] = k
+        k += arr.size
+    scalars = {
+        kernel.H_LEN: k, kernel.H_NDIM: n_dim, kernel.H_P: p, kernel.H_Q: q,
+        kernel.H_CORR: {None: 0, "ar1": 1, "car1": 2}[None if corr is None else corr.kind],
+        kernel.H_G: pat["nobs"].size, kernel.H_T: pat["T"], kernel.H_MODE: mode,
+        kernel.H_LO: lo, kernel.H_HI: hi, kernel.H_ETA: eta,
+        kernel.H_NORM: lkj_log_normaliser(eta, q) if correlated else 0.0,
+        kernel.H_CORRELATED: 1.0 if correlated else 0.0, kernel.H_XR: xr, kernel.H_XL: xl,
+        kernel.H_NEXP: int(sum(int(np.prod(s)) for s in exp_shapes)),
+        kernel.H_DIRECT: 1.0 if pat["direct"] else 0.0,
+        kernel.H_SHARE: config.RIDGE.share_power,
+    }
+    for slot, value in scalars.items():
+        head[slot] = value
+    data = [np.ravel(arr) for arr in sections.values()]
+    buf = np.ascontiguousarray(np.concatenate([head, *data]), dtype=np.float64)
+    info = {"n_dim": n_dim, "expanded": (exp_names, exp_shapes, exp_dims), "slices": slices}
+    return buf, info
+
+
+def _coefficient_slots(slices: dict, coef_names: list[str]) -> list[int]:
+    """Where each fixed-effect coefficient sits in the sampled vector."""
+    if "beta" in slices:
+        return [slices["beta"][0] + k for k in range(len(coef_names))]
+    return [slices[f"beta_{n}"][0] for n in coef_names]
+
+
+def _coordinates(design: Design, priors: dict[str, Prior], slices: dict):
+    """The parameterisation the PyMC model samples (ridge coordinates or PyMC's default
+    transforms): kernel mode, term order, the sampled vector's slots of the residual
+    block (``xr``) and of the covariance factor (``xl``), and phi's support."""
+    g = design.groups[0]
+    q, corr = g.q, design.correlation
     lo = hi = 0.0
-    if ridge:
+    if reparam.applies(design, priors):
         if config.RIDGE.ridge != "conditional" or config.RIDGE.variant != "rho_first":
             raise ValueError(f"the native kernel implements the default ridge coordinates, not {config.RIDGE}")
-        mode = kernel.MODE_RIDGE
         order = reparam.term_order(g.terms)
         xr = slices[f"ridge_{g.name}"][0]
         xl = slices[names.chol_rest(g.name)][0] if q > 1 else 0
         lo = reparam.phi_support(design, priors)[0]
+        return kernel.MODE_RIDGE, order, xr, xl, lo, hi
+    xr = slices["sigma_log__"][0]
+    if corr is not None:
+        ph = priors["phi"]
+        key = "phi_interval__" if ph.dist == "Uniform" else "phi_logodds__"
+        if slices.get(key, (None,))[0] != xr + 1:
+            raise ValueError("unexpected layout of the sampled vector (phi)")
+        lo, hi = ((float(ph.params["lower"]), float(ph.params["upper"]))
+                  if ph.dist == "Uniform" else (0.0, 1.0))
+    if q > 1 and g.correlated:
+        order = np.arange(q)[::-1]
+        xl = slices[names.value_var(names.chol(g.name), "cholesky-cov-packed")][0]
     else:
-        mode = kernel.MODE_PLAIN
-        xr = slices["sigma_log__"][0]
-        if corr is not None:
-            ph = priors["phi"]
-            key = "phi_interval__" if ph.dist == "Uniform" else "phi_logodds__"
-            if slices.get(key, (None,))[0] != xr + 1:
-                raise ValueError("unexpected layout of the sampled vector (phi)")
-            lo, hi = ((float(ph.params["lower"]), float(ph.params["upper"]))
-                      if ph.dist == "Uniform" else (0.0, 1.0))
-        if correlated:
-            order = np.arange(q)[::-1]
-            xl = slices[names.value_var(names.chol(g.name), "cholesky-cov-packed")][0]
-        else:
-            order = np.arange(q)
-            xl = slices[names.value_var(names.sd(g.name), "log")][0]
-    sdpri = _prior_params(priors[names.sd(g.name)], q)[order]
-    sig = _prior_params(priors["sigma"], 1)
-    phipri = _prior_params(priors["phi"], 1) if corr is not None else np.zeros((1, 4))
-    corr_code = {None: 0, "ar1": 1, "car1": 2}[None if corr is None else corr.kind]
-    exp_names = ["beta", "sigma"] + (["phi"] if corr is not None else []) + [names.sd(g.name)]
+        order = np.arange(q)
+        xl = slices[names.value_var(names.sd(g.name), "log")][0]
+    return kernel.MODE_PLAIN, order, xr, xl, lo, hi
+
+
+def _expanded(design: Design):
+    """Names, shapes and dims of the variables the kernel's ``expand`` returns per draw."""
+    g = design.groups[0]
+    q, p, corr = g.q, design.p, design.correlation
     tdim = names.term_dim(g.name)
+    exp_names = ["beta", "sigma"] + (["phi"] if corr is not None else []) + [names.sd(g.name)]
     exp_shapes = [(p,), (), *([()] if corr is not None else []), (q,)]
     exp_dims = {"beta": ("coef",), names.sd(g.name): (tdim,)}
-    if correlated:
+    if q > 1 and g.correlated:
         exp_names.append(names.corr(g.name))
         exp_shapes.append((q, q))
         exp_dims[names.corr(g.name)] = (tdim, names.bis(tdim))
-    n_exp = int(sum(int(np.prod(s)) for s in exp_shapes))
-    sections = [
-        bpri.ravel(), np.asarray(bidx, float), sig.ravel(), phipri.ravel(), sdpri.ravel(),
-        np.asarray(order, float), pat["K"].ravel(), pat["Z"].ravel(), pat["times"].ravel(),
-        pat["nobs"], pat["count"],
-    ]
-    head = np.zeros(kernel.HEADER)
-    offs, k = [], kernel.HEADER
-    for s in sections:
-        offs.append(k)
-        k += s.size
-    head[kernel.O_BPRI: kernel.O_COUNT + 1] = offs
-    head[kernel.H_LEN] = k
-    head[kernel.H_NDIM] = n_dim
-    head[kernel.H_P], head[kernel.H_Q] = p, q
-    head[kernel.H_CORR] = corr_code
-    head[kernel.H_G], head[kernel.H_T] = pat["nobs"].size, pat["T"]
-    head[kernel.H_MODE] = mode
-    head[kernel.H_LO], head[kernel.H_HI] = lo, hi
-    head[kernel.H_ETA] = eta
-    head[kernel.H_NORM] = lkj_log_normaliser(eta, q) if correlated else 0.0
-    head[kernel.H_CORRELATED] = 1.0 if correlated else 0.0
-    head[kernel.H_XR], head[kernel.H_XL] = xr, xl
-    head[kernel.H_NEXP] = n_exp
-    head[kernel.H_DIRECT] = 1.0 if pat["direct"] else 0.0
-    head[kernel.H_SHARE] = config.RIDGE.share_power
-    buf = np.ascontiguousarray(np.concatenate([head, *sections]), dtype=np.float64)
-    info = {"n_dim": n_dim, "expanded": (exp_names, exp_shapes, exp_dims), "slices": slices}
-    return buf, info
+    return exp_names, exp_shapes, exp_dims
 
 
 def logp_and_grad(buf: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:

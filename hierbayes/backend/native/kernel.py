@@ -36,16 +36,20 @@ from hierbayes.backend.native.dual import LOG_2PI, prior_logp
 _jit = d.jit
 
 # ----------------------------------------------------------------------------- buffer
-# header slots (float64); integers are stored as floats
-H_LEN, H_NDIM, H_P, H_Q, H_CORR, H_G, H_T, H_MODE = 0, 1, 2, 3, 4, 5, 6, 7
-H_LO, H_HI, H_ETA, H_NORM, H_XR, H_XL, H_NEXP = 8, 9, 10, 11, 12, 13, 14
-# offsets of the sections
-O_BPRI, O_BIDX, O_SIGPRI, O_PHIPRI, O_SDPRI, O_ORDER = 15, 16, 17, 18, 19, 20
-O_K, O_Z, O_TT, O_NOBS, O_COUNT = 21, 22, 23, 24, 25
-H_DIRECT = 26  # 1: one "pattern" per cluster holding its rows W = [y, X], not K
-H_CORRELATED = 27  # 1: the q > 1 terms have an LKJ-correlated factor (0 for "||")
-H_SHARE = 28  # ridge coordinates: share power k (w = w_+ sigmoid(x_b)^k)
-HEADER = 29
+# The header, declared once: each name is a float64 slot (integers stored as floats), its
+# number its position. H_*: scalars; O_*: the offset of each data section, which follow the
+# header in this order (:func:`hierbayes.backend.native.bridge.pack` fills them by name).
+# H_DIRECT: 1 for one "pattern" per cluster holding its rows W = [y, X], not K;
+# H_CORRELATED: 1 when the q > 1 terms have an LKJ-correlated factor (0 for "||");
+# H_SHARE: ridge coordinates' share power k (w = w_+ sigmoid(x_b)^k). HEADER: its length.
+(
+    H_LEN, H_NDIM, H_P, H_Q, H_CORR, H_G, H_T, H_MODE,
+    H_LO, H_HI, H_ETA, H_NORM, H_XR, H_XL, H_NEXP,
+    O_BPRI, O_BIDX, O_SIGPRI, O_PHIPRI, O_SDPRI, O_ORDER,
+    O_K, O_Z, O_TT, O_NOBS, O_COUNT,
+    H_DIRECT, H_CORRELATED, H_SHARE,
+    HEADER,
+) = range(30)
 
 #: parameterisations
 MODE_RIDGE = 1  # reparam.ridge_parameters, ridge="conditional" (random intercept + AR(1)/CAR(1))

@@ -213,25 +213,49 @@ def ridge_parameters(
     """
     g = design.groups[0]
     name, q, tdim = g.name, g.q, names.term_dim(g.name)
-    variant, ridge, share_power = settings.variant, settings.ridge, settings.share_power
+    ridge = settings.ridge
     lo = phi_support(design, priors)[0]
     order = term_order(g.terms)
     inv = np.argsort(order)
 
     x = pm.Flat(f"ridge_{name}", shape=3)
+    T, w, phi, logj = _ridge_block(x, lo, settings)
+    sigma, r0, logj = _residual_and_intercept_sd(T, w, logj)
+    sd_prior = priors[names.sd(name)]
+    logp = pm.logp(params.make_dist("sigma", priors["sigma"]), sigma).sum()
+    logp += pm.logp(params.make_dist("phi", priors["phi"]), phi).sum()
+    if q == 1:
+        L = r0.reshape((1, 1))
+        logp += pm.logp(params.make_dist(names.sd(name), sd_prior), r0).sum()
+    else:
+        m = q - 1
+        rest = pm.Flat(names.chol_rest(name), shape=(m * (m + 1)) // 2 + m)
+        L, logj = _cholesky_factor(rest, r0, q, ridge, logj)
+        eta = lkj_eta(priors, name)
+        sd_dist = params.make_dist(names.sd(name), _permute_params(sd_prior, order), shape=q)
+        prows, pcols = np.tril_indices(q)
+        packed = L[prows, pcols]
+        logp += pm.logp(pm.LKJCholeskyCov.dist(n=q, eta=eta, sd_dist=sd_dist, compute_corr=False), packed)
+    pm.Potential(f"prior_ridge_{name}", logp + logj)
+    return _deterministics(name, tdim, q, sigma, phi, L[inv, :])
+
+
+def _ridge_block(x, lo: float, settings: RidgeSettings):
+    """The ridge's three free coordinates -> its scale ``T`` (lag-0 covariance), the
+    intercept's share ``w`` and ``phi``, with the log-Jacobian so far."""
     x_tau, x_a, x_b = x[0], x[1], x[2]
     T = pt.exp(2.0 * x_tau)
     logj = np.log(2.0) + 2.0 * x_tau
-    if variant == "rho_first":
+    if settings.variant == "rho_first":
         s_r = pt.sigmoid(x_a)
         rho = lo + (1.0 - lo) * s_r
         logj += np.log(1.0 - lo) + _log_sigmoid(x_a) + _log_sigmoid(-x_a)
         w_plus = s_r  # (rho - lo) / (1 - lo)
-        k = float(share_power)
+        k = float(settings.share_power)
         w = w_plus * pt.sigmoid(x_b) ** k if k != 1.0 else w_plus * pt.sigmoid(x_b)
         logj += _log_sigmoid(x_a) + np.log(k) + k * _log_sigmoid(x_b) + _log_sigmoid(-x_b)
         phi = (rho - w) / (1.0 - w)
-    elif variant == "share_first":
+    else:  # "share_first" (RidgeSettings validates the variant)
         w = pt.sigmoid(x_b)
         logj += _log_sigmoid(x_b) + _log_sigmoid(-x_b)
         s_p = pt.sigmoid(x_a)
@@ -239,58 +263,53 @@ def ridge_parameters(
         # rho = w + (1 - w) phi on (w + (1 - w) lo, 1): d rho / d x_a = (1 - w)(1 - lo) s (1 - s)
         logj += pt.log1p(-w) + np.log(1.0 - lo) + _log_sigmoid(x_a) + _log_sigmoid(-x_a)
         # then (T, w, rho) -> phi contributes 1 / (1 - w) below
-    else:
-        raise ValueError(f"unknown variant {variant!r}")
+    return T, w, phi, logj
+
+
+def _residual_and_intercept_sd(T, w, logj):
+    """``sigma = sqrt(T (1 - w))`` and the intercept's (conditional or total) sd
+    ``r0 = sqrt(T w)``, adding the Jacobian of (T, w) -> (sigma, r0)."""
     log1mw = pt.log1p(-w)
     sigma2 = T * (1.0 - w)
     v0 = T * w  # conditional ("conditional") or total ("total") intercept variance
     sigma = pt.sqrt(sigma2)
     r0 = pt.sqrt(v0)
     logj += pt.log(T) - log1mw - (np.log(2.0) + 0.5 * pt.log(sigma2)) - (np.log(2.0) + 0.5 * pt.log(v0))
+    return sigma, r0, logj
 
-    sd_prior = priors[names.sd(name)]
-    logp = pm.logp(params.make_dist("sigma", priors["sigma"]), sigma).sum()
-    logp += pm.logp(params.make_dist("phi", priors["phi"]), phi).sum()
 
-    if q == 1:
-        L = r0.reshape((1, 1))
-        logp += pm.logp(params.make_dist(names.sd(name), sd_prior), r0).sum()
-    else:
-        m = q - 1
-        rest = pm.Flat(names.chol_rest(name), shape=(m * (m + 1)) // 2 + m)
-        rows, cols = np.tril_indices(m)
-        diag = rows == cols
-        lo_vals = rest[: len(rows)]
-        vals = pt.where(diag, pt.exp(lo_vals), lo_vals)
-        logj += lo_vals[np.flatnonzero(diag)].sum()
-        L = pt.zeros((q, q))
-        L = pt.set_subtensor(L[rows, cols], vals)
-        y = rest[len(rows):]
-        if ridge == "conditional":
-            L = pt.set_subtensor(L[q - 1, :m], y)
-            L = pt.set_subtensor(L[q - 1, q - 1], r0)
-        elif ridge == "total":
-            # last row = r0 * unit vector from canonical partial correlations z = tanh(y)
-            z = pt.tanh(y)
-            row, left = [], 1.0
-            for j in range(m):
-                row.append(z[j] * pt.sqrt(left))
-                logj += pt.log1p(-z[j] ** 2) + 0.5 * pt.log(left)
-                left = left - row[-1] ** 2
-            last = pt.sqrt(left)
-            logj += m * pt.log(r0) - pt.log(last)
-            L = pt.set_subtensor(L[q - 1, :], r0 * pt.stack(row + [last]))
-        else:
-            raise ValueError(f"unknown ridge {ridge!r}")
-        eta = lkj_eta(priors, name)
-        sd_dist = params.make_dist(names.sd(name), _permute_params(sd_prior, order), shape=q)
-        prows, pcols = np.tril_indices(q)
-        packed = L[prows, pcols]
-        logp += pm.logp(pm.LKJCholeskyCov.dist(n=q, eta=eta, sd_dist=sd_dist, compute_corr=False), packed)
+def _cholesky_factor(rest, r0, q: int, ridge: str, logj):
+    """The covariance's Cholesky factor in sampled term order (intercept last): the slopes'
+    factor from ``rest`` (log-diagonal), the intercept's row below the diagonal raw
+    (``"conditional"``) or as ``r0`` times a unit vector (``"total"``)."""
+    m = q - 1
+    rows, cols = np.tril_indices(m)
+    diag = rows == cols
+    lo_vals = rest[: len(rows)]
+    vals = pt.where(diag, pt.exp(lo_vals), lo_vals)
+    logj += lo_vals[np.flatnonzero(diag)].sum()
+    L = pt.zeros((q, q))
+    L = pt.set_subtensor(L[rows, cols], vals)
+    y = rest[len(rows):]
+    if ridge == "conditional":
+        L = pt.set_subtensor(L[q - 1, :m], y)
+        L = pt.set_subtensor(L[q - 1, q - 1], r0)
+        return L, logj
+    # "total": last row = r0 * unit vector from canonical partial correlations z = tanh(y)
+    z = pt.tanh(y)
+    row, left = [], 1.0
+    for j in range(m):
+        row.append(z[j] * pt.sqrt(left))
+        logj += pt.log1p(-z[j] ** 2) + 0.5 * pt.log(left)
+        left = left - row[-1] ** 2
+    last = pt.sqrt(left)
+    logj += m * pt.log(r0) - pt.log(last)
+    return pt.set_subtensor(L[q - 1, :], r0 * pt.stack(row + [last])), logj
 
-    pm.Potential(f"prior_ridge_{name}", logp + logj)
 
-    F = L[inv, :]
+def _deterministics(name: str, tdim: str, q: int, sigma, phi, F):
+    """Register ``sigma``, ``phi``, ``sd_<g>`` and ``corr_<g>`` from the factor ``F`` in the
+    design's term order; returns ``(sigma, phi, F, S)``."""
     S = pt.dot(F, F.T)
     sigma = pm.Deterministic("sigma", sigma)
     phi = pm.Deterministic("phi", phi)

@@ -103,6 +103,29 @@ class Model:
         return self._pymc
 
     def structure_key(self) -> str:
+        """A hash of everything that fixes this model's compiled graph, not the data values.
+
+        Two models with equal keys (same backend, terms, family, correlation kind, priors
+        and array shapes) share a compiled model in the session cache
+        (:mod:`hierbayes.sampling.cache`): a refit with new data values compiles nothing.
+        Default priors scale with the data, so data that move them change the key.
+
+        Returns
+        -------
+        str
+            A hex digest.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> data = hb.datasets.load("clark_ar1")
+        >>> a = hb.Model("y ~ time + (1 | id)", data)
+        >>> b = hb.Model("y ~ time + (1 | id)", data.sample(frac=1, random_state=0))
+        >>> a.structure_key() == b.structure_key()
+        True
+        >>> a.structure_key() == hb.Model("y ~ time + (1 | id)", data, backend="latent").structure_key()
+        False
+        """
         d = self.design
         shapes = (
             self._cdata.signature()
@@ -163,7 +186,8 @@ class Model:
             grouping factor integrated out and priors it knows, else JAX (seconds to
             compile). ``"native"`` insists on the kernel (an error says why it does not
             apply); ``"jax"``; ``"numba"`` (PyTensor's numba backend: a minute or more to
-            compile).
+            compile). When the kernel is not used, ``fit.timing["native_reason"]`` and the
+            summary header say why.
         recover_random_effects : bool
             Marginal backend: draw ``b_<g>`` back per posterior draw (default True).
 
@@ -172,16 +196,10 @@ class Model:
         Fit
         """
         t0 = time.perf_counter()
-        seed = sample.resolve_seed(seed)
-        if target_accept is None:
-            target_accept = 0.95 if self.ridge_coordinates else 0.8
-        if mass_matrix is None:
-            mass_matrix = "low_rank" if self.ridge_coordinates else "diag"
-        opts = sample.SamplerOptions(
+        opts = self._sampler_options(
             draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
-            seed=seed, sampler=sampler, progressbar=progressbar, mass_matrix=mass_matrix,
-            compiler=compiler,
-            extra=sampler_kwargs,
+            seed=sample.resolve_seed(seed), sampler=sampler, progressbar=progressbar,
+            mass_matrix=mass_matrix, compiler=compiler, extra=sampler_kwargs,
         )
         pm_model = self.build()
         t_build = time.perf_counter() - t0
@@ -191,12 +209,19 @@ class Model:
         timing["ridge"] = self.ridge_coordinates
         idata = self._tidy(raw)
         if self.backend == "marginal" and recover_random_effects:
-            t1 = time.perf_counter()
-            g = collapsed.collapsed_group(self.design)
-            idata.posterior[names.effects(g.name)] = self._recover(idata, seed)
-            timing["recover_s"] = time.perf_counter() - t1
+            self._add_random_effects(idata, opts.seed, timing)
         timing["total_s"] = time.perf_counter() - t0
         return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing)
+
+    def _sampler_options(self, *, target_accept, mass_matrix, **kw) -> sample.SamplerOptions:
+        """The fit's sampler options, with this model's defaults for ``target_accept`` and
+        ``mass_matrix`` where they are None (ridge coordinates: 0.95 and low-rank)."""
+        ridge = self.ridge_coordinates
+        if target_accept is None:
+            target_accept = 0.95 if ridge else 0.8
+        if mass_matrix is None:
+            mass_matrix = "low_rank" if ridge else "diag"
+        return sample.SamplerOptions(target_accept=target_accept, mass_matrix=mass_matrix, **kw)
 
     # ------------------------------------------------------------------ post-processing
 
@@ -211,6 +236,13 @@ class Model:
         y = xr.DataArray(d.y[order], dims=["obs"], coords={"obs": d.rows[order]})
         idata = az.InferenceData(**groups, observed_data=xr.Dataset({"y": y}))
         return idata
+
+    def _add_random_effects(self, idata: az.InferenceData, seed: int, timing: dict) -> None:
+        """Marginal backend: add the collapsed group's ``b_<g>`` draws to the posterior."""
+        t1 = time.perf_counter()
+        g = collapsed.collapsed_group(self.design)
+        idata.posterior[names.effects(g.name)] = self._recover(idata, seed)
+        timing["recover_s"] = time.perf_counter() - t1
 
     def _recover(self, idata: az.InferenceData, seed: int) -> xr.DataArray:
         g = collapsed.collapsed_group(self.design)

@@ -19,6 +19,8 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 #: the fixed-effect coefficients and their dim
 FIXED = "beta"
 COEF_DIM = "coef"
@@ -100,6 +102,91 @@ def corr_label(a: str, b: str, group: str) -> str:
 def label(name: str) -> str:
     """Summary label of a scalar parameter (its name where it has no longer label)."""
     return SCALAR_LABELS.get(name, name)
+
+
+#: the sections of the summary table, in the order :func:`hyperparameters` lists them
+SECTIONS = ("fixed", "random", "residual", "correlation")
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One scalar hyperparameter: its summary label and where it lies in the posterior.
+
+    Attributes
+    ----------
+    label : str
+        Row label in the summary, the sensitivity table and SBC (``sd(time | id)``).
+    var : str
+        The posterior variable holding it (``sd_id``).
+    index : dict of str to str
+        Coordinate label per dim of ``var`` (``{"id__term": "time"}``; both term dims of a
+        correlation); empty for a scalar variable.
+    section : str
+        The summary section: one of :data:`SECTIONS`.
+    """
+
+    label: str
+    var: str
+    index: dict = field(default_factory=dict)
+    section: str = "fixed"
+
+    def draws(self, posterior):
+        """This scalar's draws: ``posterior[var]`` at ``index``, with no coordinates left
+        but ``chain`` and ``draw`` (``posterior``: an xarray Dataset or a mapping of
+        DataArrays with labelled coordinates)."""
+        da = posterior[self.var]
+        if self.index:
+            da = da.sel(self.index)
+        return da.drop_vars([c for c in da.coords if c not in ("chain", "draw")])
+
+
+def hyperparameters(design) -> list[Hyperparameter]:
+    """Every hyperparameter a model may have, in the summary's order: the fixed effects;
+    per grouping factor its sds, then the strict lower triangle of its correlation
+    (``q > 1``); the family's parameters; ``phi``; ``sd_ar``.
+
+    Parameters
+    ----------
+    design : Design
+        Read duck-typed: ``design.fixed_names``, ``design.groups`` (each with ``.name``,
+        ``.terms``, ``.q``) and ``design.spec.family.extra_params``.
+
+    Returns
+    -------
+    list of Hyperparameter
+        Including ``phi`` and ``sd_ar`` whether or not the model has them: callers keep the
+        entries whose ``var`` is in their posterior.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> design = NS(fixed_names=["Intercept"],
+    ...             groups=[NS(name="id", terms=["Intercept", "time"], q=2)],
+    ...             spec=NS(family=NS(extra_params=("sigma",))))
+    >>> [h.label for h in hyperparameters(design)]  # doctest: +NORMALIZE_WHITESPACE
+    ['Intercept', 'sd(Intercept | id)', 'sd(time | id)', 'corr(Intercept, time | id)',
+     'sigma (residual sd)', 'phi (AR(1) correlation)', 'sd of the latent AR process']
+    >>> hyperparameters(design)[3].index
+    {'id__term': 'time', 'id__term_bis': 'Intercept'}
+    """
+    out = [Hyperparameter(n, FIXED, {COEF_DIM: n}, "fixed") for n in design.fixed_names]
+    for g in design.groups:
+        out += _group_hyperparameters(g.name, list(g.terms), g.q)
+    out += [Hyperparameter(label(n), n, {}, "residual") for n in design.spec.family.extra_params]
+    out += [Hyperparameter(label(n), n, {}, "correlation") for n in (PHI, SD_AR)]
+    return out
+
+
+def _group_hyperparameters(group: str, terms: list[str], q: int) -> list[Hyperparameter]:
+    """The sds of ``group``'s terms, then the correlations below the diagonal (row-wise)."""
+    tdim = term_dim(group)
+    out = [Hyperparameter(sd_label(t, group), sd(group), {tdim: t}, "random") for t in terms]
+    for i in range(q if q > 1 else 0):
+        for j in range(i):
+            index = {tdim: terms[i], bis(tdim): terms[j]}
+            name = corr_label(terms[j], terms[i], group)
+            out.append(Hyperparameter(name, corr(group), index, "random"))
+    return out
 
 
 def is_group_sd(name: str) -> bool:

@@ -28,9 +28,22 @@ from hierbayes import names
 def hyperparameters(idata, design: Design) -> xr.Dataset:
     """The hyperparameters as scalar-per-draw variables named as in ``fit.summary()``.
 
-    ``beta`` -> the coefficient labels, ``sd_<g>`` -> ``sd(term | g)``, the off-diagonal of
-    ``corr_<g>`` -> ``corr(a, b | g)``, the family's parameters, ``phi`` and ``sd_ar`` by
-    :data:`hierbayes.names.SCALAR_LABELS` (``sigma (residual sd)``, ...).
+    One variable per :func:`hierbayes.names.hyperparameters` entry whose posterior variable
+    ``idata.posterior`` holds, in the summary's order: ``beta`` -> the coefficient labels,
+    ``sd_<g>`` -> ``sd(term | g)``, the off-diagonal of ``corr_<g>`` -> ``corr(a, b | g)``,
+    the family's parameters, ``phi`` and ``sd_ar`` by :data:`hierbayes.names.SCALAR_LABELS`
+    (``sigma (residual sd)``, ...).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Or anything with a ``posterior`` Dataset (SBC passes the prior draws).
+    design : Design
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables with dims ``(chain, draw)`` only.
 
     Examples
     --------
@@ -38,29 +51,8 @@ def hyperparameters(idata, design: Design) -> xr.Dataset:
     ['Intercept', 'time']
     """
     post = idata.posterior
-    out: dict[str, xr.DataArray] = {}
-
-    def scalar(da):
-        return da.drop_vars([c for c in da.coords if c not in ("chain", "draw")])
-
-    for n in design.fixed_names:
-        out[n] = scalar(post["beta"].sel(coef=n))
-    for g in design.groups:
-        tdim = names.term_dim(g.name)
-        for t in g.terms:
-            out[names.sd_label(t, g.name)] = scalar(post[names.sd(g.name)].sel({tdim: t}))
-        if names.corr(g.name) in post:
-            corr = post[names.corr(g.name)]
-            for i in range(g.q):
-                for j in range(i):
-                    a, b = g.terms[j], g.terms[i]
-                    out[names.corr_label(a, b, g.name)] = scalar(
-                        corr.isel({tdim: i, names.bis(tdim): j})
-                    )
-    for name in (*design.spec.family.extra_params, "phi", "sd_ar"):
-        if name in post:
-            out[names.label(name)] = scalar(post[name])
-    return xr.Dataset(out)
+    hypers = names.hyperparameters(design)
+    return xr.Dataset({h.label: h.draws(post) for h in hypers if h.var in post})
 
 
 def _sensitivity_data(fit) -> xr.DataTree:

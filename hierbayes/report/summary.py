@@ -5,52 +5,42 @@ from __future__ import annotations
 import html
 
 import arviz as az
-import numpy as np
 import pandas as pd
+
 from hierbayes import names
+from hierbayes.criticism.sensitivity import hyperparameters
 
 COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
 
 
-
-def _rows(idata, var: str, labels: list[str], section: str, hdi_prob: float, sel=None):
-    da = idata.posterior[var]
-    if sel is not None:
-        da = sel(da)
-    s = az.summary(da.rename(var).to_dataset(), hdi_prob=hdi_prob, kind="all")
-    s.index = labels
-    s.insert(0, "section", section)
-    return s
-
-
 def parameter_table(idata, design, hdi_prob: float = 0.94) -> pd.DataFrame:
-    """All hyperparameters in one table (index: readable labels; column ``section``)."""
-    parts = []
-    post = idata.posterior
-    if "beta" in post:
-        parts.append(_rows(idata, "beta", list(design.fixed_names), "fixed", hdi_prob))
-    for g in design.groups:
-        parts.append(
-            _rows(idata, names.sd(g.name), [names.sd_label(t, g.name) for t in g.terms], "random", hdi_prob)
-        )
-        q = g.q
-        if q > 1 and names.corr(g.name) in post:
-            pairs = [(i, j) for i in range(q) for j in range(i)]
-            tdim = names.term_dim(g.name)
+    """All hyperparameters in one table (index: readable labels; column ``section``).
 
-            def sel(da, pairs=pairs, tdim=tdim):
-                vals = np.stack([da.isel({tdim: i, names.bis(tdim): j}).values for i, j in pairs], -1)
-                return da.isel({tdim: 0, names.bis(tdim): 0}).expand_dims(pair=len(pairs), axis=-1).copy(data=vals)
+    Rows are :func:`hierbayes.names.hyperparameters` (those in the posterior, in that order),
+    summarised by one :func:`arviz.summary` call over
+    :func:`hierbayes.criticism.sensitivity.hyperparameters`.
 
-            labels = [names.corr_label(g.terms[j], g.terms[i], g.name) for i, j in pairs]
-            parts.append(_rows(idata, names.corr(g.name), labels, "random", hdi_prob, sel))
-    for name in design.spec.family.extra_params:
-        if name in post:
-            parts.append(_rows(idata, name, [names.label(name)], "residual", hdi_prob))
-    for name in ("phi", "sd_ar"):
-        if name in post:
-            parts.append(_rows(idata, name, [names.label(name)], "correlation", hdi_prob))
-    table = pd.concat(parts)
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    design : Design
+    hdi_prob : float
+        Mass of the highest-density interval (columns ``hdi_<lower>%``, ``hdi_<upper>%``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``section`` (``fixed``, ``random``, ``residual``, ``correlation``), ``mean``,
+        ``sd``, the HDI bounds, ``mcse_mean``, ``ess_bulk``, ``ess_tail``, ``r_hat``.
+
+    Examples
+    --------
+    >>> parameter_table(fit.idata, fit.design).index[0]   # doctest: +SKIP
+    'Intercept'
+    """
+    section = {h.label: h.section for h in names.hyperparameters(design)}
+    table = az.summary(hyperparameters(idata, design), hdi_prob=hdi_prob, kind="all")
+    table.insert(0, "section", [section[label] for label in table.index])
     hdi_cols = [c for c in table.columns if c.startswith("hdi_")]
     return table[["section", "mean", "sd", *hdi_cols, "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]]
 

@@ -5,7 +5,7 @@
 >>> model = hb.Model("y ~ time + treatment + (1 + time | id)", data,
 ...                  correlation=hb.AR1(time="time", group="id"))
 >>> fit = model.fit(seed=1)      # doctest: +SKIP
->>> print(fit.summary())         # doctest: +SKIP
+>>> print(fit.summary())  # doctest: +SKIP
 """
 
 from hierbayes import datasets

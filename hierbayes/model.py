@@ -60,7 +60,7 @@ class Model:
     >>> model.backend
     'marginal'
     >>> fit = model.fit(seed=1)  # doctest: +SKIP
-    >>> print(fit.summary())     # doctest: +SKIP
+    >>> print(fit.summary())  # doctest: +SKIP
     """
 
     def __init__(

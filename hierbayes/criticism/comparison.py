@@ -196,7 +196,7 @@ def loo(fit, unit: str | None = None) -> LOO:
 
     Examples
     --------
-    >>> res = hb.loo(fit)          # doctest: +SKIP
+    >>> res = hb.loo(fit)
     >>> res.unit, res.n_high_k     # doctest: +SKIP
     ('id', 0)
     """

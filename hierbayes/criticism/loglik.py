@@ -160,7 +160,7 @@ def log_likelihood(fit) -> xr.Dataset:
 
     Examples
     --------
-    >>> ll = log_likelihood(fit)            # doctest: +SKIP
+    >>> ll = log_likelihood(fit)
     >>> ll["y"].dims                        # doctest: +SKIP
     ('chain', 'draw', 'id')
     """

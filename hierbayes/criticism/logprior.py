@@ -111,7 +111,7 @@ def log_prior(idata, design: Design, priors: dict[str, Prior]) -> xr.Dataset:
 
     Examples
     --------
-    >>> lp = log_prior(fit.idata, fit.design, fit.priors)   # doctest: +SKIP
+    >>> lp = log_prior(fit.idata, fit.design, fit.priors)
     >>> lp["sigma"].dims                                     # doctest: +SKIP
     ('chain', 'draw')
     """

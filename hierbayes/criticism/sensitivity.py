@@ -47,7 +47,7 @@ def hyperparameters(idata, design: Design) -> xr.Dataset:
 
     Examples
     --------
-    >>> list(hyperparameters(fit.idata, fit.design))[:2]   # doctest: +SKIP
+    >>> list(hyperparameters(fit.idata, fit.design))[:2]  # doctest: +ELLIPSIS
     ['Intercept', 'time']
     """
     post = idata.posterior
@@ -100,7 +100,7 @@ def prior_sensitivity(fit, threshold: float = 0.05, alphas=(0.99, 1.01)) -> pd.D
     Examples
     --------
     >>> fit = model.fit(seed=1)                      # doctest: +SKIP
-    >>> fit.prior_sensitivity()                      # doctest: +SKIP
+    >>> fit.prior_sensitivity()  # doctest: +SKIP
                              prior  likelihood diagnosis
     Intercept                0.001       0.087         ✓
     """
@@ -123,7 +123,7 @@ def power_scaled_moments(fit, alphas=(0.5, 0.67, 0.8, 0.9, 1.0, 1.11, 1.25, 1.5,
 
     Examples
     --------
-    >>> power_scaled_moments(fit).query("component == 'prior'")   # doctest: +SKIP
+    >>> power_scaled_moments(fit).query("component == 'prior'")  # doctest: +SKIP
     """
     import arviz_stats  # noqa: F401  (registers the .azstats accessor)
 

@@ -315,7 +315,8 @@ def read_metadata(path) -> dict:
 
     Examples
     --------
-    >>> hb.persist.read_metadata("fit.nc")["hierbayes_version"]   # doctest: +SKIP
+    >>> path = fit.save("fit.nc")
+    >>> read_metadata(path)["hierbayes_version"]
     '0.1.0'
     """
     import h5netcdf

@@ -237,7 +237,7 @@ def predict(
     >>> import pandas as pd
     >>> new = pd.DataFrame({"id": [1, 1, 99999], "time": [4, 5, 0],
     ...                     "treatment": ["control", "control", "treatment"]})
-    >>> pred = fit.predict(new, kind="response")   # doctest: +SKIP
+    >>> pred = fit.predict(new, kind="response")
     >>> pred.table[["mean", "q2.5%", "q97.5%"]]     # doctest: +SKIP
     """
     if kind not in KINDS:

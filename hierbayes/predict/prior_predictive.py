@@ -76,7 +76,7 @@ def summary_statistics(y: np.ndarray, design: Design) -> pd.DataFrame:
 
     Examples
     --------
-    >>> stats = summary_statistics(model.design.y, model.design)   # doctest: +SKIP
+    >>> stats = summary_statistics(model.design.y, model.design)
     """
     y = np.atleast_2d(np.asarray(y, dtype=float))
     out = {"mean": y.mean(axis=1), "sd": y.std(axis=1)}

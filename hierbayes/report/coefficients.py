@@ -165,7 +165,7 @@ def cluster_coefficient_draws(idata, design, group: str | None = None) -> xr.Dat
 
     Examples
     --------
-    >>> draws = cluster_coefficient_draws(idata, design)  # doctest: +SKIP
+    >>> draws = cluster_coefficient_draws(idata, design)
     >>> draws.sel(term="time").mean(("chain", "draw"))     # doctest: +SKIP
     """
     g = group_block(design, group)
@@ -247,7 +247,7 @@ def cluster_coefficients(
 
     Examples
     --------
-    >>> tab = cluster_coefficients(idata, design)   # doctest: +SKIP
+    >>> tab = cluster_coefficients(idata, design)
     >>> tab["mean"].unstack("term").head()          # doctest: +SKIP
     """
     draws = cluster_coefficient_draws(idata, design, group)

@@ -112,7 +112,7 @@ def hyper_posterior(idata, var_names: list[str] | None = None) -> xr.Dataset:
 
     Examples
     --------
-    >>> list(hyper_posterior(idata).data_vars)   # doctest: +SKIP
+    >>> list(hyper_posterior(idata).data_vars)  # doctest: +ELLIPSIS
     ['beta', 'sigma', 'phi', 'sd_id', 'corr_id']
     """
     post = getattr(idata, "posterior", None)
@@ -338,7 +338,7 @@ def verdict_lines(df: pd.DataFrame) -> str:
 
     Examples
     --------
-    >>> print(verdict_lines(diagnose(idata)))   # doctest: +SKIP
+    >>> print(verdict_lines(diagnose(idata)))  # doctest: +SKIP
     [ok]   R-hat: R-hat is at most 1.003 (worst: sigma), within 1.01: the chains agree.
     """
     lines = []

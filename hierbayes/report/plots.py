@@ -58,7 +58,8 @@ def plot_shrinkage_densities(frame: pd.DataFrame, terms=None, figsize=None) -> F
 
     Examples
     --------
-    >>> fig = plot_shrinkage_densities(shrinkage_frame(idata, design))   # doctest: +SKIP
+    >>> from hierbayes.report import shrinkage_frame
+    >>> fig = plot_shrinkage_densities(shrinkage_frame(idata, design))
     >>> fig.savefig("shrinkage.png")                                      # doctest: +SKIP
     """
     terms = _terms(frame, terms)
@@ -113,7 +114,8 @@ def plot_shrinkage_arrows(
 
     Examples
     --------
-    >>> frame = shrinkage_frame(idata, design)                  # doctest: +SKIP
+    >>> from hierbayes.report import shrinkage_frame
+    >>> frame = shrinkage_frame(idata, design)
     >>> fig = plot_shrinkage_arrows(frame, max_clusters=40)     # doctest: +SKIP
     """
     if max_clusters < 1:
@@ -218,7 +220,7 @@ def rank_plot(idata, var_names: list[str] | None = None, **kwargs) -> Figure:
 
     Examples
     --------
-    >>> fig = rank_plot(idata)   # doctest: +SKIP
+    >>> fig = rank_plot(idata)
     """
     return _figure_of(az.plot_rank(hyper_posterior(idata, var_names), **kwargs))
 
@@ -228,6 +230,6 @@ def trace_plot(idata, var_names: list[str] | None = None, **kwargs) -> Figure:
 
     Examples
     --------
-    >>> fig = trace_plot(idata, compact=True)   # doctest: +SKIP
+    >>> fig = trace_plot(idata, compact=True)
     """
     return _figure_of(az.plot_trace(hyper_posterior(idata, var_names), **kwargs))

@@ -87,7 +87,7 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
 
     Examples
     --------
-    >>> r = within_group_residuals(idata, design)   # doctest: +SKIP
+    >>> r = within_group_residuals(idata, design)
     >>> residual_summary(r)                          # doctest: +SKIP
     """
     fitted = np.zeros(design.n)
@@ -143,7 +143,7 @@ def ppc_lag1_autocorr(resid, design) -> np.ndarray:
 
     Examples
     --------
-    >>> rho_obs = ppc_lag1_autocorr(within_group_residuals(idata, design), design)  # doctest: +SKIP
+    >>> rho_obs = ppc_lag1_autocorr(within_group_residuals(idata, design), design)
     """
     r = np.asarray(resid, dtype=float)
     cluster = getattr(design, "cluster", None)

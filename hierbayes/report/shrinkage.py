@@ -49,7 +49,7 @@ def shrinkage_frame(
 
     Examples
     --------
-    >>> fr = shrinkage_frame(idata, design)             # doctest: +SKIP
+    >>> fr = shrinkage_frame(idata, design)
     >>> fr.xs("time", level="term")["shrinkage"].median()  # doctest: +SKIP
     """
     g = group_block(design, group)
@@ -150,7 +150,7 @@ def shrinkage_table(
 
     Examples
     --------
-    >>> shrinkage_table(idata, design)   # doctest: +SKIP
+    >>> shrinkage_table(idata, design)  # doctest: +SKIP
     """
     if frame is None:
         frame = shrinkage_frame(idata, design, group)
@@ -192,7 +192,7 @@ def shrinkage_by_size(frame: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
 
     Examples
     --------
-    >>> shrinkage_by_size(shrinkage_frame(idata, design))   # doctest: +SKIP
+    >>> shrinkage_by_size(shrinkage_frame(idata, design))  # doctest: +SKIP
     """
     f = _used(frame)
     sizes = f["n"].astype(int)

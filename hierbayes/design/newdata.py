@@ -177,6 +177,17 @@ def new_rows(design: Design, data: pd.DataFrame, groups: str = "existing") -> Ne
     >>> new.X.tolist(), new.groups[0].index.tolist()
     ([[1.0, 4.0, 0.0], [1.0, 0.0, 1.0]], [0, -1])
     """
+    corr_cols = _check_new_data(design, data, groups)
+    frame = data.reset_index(drop=True)
+    X = _fixed_rows(design, frame)
+    new_groups = [] if groups == "none" else [_group_rows(design, g, frame) for g in design.groups]
+    time, cluster = _correlation_rows(design, frame, corr_cols)
+    return NewRows(X=X, groups=tuple(new_groups), row_labels=data.index, time=time, cluster=cluster)
+
+
+def _check_new_data(design: Design, data, groups: str) -> list[str]:
+    """Refuse what cannot be predicted (not a frame, an unknown mode, no rows, missing
+    columns or values); returns the correlation's columns."""
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"new data must be a pandas DataFrame, got {type(data).__name__}.")
     if groups not in GROUP_MODES:
@@ -197,46 +208,50 @@ def new_rows(design: Design, data: pd.DataFrame, groups: str = "existing") -> Ne
             f"missing values in the new data's columns {nan}; predictions need every "
             "predictor: fill or remove those rows."
         )
-    labels = data.index
-    frame = data.reset_index(drop=True)
+    return corr_cols
 
-    if design.p:
-        X = _evaluate(design.common_terms, frame, "fixed-effect part of the formula")
-        if X.ndim == 1:
-            X = X[:, None]
-    else:
-        X = np.zeros((len(frame), 0))
 
-    new_groups = []
-    if groups != "none":
-        for g in design.groups:
-            if not g.term_matrices:
-                raise ValueError(
-                    f"the design of grouping factor {g.name!r} carries no formula information "
-                    "for new data (a design built by an older hierbayes); refit the model."
-                )
-            Z = np.column_stack(
-                [_evaluate(m, frame, f"group term of {g.name!r}") for m in g.term_matrices]
-            )
-            cols = next(gt.factor_columns for gt in design.spec.group_terms if gt.name == g.name)
-            lab = _labels(frame, cols)
-            pos = {level: i for i, level in enumerate(g.levels)}
-            index = np.array([pos.get(v, -1) for v in lab], dtype=np.int64)
-            new_groups.append(NewGroup(name=g.name, labels=lab, index=index, Z=Z))
+def _fixed_rows(design: Design, frame: pd.DataFrame) -> np.ndarray:
+    """The fixed-effect matrix of the new rows (the fitted terms, levels and transforms)."""
+    if not design.p:
+        return np.zeros((len(frame), 0))
+    X = _evaluate(design.common_terms, frame, "fixed-effect part of the formula")
+    return X[:, None] if X.ndim == 1 else X
 
-    time = cluster = None
+
+def _group_rows(design: Design, g, frame: pd.DataFrame) -> NewGroup:
+    """One factor's random-effect design and level labels on the new rows (index -1 for a
+    level the fit never saw)."""
+    if not g.term_matrices:
+        raise ValueError(
+            f"the design of grouping factor {g.name!r} carries no formula information "
+            "for new data (a design built by an older hierbayes); refit the model."
+        )
+    Z = np.column_stack(
+        [_evaluate(m, frame, f"group term of {g.name!r}") for m in g.term_matrices]
+    )
+    cols = next(gt.factor_columns for gt in design.spec.group_terms if gt.name == g.name)
+    lab = _labels(frame, cols)
+    pos = {level: i for i, level in enumerate(g.levels)}
+    index = np.array([pos.get(v, -1) for v in lab], dtype=np.int64)
+    return NewGroup(name=g.name, labels=lab, index=index, Z=Z)
+
+
+def _correlation_rows(design: Design, frame: pd.DataFrame, corr_cols: list[str]):
+    """Times and clusters of the new rows for the residual correlation (None when the model
+    has none or the new data lack its columns); a (cluster, time) may appear once."""
     corr = design.correlation
-    if corr is not None and all(c in frame.columns for c in corr_cols):
-        if frame[corr_cols].isna().any().any():
-            raise ValueError(f"missing values in the new data's columns {corr_cols}.")
-        time = correlation_times(frame, corr, " in the new data")
-        cluster = _labels(frame, (corr.group,))
-        key = pd.DataFrame({"c": cluster, "t": time})
-        dup = key.duplicated()
-        if dup.any():
-            i = int(np.flatnonzero(dup.to_numpy())[0])
-            raise ValueError(
-                f"time {time[i]:g} appears twice for cluster {cluster[i]!r} of {corr.group!r} "
-                "in the new data; predict each (cluster, time) once."
-            )
-    return NewRows(X=X, groups=tuple(new_groups), row_labels=labels, time=time, cluster=cluster)
+    if corr is None or not all(c in frame.columns for c in corr_cols):
+        return None, None
+    if frame[corr_cols].isna().any().any():
+        raise ValueError(f"missing values in the new data's columns {corr_cols}.")
+    time = correlation_times(frame, corr, " in the new data")
+    cluster = _labels(frame, (corr.group,))
+    dup = pd.DataFrame({"c": cluster, "t": time}).duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise ValueError(
+            f"time {time[i]:g} appears twice for cluster {cluster[i]!r} of {corr.group!r} "
+            "in the new data; predict each (cluster, time) once."
+        )
+    return time, cluster

@@ -122,6 +122,18 @@ def simulate(
     frame[spec.response] = rng.standard_normal(len(frame))
     d = build_design(spec, frame, na_action="raise")
     _check_params(params, d, spec)
+    mu = _add_random_part(d.X @ _coefficients(params, d), d, params, rng)
+    eps = _residuals(d, params, rng)
+    y = mu + eps
+    out = data.copy()
+    values = np.empty(len(frame))
+    values[d.rows] = y
+    out[spec.response] = values
+    return out
+
+
+def _coefficients(params: dict, d) -> np.ndarray:
+    """``beta`` as a vector in the design's column order (a dict: missing labels are 0)."""
     beta = params.get("beta", {})
     if isinstance(beta, dict):
         unknown = set(beta) - set(d.fixed_names)
@@ -134,27 +146,31 @@ def simulate(
             f"beta needs {d.p} values, one per column {list(d.fixed_names)}, got shape {beta.shape}; "
             "or give a dict label -> value."
         )
-    mu = d.X @ beta
+    return beta
+
+
+def _add_random_part(mu: np.ndarray, d, params: dict, rng: np.random.Generator) -> np.ndarray:
+    """``mu + sum_g Z_g b_g`` with each factor's effects drawn from N(0, sd corr sd)."""
+    out = mu
     for g in d.groups:
         sd = np.atleast_1d(np.asarray(params[names.sd(g.name)], dtype=float))
         corr = np.asarray(params.get(names.corr(g.name), np.eye(g.q)), dtype=float)
         cov = sd[:, None] * corr * sd[None, :]
         b = rng.multivariate_normal(np.zeros(g.q), cov, size=g.n_levels)
-        mu = mu + (g.Z * b[g.index]).sum(axis=1)
-    sigma = float(params["sigma"])
-    eps = rng.standard_normal(d.n) * sigma
-    if d.correlation is not None:
-        phi = float(params["phi"])
-        # AR(1) recursion along each cluster's sorted rows (lags from the time gaps)
-        lay = d.layout
-        innov = np.where(lay.mask, eps[np.where(lay.mask, lay.pos, 0)], 0.0)
-        a = np.where(lay.mask, arprocess.lag_power(phi, lay.lag), 0.0)
-        e = arprocess.recursion(innov, a)
-        eps = np.zeros(d.n)
-        eps[lay.pos[lay.mask]] = e[lay.mask]
-    y = mu + eps
-    out = data.copy()
-    values = np.empty(len(frame))
-    values[d.rows] = y
-    out[spec.response] = values
+        out = out + (g.Z * b[g.index]).sum(axis=1)
+    return out
+
+
+def _residuals(d, params: dict, rng: np.random.Generator) -> np.ndarray:
+    """Residuals with sd ``sigma``, independent or the AR(1)/CAR(1) process along each
+    cluster's sorted rows (:func:`hierbayes.likelihood.arprocess.recursion`)."""
+    eps = rng.standard_normal(d.n) * float(params["sigma"])
+    if d.correlation is None:
+        return eps
+    lay = d.layout
+    innov = np.where(lay.mask, eps[np.where(lay.mask, lay.pos, 0)], 0.0)
+    a = np.where(lay.mask, arprocess.lag_power(float(params["phi"]), lay.lag), 0.0)
+    e = arprocess.recursion(innov, a)
+    out = np.zeros(d.n)
+    out[lay.pos[lay.mask]] = e[lay.mask]
     return out

@@ -10,6 +10,7 @@ import pandas as pd
 
 from hierbayes.spec import correlation as corr_mod
 from hierbayes import datasets
+from hierbayes.spec.keys import check_keys
 from hierbayes.spec.priors import Prior
 
 if sys.version_info >= (3, 11):
@@ -17,8 +18,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_SAMPLER_KEYS = {"chains", "draws", "tune", "target_accept", "seed", "cores", "mass_matrix",
-                 "compiler"}
+_SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "seed", "cores",
+                 "mass_matrix", "compiler"}
+_TOP_KEYS = {"formula", "data", "family", "backend", "correlation", "priors", "sampler"}
 
 
 @dataclass(frozen=True)
@@ -78,21 +80,23 @@ def read(path: str | Path) -> ModelFile:
     path = Path(path)
     with open(path, "rb") as fh:
         cfg = tomllib.load(fh)
+    check_keys(f"the top level of {path}", cfg, _TOP_KEYS)
     for key in ("formula", "data"):
         if key not in cfg:
             raise ValueError(f"model file {path} has no {key!r} entry.")
+    for table in ("correlation", "sampler", "priors"):
+        if table in cfg and not isinstance(cfg[table], dict):
+            raise ValueError(f"{table!r} in {path} must be a table ([{table}]), got {cfg[table]!r}.")
     sampler = dict(cfg.get("sampler", {}))
+    check_keys(f"the [sampler] table of {path}", sampler, _SAMPLER_KEYS)
     name = sampler.pop("name", "nutpie")
-    unknown = set(sampler) - _SAMPLER_KEYS
-    if unknown:
-        raise ValueError(f"unknown [sampler] keys {sorted(unknown)} in {path}; known: {sorted(_SAMPLER_KEYS)}.")
     return ModelFile(
         path=path,
         formula=cfg["formula"],
         data=_load_data(str(cfg["data"]), path.parent),
         family=cfg.get("family", "gaussian"),
         backend=cfg.get("backend", "auto"),
-        correlation=corr_mod.from_dict(cfg.get("correlation")),
+        correlation=corr_mod.from_dict(cfg.get("correlation"), f"the [correlation] table of {path}"),
         priors={k: _prior(k, v) for k, v in cfg.get("priors", {}).items()},
         sampler=name,
         fit_kwargs=sampler,

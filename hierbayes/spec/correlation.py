@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hierbayes.spec.keys import check_keys
+
 
 @dataclass(frozen=True)
 class AR1:
@@ -77,10 +79,12 @@ class CAR1:
 Correlation = AR1 | CAR1
 
 
-def from_dict(d: dict | None) -> Correlation | None:
-    """Build a correlation from a model-file table such as ``{type="ar1", time=..., group=...}``."""
+def from_dict(d: dict | None, where: str = "the correlation table") -> Correlation | None:
+    """Build a correlation from a model-file table such as ``{type="ar1", time=..., group=...}``;
+    an unknown key is an error naming it (``where`` says where it was written)."""
     if not d:
         return None
+    check_keys(where, d, ("type", "time", "group"))
     kind = str(d.get("type", "")).lower()
     classes = {"ar1": AR1, "car1": CAR1}
     if kind not in classes:

@@ -33,6 +33,36 @@ def test_model_file_errors(tmp_path):
         modelfile.read(bad)
 
 
+GOOD = 'formula = "y ~ time + (1 | id)"\ndata = "clark_ar1"\n'
+CORR = '[correlation]\ntype = "ar1"\ntime = "time"\ngroup = "id"\n'
+
+
+@pytest.mark.parametrize(
+    "text, where, key, hint",
+    [
+        (GOOD + 'familly = "bernoulli"\n', "top level", "familly", "family"),
+        (GOOD + "seed = 4\n", "top level", "seed", None),
+        (GOOD + '[corelation]\ntype = "ar1"\ntime = "time"\ngroup = "id"\n', "top level", "corelation", "correlation"),
+        (GOOD + "[samplr]\ndraws = 10\n", "top level", "samplr", "sampler"),
+        (GOOD + CORR + "lag = 2\n", "[correlation] table", "lag", None),
+        (GOOD + '[correlation]\ntyp = "car1"\ntime = "time"\ngroup = "id"\n', "[correlation] table", "typ", "type"),
+        (GOOD + "[sampler]\ndraw = 10\n", "[sampler] table", "draw", "draws"),
+    ],
+)
+def test_model_file_unknown_keys_name_the_key_table_and_closest_match(tmp_path, text, where, key, hint):
+    """No key of a model file is ignored: a typo would fit another model silently."""
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        modelfile.read(path)
+    msg = str(err.value)
+    assert f"unknown key {key!r}" in msg and where in msg and "known keys:" in msg
+    if hint:
+        assert f"did you mean {hint!r}?" in msg
+    path.write_text(GOOD + CORR)  # the same file without the typo reads
+    assert modelfile.read(path).correlation.kind == "ar1"
+
+
 def test_cli_fit_writes_netcdf(tmp_path, capsys):
     csv = tmp_path / "d.csv"
     import numpy as np

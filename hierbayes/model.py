@@ -154,6 +154,7 @@ class Model:
         progressbar: bool = True,
         mass_matrix: str | None = None,
         compiler: str = "auto",
+        max_treedepth: int = 10,
         recover_random_effects: bool = True,
         **sampler_kwargs,
     ) -> Fit:
@@ -188,6 +189,9 @@ class Model:
             apply); ``"jax"``; ``"numba"`` (PyTensor's numba backend: a minute or more to
             compile). When the kernel is not used, ``fit.timing["native_reason"]`` and the
             summary header say why.
+        max_treedepth : int
+            The maximum depth of NUTS trees (nutpie's ``maxdepth``, PyMC's
+            ``max_treedepth``; 2^depth leapfrog steps at most per draw).
         recover_random_effects : bool
             Marginal backend: draw ``b_<g>`` back per posterior draw (default True).
 
@@ -199,7 +203,8 @@ class Model:
         opts = self._sampler_options(
             draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
             seed=sample.resolve_seed(seed), sampler=sampler, progressbar=progressbar,
-            mass_matrix=mass_matrix, compiler=compiler, extra=sampler_kwargs,
+            mass_matrix=mass_matrix, compiler=compiler, max_treedepth=max_treedepth,
+            extra=sampler_kwargs,
         )
         pm_model = self.build()
         t_build = time.perf_counter() - t0

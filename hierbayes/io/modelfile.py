@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "seed", "cores",
+_SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "seed", "cores", "max_treedepth",
                  "mass_matrix", "compiler"}
 _TOP_KEYS = {"formula", "data", "family", "backend", "correlation", "priors", "sampler"}
 

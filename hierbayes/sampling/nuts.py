@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ import numpy as np
 import pymc as pm
 
 from hierbayes.sampling.cache import COMPILED
+from hierbayes.spec.keys import check_keys
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,76 @@ class SamplerOptions:
     compiler: str = "auto"
     progressbar: bool = True
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _whole("draws", self.draws, 1)
+        _whole("tune", self.tune, 0)
+        _whole("chains", self.chains, 1)
+        _whole("max_treedepth", self.max_treedepth, 1)
+        if self.cores is not None:
+            _whole("cores", self.cores, 1)
+        if self.seed is not None:
+            _whole("seed", self.seed, 0)
+        ta = self.target_accept
+        if isinstance(ta, bool) or not isinstance(ta, numbers.Real) or not 0 < ta < 1:
+            raise ValueError(f"target_accept must be a number strictly between 0 and 1 (e.g. 0.8, "
+                             f"0.95), got {ta!r}.")
+
+
+def _whole(name: str, value, least: int) -> None:
+    """``value`` must be a whole number >= ``least`` (numpy integers too, not booleans)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}.")
+
+
+#: what :func:`run` passes to nutpie.sample / pymc.sample itself (not accepted as extras)
+_PASSED = {
+    "nutpie": {"draws", "tune", "chains", "cores", "seed", "progress_bar", "save_warmup",
+               "low_rank_modified_mass_matrix", "target_accept", "maxdepth"},
+    "pymc": {"draws", "tune", "chains", "cores", "random_seed", "target_accept", "progressbar",
+             "compute_convergence_checks", "model", "max_treedepth"},
+}
+
+
+#: fit()'s own sampling arguments
+_FIT_ARGUMENTS = {"draws", "tune", "chains", "cores", "seed", "target_accept", "max_treedepth",
+                  "progressbar", "sampler", "mass_matrix", "compiler", "recover_random_effects"}
+
+
+def sampler_keywords(sampler: str) -> set[str]:
+    """The keyword arguments ``Model.fit(**kwargs)`` may pass on to the sampler: nutpie's
+    ``sample`` arguments and NUTS settings, or ``pymc.sample``'s, less those hierbayes sets."""
+    import inspect
+
+    if sampler == "nutpie":
+        import nutpie
+        from nutpie import _lib
+
+        names_ = set(inspect.signature(nutpie.sample).parameters) - {"compiled_model", "kwargs"}
+        for kind in ("Diag", "LowRank"):
+            settings = getattr(_lib.PyNutsSettings, kind)(0)
+            names_ |= {a for a in dir(settings) if not a.startswith("_") and a[0].islower()}
+        names_ -= {"num_chains", "num_draws", "num_tune", "set_target_accept"}
+    else:  # pm.sample's own arguments and those it hands to its NUTS step
+        names_ = set(inspect.signature(pm.sample).parameters) - {"kwargs"}
+        for cls in pm.NUTS.__mro__:
+            if "__init__" in vars(cls):
+                names_ |= set(inspect.signature(cls.__init__).parameters)
+        names_ -= {"self", "kwargs", "vars", "model"}
+    return names_ - _PASSED[sampler]
+
+
+def _check_extra(opts: "SamplerOptions") -> None:
+    if not opts.extra:
+        return
+    known = sampler_keywords(opts.sampler)
+    taken = [k for k in opts.extra if k in _PASSED[opts.sampler]]
+    if taken:
+        raise ValueError(f"{taken} are set by hierbayes from fit()'s own arguments (draws, tune, "
+                         "chains, cores, seed, target_accept, max_treedepth, progressbar); pass "
+                         "those instead.")
+    # fit()'s own arguments count as known, so a misspelt one is pointed at its right name
+    check_keys(f"the keyword arguments for {opts.sampler}'s sampler", opts.extra, known | _FIT_ARGUMENTS)
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -174,6 +246,7 @@ def _check_options(opts: SamplerOptions) -> None:
         raise ValueError(f"mass_matrix must be 'diag' or 'low_rank', got {opts.mass_matrix!r}.")
     if opts.sampler not in ("nutpie", "pymc"):
         raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {opts.sampler!r}.")
+    _check_extra(opts)
 
 
 def run(
@@ -225,6 +298,7 @@ def run(
                 cores=opts.cores,
                 random_seed=seed,
                 target_accept=opts.target_accept,
+                max_treedepth=opts.max_treedepth,
                 progressbar=opts.progressbar,
                 compute_convergence_checks=False,
                 **opts.extra,

@@ -75,10 +75,12 @@ class Model:
         na_action: str = "drop",
     ) -> None:
         self.spec = parse(formula, family=family, correlation=correlation, priors=priors)
-        # what rebuilds this model in another process (prior sweeps, SBC): plain data only
-        self.inputs = dict(formula=formula, data=data, correlation=correlation, family=family,
-                           backend=backend, na_action=na_action)
         self.design: Design = build_design(self.spec, data, na_action=na_action)
+        # what rebuilds this model in another process (prior sweeps, SBC): plain data only,
+        # and the design's frozen copy of the data, so that editing the caller's DataFrame
+        # after hb.Model() changes no later refit
+        self.inputs = dict(formula=formula, data=self.design.source, correlation=correlation,
+                           family=family, backend=backend, na_action=na_action)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)
         self._cdata = collapsed.prepare(self.design) if self.backend == "marginal" else None

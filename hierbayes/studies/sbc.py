@@ -44,7 +44,7 @@ def _truth_and_params(prior_ds, design) -> tuple[pd.DataFrame, list[dict]]:
         for g in design.groups:
             tdim = names.term_dim(g.name)
             p[names.sd(g.name)] = d[names.sd(g.name)].transpose(tdim).values
-            if g.q > 1:
+            if g.q > 1 and g.correlated:  # `||` terms have no correlations
                 p[names.corr(g.name)] = d[names.corr(g.name)].transpose(tdim, names.bis(tdim)).values
         params.append(p)
     return truth, params

@@ -79,3 +79,33 @@ def test_sbc_gaussian_ar1_calibrated():
     assert res.fits.error.isna().all()
     test = res.uniformity(bins=5)
     assert (test.p_value > 0.001).all(), test
+
+
+def test_sbc_runs_with_uncorrelated_terms():
+    """`(1 + time || id)` has no corr_id: the simulation parameters must not ask for one."""
+    ids = np.repeat(np.arange(12), 4)
+    df = pd.DataFrame({"id": ids, "time": np.tile(np.arange(4), 12), "y": 0.0})
+    df["y"] = np.random.default_rng(1).normal(size=len(df))
+    model = hb.Model("y ~ time + (1 + time || id)", df,
+                     priors={"sigma": hb.Prior("HalfNormal", sigma=1.0),
+                             "sd_id": hb.Prior("HalfNormal", sigma=0.5)})
+    with ThreadPoolExecutor(1) as ex:
+        res = hb.sbc(model, 2, executor=ex, seed=5, n_ranks=19, draws=20, tune=100)
+    assert res.fits.error.isna().all(), res.fits.error.tolist()
+    assert {"sd(Intercept | id)", "sd(time | id)"} <= set(res.ranks.columns)
+    assert not any(c.startswith("cor") for c in res.ranks.columns)
+
+
+def test_refits_use_the_models_frozen_copy_of_the_data():
+    """Editing the caller's DataFrame after hb.Model() changes no sweep/SBC refit."""
+    from hierbayes.studies.parallel import FitTask
+
+    df = pd.DataFrame({"id": np.repeat(np.arange(6), 3), "time": np.tile(np.arange(3), 6)})
+    df["y"] = np.random.default_rng(2).normal(size=len(df))
+    model = hb.Model("y ~ time + (1 | id)", df)
+    y_before = model.design.y.copy()
+    df["y"] = 100.0
+    df.loc[0, "id"] = 99
+    rebuilt = FitTask(inputs=model.inputs, priors=dict(model.priors), fit_kwargs={}, seed=0).build()
+    np.testing.assert_array_equal(rebuilt.design.y, y_before)
+    assert rebuilt.design.groups[0].n_levels == 6

@@ -32,6 +32,9 @@ class Model:
         ``0 +`` to drop the intercept) and lme4-style group terms ``(1 | g)``,
         ``(1 + x | g)``, ``(x | g)`` (intercept implied), ``(0 + x | g)``, ``(1 | a/b)``.
         Terms of one grouping factor are correlated (LKJ prior on their correlation).
+        Reference level: the first category of a pandas Categorical (ordered or not, as
+        an R factor's first level), else the alphabetically first value; or name it,
+        ``C(dose, Treatment('placebo'))``; ``C(dose, Sum)`` for sum-to-zero contrasts.
     data : pandas.DataFrame
     correlation : hb.AR1 or hb.CAR1, optional
         Residual correlation within clusters.

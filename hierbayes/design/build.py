@@ -312,6 +312,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     # only the used columns, in the user's row order: what a saved fit needs to rebuild this
     data = data.loc[:, cols].reset_index(drop=True)
     clean, kept = _rows_used(data, cols, na_action)
+    clean = _categories_in_user_order(clean)
     y, trials = _response(spec, clean)
     _check_finite(spec, clean, cols)
     X, coef_names, common = _fixed_effects(spec, clean)
@@ -393,6 +394,25 @@ def _check_finite(spec: ModelSpec, clean: pd.DataFrame, cols: list[str]) -> None
         if c != spec.response and pd.api.types.is_numeric_dtype(clean[c]):
             if not np.all(np.isfinite(clean[c].to_numpy(dtype=float))):
                 raise ValueError(f"column {c!r} has infinite values; replace or remove them.")
+
+
+def _categories_in_user_order(clean: pd.DataFrame) -> pd.DataFrame:
+    """Every pandas Categorical column with its category order honoured, as R honours a
+    factor's level order: the first category is the reference level of treatment contrasts.
+
+    formulae keeps the category order of *ordered* categoricals only and sorts the others
+    alphabetically, so each is handed over as an ordered categorical with the user's order
+    (ordered-ness changes no contrast in formulae). Categories with no row left (after
+    missing-value removal) are dropped, as R's ``droplevels`` does: they would give
+    all-zero design columns.
+    """
+    cats = [c for c in clean.columns if isinstance(clean[c].dtype, pd.CategoricalDtype)]
+    if not cats:
+        return clean
+    out = clean.copy()
+    for c in cats:
+        out[c] = clean[c].cat.remove_unused_categories().cat.as_ordered()
+    return out
 
 
 def _fixed_effects(spec: ModelSpec, clean: pd.DataFrame):

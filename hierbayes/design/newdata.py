@@ -197,11 +197,7 @@ def _check_new_data(design: Design, data, groups: str) -> list[str]:
     need, corr_cols = _required_columns(design, groups)
     missing = [c for c in need if c not in data.columns]
     if missing:
-        why = "" if groups == "none" else " (pass groups='none' for population-level predictions without cluster columns)"
-        raise KeyError(
-            f"column(s) {missing} needed to predict are not in the new data; it has columns "
-            f"{list(data.columns)}{why}."
-        )
+        raise KeyError(_missing_message(design, missing, groups, list(data.columns)))
     nan = {c: int(n) for c, n in data[need].isna().sum().items() if n}
     if nan:
         raise ValueError(
@@ -209,6 +205,22 @@ def _check_new_data(design: Design, data, groups: str) -> list[str]:
             "predictor: fill or remove those rows."
         )
     return corr_cols
+
+
+def _missing_message(design: Design, missing: list[str], groups: str, have: list[str]) -> str:
+    """Name the missing columns by role: fixed-effect columns are needed whatever
+    ``groups`` is; only for missing cluster/time columns does ``groups='none'`` help."""
+    fixed = set(_var_names(design.spec.fixed)) - {design.spec.response} if design.p else set()
+    need_fixed = [c for c in missing if c in fixed]
+    other = [c for c in missing if c not in fixed]
+    parts = []
+    if need_fixed:
+        parts.append(f"fixed-effect column(s) {need_fixed} (every prediction needs them)")
+    if other:
+        why = "" if groups == "none" else (
+            "; pass groups='none' for population-level predictions without them")
+        parts.append(f"random-effect/cluster column(s) {other}{why}")
+    return (f"the new data lacks {' and '.join(parts)}; it has columns {have}.")
 
 
 def _fixed_rows(design: Design, frame: pd.DataFrame) -> np.ndarray:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 import formulae
+from formulae.categorical import ENCODINGS
 
 from hierbayes.spec import families
 from hierbayes.spec.correlation import AR1, CAR1
@@ -56,6 +57,7 @@ class ModelSpec:
         """Every data column the model uses (formula variables and correlation columns)."""
         rhs = self.formula.split("~", 1)[1].replace("||", "|")
         names = set(formulae.model_description(f"{self.response} ~ {rhs}").var_names) - {""}
+        names -= set(ENCODINGS)  # C(x, Sum): formulae lists the bare contrast name as a variable
         if self.trials is not None:
             names.add(self.trials)
         if self.correlation is not None:

@@ -24,6 +24,7 @@ The negative binomial has mean ``mu`` and variance ``mu + mu^2 / alpha`` (PyMC's
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +157,35 @@ class Family:
         raise NotImplementedError
 
 
+class FamilyWarning(UserWarning):
+    """A response that looks like it wants another family (a 0/1 or count response given
+    a Gaussian one). Silence it with
+    ``warnings.filterwarnings("ignore", category=hb.families.FamilyWarning)``."""
+
+
+def _warn_if_discrete(y: np.ndarray, column: str, family: str) -> None:
+    """Warn when a continuous family is given a 0/1 response or counts: non-negative
+    integers with at least 5% zeros (scores and ratings without zeros stay quiet)."""
+    y = np.asarray(y, dtype=float)
+    values = np.unique(y)
+    if values.size == 0 or np.any(values != np.round(values)) or values[0] < 0:
+        return
+    if set(values.tolist()) <= {0.0, 1.0}:
+        use = "family='bernoulli' (or 'binomial' with k | trials(n) for aggregated counts)"
+        what = "only the values 0 and 1"
+    elif values[0] == 0 and np.mean(y == 0) >= 0.05 and values.size >= 3:
+        use = "family='poisson' or family='negbinomial'"
+        what = f"non-negative integers ({np.mean(y == 0):.0%} zeros), like counts"
+    else:
+        return
+    warnings.warn(
+        f"response column {column!r} holds {what}, but the family is {family!r}: a {family} "
+        f"model of it can predict impossible values; use {use}. (Silence with "
+        "warnings.filterwarnings('ignore', category=hb.families.FamilyWarning).)",
+        FamilyWarning, stacklevel=6,
+    )
+
+
 @dataclass(frozen=True)
 class Gaussian(Family):
     """Normal likelihood with identity link (the only family with a collapsed backend).
@@ -174,6 +204,10 @@ class Gaussian(Family):
     @property
     def extra_params(self):
         return ("sigma",)
+
+    def validate(self, y, column, trials=None):
+        super().validate(y, column, trials)
+        _warn_if_discrete(y, column, self.name)
 
     def response_scale(self, y):
         s = float(np.std(y))

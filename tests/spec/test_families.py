@@ -203,3 +203,43 @@ def test_recovery_student_t():
     _inside(fit, "sigma", 0.5)
     _inside(fit, "nu", 4.0)
     assert {"sigma (residual sd)", "nu (degrees of freedom)"} <= set(fit.summary().table.index)
+
+
+@pytest.mark.parametrize(
+    "y, family_hint",
+    [
+        (np.array([0, 1, 1, 0, 1, 0] * 4, dtype=float), "family='bernoulli'"),
+        (np.array([0, 3, 1, 0, 7, 2] * 4, dtype=float), "family='poisson' or family='negbinomial'"),
+    ],
+)
+def test_gaussian_on_binary_or_counts_warns_and_names_the_family(y, family_hint):
+    from hierbayes.spec.families import FamilyWarning, Gaussian, StudentT
+
+    for fam in (Gaussian(), StudentT()):
+        with pytest.warns(FamilyWarning, match=rf"response column 'resp' .*{fam.name}.*{family_hint}"):
+            fam.validate(y, "resp")
+
+
+@pytest.mark.parametrize(
+    "y",
+    [np.linspace(-1, 2, 24),                            # continuous
+     np.arange(1, 25, dtype=float),                     # integer scores without zeros
+     np.r_[0.0, np.arange(1, 100, dtype=float)]],       # one zero in 100 (1 %)
+)
+def test_gaussian_on_continuous_or_score_data_is_quiet(y):
+    import warnings
+
+    from hierbayes.spec.families import Gaussian
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Gaussian().validate(y, "resp")
+
+
+def test_family_warning_reaches_the_user_at_model():
+    from hierbayes.spec.families import FamilyWarning
+
+    df = pd.DataFrame({"g": np.repeat(np.arange(6), 4), "y": np.tile([0.0, 1.0], 12)})
+    with pytest.warns(FamilyWarning, match="bernoulli") as rec:
+        hb.Model("y ~ 1 + (1 | g)", df)
+    assert rec[0].filename == __file__  # points at the caller's line, not hierbayes' internals

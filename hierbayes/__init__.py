@@ -8,7 +8,15 @@
 >>> print(fit.summary())  # doctest: +SKIP
 """
 
-from hierbayes import datasets
+import warnings as _warnings
+
+# PyTensor warns (5 lines, at its first C compile of every process) when it finds no BLAS
+# to link: pip's numpy/scipy wheels ship OpenBLAS under renamed symbols it cannot link.
+# hierbayes' hot paths run in numba or JAX, not PyTensor's C backend, so the warning says
+# nothing about a hierbayes fit; with a BLAS PyTensor can link (conda), nothing changes.
+_warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
+
+from hierbayes import datasets  # noqa: E402
 from hierbayes.spec import families
 from hierbayes.spec.correlation import AR1, CAR1
 from hierbayes.fit import Fit, load

@@ -9,6 +9,9 @@ nothing else.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import numpy as np
 import pymc as pm
 import xarray as xr
@@ -53,11 +56,24 @@ def draw_hyperparameters(
             var_names.append(names.corr(g.name))
     var_names = [n for n in var_names if n in model.named_vars]
     # Python linker: compiling this small forward graph to C costs more than running it
-    idata = pm.sample_prior_predictive(
-        draws=draws, model=model, var_names=var_names, random_seed=seed, return_inferencedata=True,
-        compile_kwargs={"mode": Mode(linker="py", optimizer="fast_run")},
-    )
+    with _quiet(logging.getLogger("pymc.sampling.forward")):  # its "Sampling: [...]" line
+        idata = pm.sample_prior_predictive(
+            draws=draws, model=model, var_names=var_names, random_seed=seed,
+            return_inferencedata=True,
+            compile_kwargs={"mode": Mode(linker="py", optimizer="fast_run")},
+        )
     ds = idata.prior.isel(chain=0, drop=True)
     if "beta" not in ds:  # a model without fixed effects
         ds["beta"] = xr.DataArray(np.zeros((draws, 0)), dims=("draw", "coef"))
     return ds
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger):
+    """Hold ``logger`` at WARNING for the block (PyMC logs each forward draw at INFO)."""
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

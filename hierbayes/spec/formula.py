@@ -16,6 +16,7 @@ from formulae.categorical import ENCODINGS
 from hierbayes.spec import families
 from hierbayes.spec.correlation import AR1, CAR1
 from hierbayes.spec.priors import Prior
+from hierbayes.spec.syntax import check_syntax
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def parse(
         )
     lhs, rhs = formula.split("~", 1)
     response, trials = _response(lhs.strip(), formula)
+    check_syntax(formula, response)  # quotes the formula and points at what is not read
     fixed, groups = [], []
     for sign, part in _split_top_level(rhs):
         g = _group_term(part)
@@ -159,8 +161,6 @@ def parse(
             groups.extend(g)
     if correlation is not None and not isinstance(correlation, (AR1, CAR1)):
         raise TypeError("correlation must be hb.AR1(time=..., group=...) or hb.CAR1(...).")
-    # validate the syntax through formulae now, before any data is touched
-    formulae.model_description(f"{response} ~ {rhs}".replace("||", "|"))
     fam = families.get(family)
     if fam.needs_trials and trials is None:
         raise ValueError(

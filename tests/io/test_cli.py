@@ -91,6 +91,15 @@ def test_cli_fit_writes_netcdf(tmp_path, capsys):
     saved = hb.load(out)  # the whole fit, not only its draws
     assert saved.priors["sigma"] == hb.Prior("HalfNormal", sigma=2.0)
     assert str(saved.summary()).split("Time:")[0] in printed
+    # a saved fit is accepted by `summary` and `report`, and refused by `fit`
+    assert main(["summary", str(out)]) == 0
+    assert str(saved.summary()).split("Time:")[0] in capsys.readouterr().out
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "report.html").is_file()
+    assert main(["fit", str(out)]) == 2
+    assert "is a saved fit" in capsys.readouterr().err
+    assert main(["summary", str(out), "--draws", "5"]) == 2
+    assert "do not apply" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
@@ -127,3 +136,28 @@ def test_cli_report_writes_html_and_png(tmp_path):
     html = (out / "report.html").read_text()
     assert "<img" in html and "Shrinkage" in html and "lag-1" in html
     assert len(list(out.glob("*.png"))) >= 4
+
+
+def test_cli_names_a_file_that_is_neither_model_nor_fit(tmp_path, capsys):
+    junk = tmp_path / "fit.nc"
+    junk.write_bytes(bytes(range(256)))
+    for cmd in (["summary", str(junk)], ["report", str(junk), "--out", str(tmp_path)]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("hierbayes: error: ") and "neither a model file" in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert main(["summary", str(tmp_path / "missing.nc")]) == 2
+    assert "no file" in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    mfile = tmp_path / "m.toml"
+    mfile.write_text('formula = "y ~ time + (1 + | id)"\ndata = "clark_ar1"\n')
+    assert main(["fit", str(mfile), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "'y ~ time + (1 + | id)' at character 17" in err
+    with pytest.raises(ValueError, match="cannot read the formula"):
+        main(["--debug", "fit", str(mfile), "--quiet"])
+    with pytest.raises(ValueError, match="cannot read the formula"):
+        main(["fit", str(mfile), "--quiet", "--debug"])

@@ -1,4 +1,9 @@
-"""Every notebook under notebooks/ runs top to bottom without an error."""
+"""Every notebook under notebooks/ runs top to bottom, and says what its text says.
+
+Each notebook's claims are checked in its own kernel after its last cell, against the
+variables it computed (a notebook that runs but whose numbers drift from its narrative
+fails here); a notebook added without checks fails too.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,59 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
+#: per notebook, code run after its last cell: the claims its markdown makes
+CLAIMS = {
+    "seed_analysis.ipynb": """
+from hierbayes.report.diagnostics import convergence_verdict
+assert fit.backend == "marginal"
+assert convergence_verdict(fit.diagnose()).converged
+assert "  Converged: every hyperparameter" in str(summary)
+# the posterior means sit within 2 posterior sds of nlme's REML estimates
+assert (table["z"].abs() < 2).all(), table
+assert abs(summary.table.loc["phi (AR(1) correlation)", "mean"] - 0.6748) < 0.05
+sh = fit.shrinkage()
+assert len(sh) > 0
+""",
+    "prior_sensitivity.ipynb": """
+from hierbayes.report.diagnostics import convergence_verdict
+assert convergence_verdict(fit4.diagnose()).converged and convergence_verdict(fit10.diagnose()).converged
+# "with these defaults no hyperparameter is flagged, at 4 or at 10 occasions; the prior
+#  sensitivities are ... below the 0.05 threshold, the likelihood sensitivities above it"
+for ps in (ps4, ps10):
+    assert (ps["diagnosis"] == "✓").all(), ps
+    assert (ps["prior"] < 0.05).all(), ps
+# "at 4 occasions a tight prior on the random-effect sds moves the variance parameters by
+#  one to three posterior sds ...; with 10 occasions about half as far; the fixed effects
+#  move by a small fraction of their sd"
+var = [i for i in shifts.index if i.startswith(("sd(", "sigma", "phi"))]
+fixed = ["Intercept", "time", "treatment[treatment]"]
+assert shifts.loc[var, "4 occasions"].abs().max() >= 1.0, shifts
+assert shifts.loc[var, "10 occasions"].abs().mean() < shifts.loc[var, "4 occasions"].abs().mean(), shifts
+assert (shifts.loc[fixed].abs() < 0.5).all().all(), shifts
+""",
+    "prediction_and_comparison.ipynb": """
+# "the AR(1) model predicts a new id's four observations much better"
+assert comparison.table.index[0] == "AR(1)"
+assert comparison.table.loc["independent", "elpd_diff"] > 4 * comparison.table.loc["independent", "dse"]
+assert (comparison.table["k > 0.7"] == 0).all()
+# an unseen id's forecast is wider than a fitted id's
+width = pred_ar.table["q97.5%"] - pred_ar.table["q2.5%"]
+assert width.iloc[-1] > width.iloc[:-1].max(), pred_ar.table
+assert np.allclose(mean_ar.draws.stack(s=("chain", "draw")).values.ravel(), by_hand)
+assert "y" in fit_ar.idata.posterior_predictive
+assert (fe.table["z"].abs() < 3).all()
+""",
+}
 
-def test_there_are_notebooks():
+
+def test_every_notebook_has_claims_checked():
     assert NOTEBOOKS
+    assert sorted(p.name for p in NOTEBOOKS) == sorted(CLAIMS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes(path):
+def test_notebook_executes_and_its_claims_hold(path):
     nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(CLAIMS[path.name]))
     client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    client.execute()  # raises CellExecutionError naming the failing cell
+    client.execute()  # raises CellExecutionError naming the failing cell (the claims: the last)

@@ -76,7 +76,9 @@ def test_kernel_equals_pymc_logp_and_gradient(ref, name):
     _, slices = native.initial_point_fn(model)
     buf, info = native.pack(m.design, m.priors, slices)
     pooled, _ = native.pack(m.design, m.priors, slices, layout="pooled")
-    assert buf[kernel.H_DIRECT] == 1 and pooled[kernel.H_DIRECT] == 0  # unbalanced: direct
+    dense, _ = native.pack(m.design, m.priors, slices, layout="direct_dense")
+    # unbalanced: whitened per cluster
+    assert buf[kernel.H_DIRECT] == kernel.DIRECT_WHITENED and pooled[kernel.H_DIRECT] == kernel.POOLED
     ip = model.initial_point()
     shapes = {k: np.shape(v) for k, v in ip.items()}
     logp = model.compile_logp()
@@ -91,10 +93,11 @@ def test_kernel_equals_pymc_logp_and_gradient(ref, name):
         pt = _point(slices, shapes, x)
         want = float(logp(pt))
         got, got_g = native.logp_and_grad(buf, x)
-        got_p, got_pg = native.logp_and_grad(pooled, x)  # same density, other layout
-        assert got_p == pytest.approx(got, rel=1e-12, abs=1e-9) or not np.isfinite(got)
-        if np.isfinite(got):
-            np.testing.assert_allclose(got_pg, got_g, rtol=1e-9, atol=1e-9 * max(1, np.abs(got_g).max()))
+        for other in (pooled, dense):  # same density, other layouts
+            got_p, got_pg = native.logp_and_grad(other, x)
+            assert got_p == pytest.approx(got, rel=1e-11, abs=1e-9) or not np.isfinite(got)
+            if np.isfinite(got):
+                np.testing.assert_allclose(got_pg, got_g, rtol=1e-9, atol=1e-9 * max(1, np.abs(got_g).max()))
         if not np.isfinite(want):  # e.g. phi outside a narrower prior's support
             assert not np.isfinite(got), name
             continue
@@ -201,3 +204,36 @@ def test_initial_points_are_thread_safe(ref):
         points = list(pool.map(init, range(400)))
     assert all(p.shape == (n,) and np.all(np.isfinite(p)) for p in points)
     np.testing.assert_array_equal(points[17], init(17))
+
+
+@pytest.mark.parametrize("corr", ["ar1", "car1", None])
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + w + (1 + x + w | g)"])
+def test_whitened_layout_equals_dense_on_ragged_clusters(ref, corr, formula):
+    """Work linear in the rows (whitening + Woodbury) gives the dense algebra's density and
+    gradient: size-1 clusters, clusters of 12 rows, gaps, irregular times, rows shuffled."""
+    rng = np.random.default_rng(7)
+    df = ref.random_frame(rng, n_clusters=12, min_size=1, max_size=12, times=corr or "ar1")
+    assert df.groupby("g").size().min() == 1 and df.groupby("g").size().max() >= 8
+    correlation = {"ar1": hb.AR1("t", "g"), "car1": hb.CAR1("t", "g"), None: None}[corr]
+    m = hb.Model(formula, df, correlation=correlation)
+    model = m.build()
+    _, slices = native.initial_point_fn(model)
+    fast, info = native.pack(m.design, m.priors, slices, layout="direct")
+    dense, _ = native.pack(m.design, m.priors, slices, layout="direct_dense")
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
+    checked = 0
+    for _ in range(10):
+        x = rng.normal(size=info["n_dim"]) * 0.7
+        got, got_g = native.logp_and_grad(fast, x)
+        want, want_g = native.logp_and_grad(dense, x)
+        if not np.isfinite(want):
+            assert not np.isfinite(got)
+            continue
+        assert abs(got - want) <= 1e-10 * max(1.0, abs(want))
+        np.testing.assert_allclose(got_g, want_g, rtol=1e-8, atol=1e-8 * max(1, np.abs(want_g).max()))
+        pt = _point(slices, shapes, x)
+        assert abs(got - float(logp(pt))) <= 1e-8 * max(1.0, abs(want))
+        np.testing.assert_allclose(got_g, dlogp(pt), rtol=1e-7, atol=1e-7 * max(1, np.abs(want_g).max()))
+        checked += 1
+    assert checked >= 5

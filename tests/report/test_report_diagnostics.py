@@ -173,8 +173,15 @@ def test_rank_and_trace_plots_return_figures():
     from matplotlib.figure import Figure
 
     idata = _posterior()
-    assert isinstance(rank_plot(idata, var_names=["sigma", "corr_id"]), Figure)
-    assert isinstance(trace_plot(idata, var_names=["phi"]), Figure)
+    rank = rank_plot(idata, var_names=["sigma", "corr_id"])
+    assert isinstance(rank, Figure)
+    # one panel per scalar hyperparameter: the correlation's diagonal (all ones) is left out
+    assert [a.get_title() for a in rank.axes] == ["sigma", "corr_id\nIntercept, time"]
+    trace = trace_plot(idata, var_names=["phi"])
+    assert isinstance(trace, Figure)
+    # a density and a trace panel, one line per chain in each
+    assert [a.get_title() for a in trace.axes] == ["phi", "phi"]
+    assert [len(a.lines) for a in trace.axes] == [CHAINS, CHAINS]
     plt.close("all")  # arviz draws through pyplot
 
 

@@ -80,7 +80,8 @@ def kernel_patterns(design: Design, group, layout: str = "auto") -> dict:
     Pooled: per pattern the cross-products ``K[s, t, i, j] = sum_c W_c[s, i] W_c[t, j]`` of
     ``W = [y, X]`` (cluster rows in time order). When pooling would not shrink the work
     (about as many patterns as clusters: unbalanced data), each cluster is its own pattern
-    holding its rows ``W`` (``direct``). With Z, times, sizes and counts.
+    holding its rows ``W`` (``direct``: whitened, work linear in the rows; ``direct_dense``:
+    the dense reference). With Z, times, sizes and counts.
     """
     lay = design.layout
     first, inverse = cluster_patterns(design, group)
@@ -88,18 +89,40 @@ def kernel_patterns(design: Design, group, layout: str = "auto") -> dict:
     C, T = lay.mask.shape
     G, m = first.size, 1 + design.p
     W = np.concatenate([lay.pad(design.y)[:, :, None], lay.pad(design.X)], axis=2)
-    if layout == "auto":  # work per gradient: pooled G (T^2 m^2 + T^3), direct C (T m + T^3)
-        layout = "pooled" if G * (T * T * m * m + T**3) <= C * (T * m + T**3) else "direct"
-    if layout == "direct":
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}.")
+    if layout == "auto":
+        layout = "pooled" if _pooled_cost(G, T, m) <= _whitened_cost(C, T, m, group.q) else "direct"
+    if layout in ("direct", "direct_dense"):
         return {
             "K": W, "Z": Z, "times": times, "nobs": lay.sizes.astype(float),
-            "count": np.ones(C), "T": T, "direct": True,
+            "count": np.ones(C), "T": T, "direct": LAYOUTS[layout],
         }
     return {
         "K": cross_products(W, inverse, G), "Z": Z[first], "times": times[first],
         "nobs": lay.sizes[first].astype(float),
-        "count": np.bincount(inverse, minlength=G).astype(float), "T": T, "direct": False,
+        "count": np.bincount(inverse, minlength=G).astype(float), "T": T,
+        "direct": kernel.POOLED,
     }
+
+
+#: kernel layouts: "direct" (whitening + Woodbury per cluster, linear in its rows) is what
+#: unbalanced data get; "direct_dense" (dense n x n algebra per cluster) is the reference
+#: it replaced, kept for the benchmark and the tests
+LAYOUTS = {"auto": None, "pooled": kernel.POOLED, "direct": kernel.DIRECT_WHITENED,
+           "direct_dense": kernel.DIRECT_DENSE}
+
+
+def _pooled_cost(G: int, T: int, m: int) -> float:
+    """Flops per gradient of the pooled layout: per pattern the quadratic forms of its
+    T x T x m x m cross-products and dense T x T algebra."""
+    return G * (T * T * m * m + 4 * T**3)
+
+
+def _whitened_cost(C: int, T: int, m: int, q: int) -> float:
+    """Flops per gradient of the whitened layout: per cluster two passes over its rows
+    (residual, whitening, q x q cross-products) and q x q algebra."""
+    return C * (T * (3 * m + 4 * q * q) + 6 * q**3)
 
 
 def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str | None:
@@ -220,7 +243,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
         kernel.H_NORM: lkj_log_normaliser(eta, q) if correlated else 0.0,
         kernel.H_CORRELATED: 1.0 if correlated else 0.0, kernel.H_XR: xr, kernel.H_XL: xl,
         kernel.H_NEXP: int(sum(int(np.prod(s)) for s in exp_shapes)),
-        kernel.H_DIRECT: 1.0 if pat["direct"] else 0.0,
+        kernel.H_DIRECT: float(pat["direct"]),
         kernel.H_SHARE: config.RIDGE.share_power,
     }
     for slot, value in scalars.items():

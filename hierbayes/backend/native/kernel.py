@@ -39,7 +39,8 @@ _jit = d.jit
 # The header, declared once: each name is a float64 slot (integers stored as floats), its
 # number its position. H_*: scalars; O_*: the offset of each data section, which follow the
 # header in this order (:func:`hierbayes.backend.native.bridge.pack` fills them by name).
-# H_DIRECT: 1 for one "pattern" per cluster holding its rows W = [y, X], not K;
+# H_DIRECT: the layout (POOLED, DIRECT_DENSE, DIRECT_WHITENED below): the direct ones hold
+# one "pattern" per cluster with its rows W = [y, X], not K;
 # H_CORRELATED: 1 when the q > 1 terms have an LKJ-correlated factor (0 for "||");
 # H_SHARE: ridge coordinates' share power k (w = w_+ sigmoid(x_b)^k). HEADER: its length.
 (
@@ -50,6 +51,11 @@ _jit = d.jit
     H_DIRECT, H_CORRELATED, H_SHARE,
     HEADER,
 ) = range(30)
+
+#: H_DIRECT: how the likelihood is laid out
+POOLED = 0  # per pattern, cross-products K of its clusters; dense n x n algebra per pattern
+DIRECT_DENSE = 1  # per cluster its rows W; dense n x n algebra (O(n^3); kept as reference)
+DIRECT_WHITENED = 2  # per cluster its rows W; whitening + Woodbury (O(n q^2))
 
 #: parameterisations
 MODE_RIDGE = 1  # reparam.ridge_parameters, ridge="conditional" (random intercept + AR(1)/CAR(1))
@@ -249,7 +255,7 @@ def loglik_pooled(buf, beta, s2, phi, S):
     G = int(buf[H_G])
     T = int(buf[H_T])
     corr = int(buf[H_CORR])
-    direct = int(buf[H_DIRECT]) == 1
+    direct = int(buf[H_DIRECT]) == DIRECT_DENSE
     m = p + 1
     oK, oZ, oT = int(buf[O_K]), int(buf[O_Z]), int(buf[O_TT])
     oN, oC = int(buf[O_NOBS]), int(buf[O_COUNT])
@@ -370,6 +376,214 @@ def loglik_pooled(buf, beta, s2, phi, S):
     return ll, -g_u[1:], g_s2, g_phi, g_S
 
 
+@_jit
+def _small_cholesky_inverse(B, q, Ci, Binv):
+    """log|B| of a q x q SPD matrix and its inverse in ``Binv`` (NaN if not PD)."""
+    C = np.zeros((q, q))
+    return _chol_inverse(B, q, C, Ci, Binv)
+
+
+@_jit
+def loglik_whitened(buf, beta, s2, phi, S):
+    """Collapsed log-likelihood of clusters held one by one (``H_DIRECT == 2``) and its
+    gradient, in work linear in each cluster's rows: DESIGN.md's whitening + Woodbury route.
+
+    Rows of a cluster are in time order; the AR(1)/CAR(1) correlation is Markov, so with
+    ``a_k = phi^(t_k - t_(k-1))`` and ``c_k = (1 - a_k^2)^(-1/2)`` the whitened rows
+    ``w~_k = c_k (w_k - a_k w_(k-1))`` (``w~_0 = w_0``) have identity correlation and
+    ``log|R| = sum_k log(1 - a_k^2)``. With ``Z~``, ``e~`` whitened, ``Q = Z~'Z~``,
+    ``h = Z~'e~``, ``S = F F'`` and ``B = s2 I + F'QF`` (q x q):
+    ``log|V| = log|R| + (n - q) log s2 + log|B|`` and
+    ``e'V^-1 e = (e~'e~ - h'Kh) / s2`` with ``K = F B^-1 F'``. The gradient follows from
+    ``v = V~^-1 e~ = (e~ - Z~Kh) / s2``: ``dll/dbeta = X~'v``,
+    ``dll/dS = (kk' - Z~'V~^-1 Z~) / 2`` with ``k = Z~'v``,
+    ``dll/ds2 = (v'v - tr V~^-1) / 2``, and ``dll/da_k`` through the whitened row ``k``
+    (``dll/de~ = -v``, ``dll/dZ~ = (vk' - V~^-1 Z~) S``), chained by
+    ``da_k/dphi = (t_k - t_(k-1)) phi^(t_k - t_(k-1) - 1)``.
+    """
+    p = int(buf[H_P])
+    q = int(buf[H_Q])
+    G = int(buf[H_G])
+    T = int(buf[H_T])
+    corr = int(buf[H_CORR])
+    m = p + 1
+    oK, oZ, oT, oN = int(buf[O_K]), int(buf[O_Z]), int(buf[O_TT]), int(buf[O_NOBS])
+    u = np.empty(m)
+    u[0] = 1.0
+    for k in range(p):
+        u[k + 1] = -beta[k]
+    # F = chol(S) (S is positive definite wherever the density is finite)
+    F = np.zeros((q, q))
+    for j in range(q):
+        acc = S[j, j]
+        for k in range(j):
+            acc -= F[j, k] * F[j, k]
+        if not acc > 0:
+            return np.nan, np.zeros(p), 0.0, 0.0, np.zeros((q, q))
+        F[j, j] = math.sqrt(acc)
+        for i in range(j + 1, q):
+            t = S[i, j]
+            for k in range(j):
+                t -= F[i, k] * F[j, k]
+            F[i, j] = t / F[j, j]
+    g_beta = np.zeros(p)
+    g_s2 = 0.0
+    g_phi = 0.0
+    g_S = np.zeros((q, q))
+    ll = 0.0
+    a = np.zeros(T)
+    c = np.ones(T)
+    da = np.zeros(T)
+    e = np.empty(T)
+    et = np.empty(T)
+    Zt = np.empty((T, q))
+    v = np.empty(T)
+    Q = np.empty((q, q))
+    h = np.empty(q)
+    B = np.empty((q, q))
+    Binv = np.empty((q, q))
+    Ci = np.empty((q, q))
+    FtQF = np.empty((q, q))
+    K = np.empty((q, q))
+    Kh = np.empty(q)
+    kv = np.empty(q)
+    KQ = np.empty((q, q))
+    N = np.empty((q, q))
+    kS = np.empty(q)
+    xt = np.empty(m)
+    for g in range(G):
+        n = int(buf[oN + g])
+        kg = oK + g * T * m
+        zg = oZ + g * T * q
+        tg = oT + g * T
+        # pass 1: whitening coefficients, whitened residuals and Z, their cross-products
+        logdet_r = 0.0
+        ee = 0.0
+        for x in range(q):
+            h[x] = 0.0
+            for y_ in range(q):
+                Q[x, y_] = 0.0
+        for s in range(n):
+            acc = 0.0
+            for i in range(m):
+                acc += buf[kg + s * m + i] * u[i]
+            e[s] = acc
+            if s == 0 or corr == 0:
+                a[s] = 0.0
+                c[s] = 1.0
+                da[s] = 0.0
+                et[s] = acc
+                for b in range(q):
+                    Zt[s, b] = buf[zg + s * q + b]
+            else:
+                lag = buf[tg + s] - buf[tg + s - 1]
+                r = phi ** (lag - 1.0)
+                a[s] = r * phi
+                da[s] = lag * r
+                one = 1.0 - a[s] * a[s]
+                if not one > 0:
+                    return np.nan, g_beta, g_s2, g_phi, g_S
+                c[s] = 1.0 / math.sqrt(one)
+                logdet_r += math.log(one)
+                et[s] = c[s] * (acc - a[s] * e[s - 1])
+                for b in range(q):
+                    Zt[s, b] = c[s] * (buf[zg + s * q + b] - a[s] * buf[zg + (s - 1) * q + b])
+            ee += et[s] * et[s]
+            for x in range(q):
+                h[x] += Zt[s, x] * et[s]
+                for y_ in range(x + 1):
+                    Q[x, y_] += Zt[s, x] * Zt[s, y_]
+        for x in range(q):
+            for y_ in range(x):
+                Q[y_, x] = Q[x, y_]
+        # B = s2 I + F'QF, K = F B^-1 F'
+        for x in range(q):
+            for y_ in range(q):
+                acc = 0.0
+                for i in range(q):
+                    for j in range(q):
+                        acc += F[i, x] * Q[i, j] * F[j, y_]
+                FtQF[x, y_] = acc
+                B[x, y_] = acc + (s2 if x == y_ else 0.0)
+        logdet_b = _small_cholesky_inverse(B, q, Ci, Binv)
+        if logdet_b != logdet_b:
+            return np.nan, g_beta, g_s2, g_phi, g_S
+        for x in range(q):
+            for y_ in range(q):
+                acc = 0.0
+                for i in range(q):
+                    for j in range(q):
+                        acc += F[x, i] * Binv[i, j] * F[y_, j]
+                K[x, y_] = acc
+        hKh = 0.0
+        for x in range(q):
+            acc = 0.0
+            for y_ in range(q):
+                acc += K[x, y_] * h[y_]
+            Kh[x] = acc
+            hKh += h[x] * acc
+        ll += -0.5 * (n * LOG_2PI + logdet_r + (n - q) * math.log(s2) + logdet_b
+                      + (ee - hKh) / s2)
+        # pass 2: v = V~^-1 e~, k = Z~'v, and the gradient
+        vv = 0.0
+        for x in range(q):
+            kv[x] = 0.0
+        for s in range(n):
+            acc = et[s]
+            for b in range(q):
+                acc -= Zt[s, b] * Kh[b]
+            v[s] = acc / s2
+            vv += v[s] * v[s]
+            for b in range(q):
+                kv[b] += Zt[s, b] * v[s]
+        tr_kq = 0.0
+        for x in range(q):
+            for y_ in range(q):
+                acc = 0.0
+                for i in range(q):
+                    acc += K[x, i] * Q[i, y_]
+                KQ[x, y_] = acc
+            tr_kq += KQ[x, x]
+        g_s2 += 0.5 * (vv - (n - tr_kq) / s2)
+        for x in range(q):  # dll/dS = (kk' - (Q - QKQ)/s2) / 2
+            for y_ in range(q):
+                acc = Q[x, y_]
+                for i in range(q):
+                    acc -= Q[x, i] * KQ[i, y_]
+                g_S[x, y_] += 0.5 * (kv[x] * kv[y_] - acc / s2)
+        if corr != 0:
+            # dll/dZ~ row s = v_s (kS) - Z~_s N, N = (I - KQ) S / s2
+            for x in range(q):
+                acc = 0.0
+                for y_ in range(q):
+                    acc += kv[y_] * S[y_, x]
+                kS[x] = acc
+                for y_ in range(q):
+                    acc = 0.0
+                    for i in range(q):
+                        acc += ((1.0 if x == i else 0.0) - KQ[x, i]) * S[i, y_]
+                    N[x, y_] = acc / s2
+        for s in range(n):
+            for i in range(m):  # whitened [y, X] row; dll/dbeta = X~'v
+                w = buf[kg + s * m + i]
+                if s > 0 and corr != 0:
+                    w = c[s] * (w - a[s] * buf[kg + (s - 1) * m + i])
+                xt[i] = w
+            for k in range(p):
+                g_beta[k] += xt[k + 1] * v[s]
+            if s == 0 or corr == 0:
+                continue
+            cc = c[s] * c[s] * a[s]
+            dl = -v[s] * (cc * et[s] - c[s] * e[s - 1]) + cc
+            for b in range(q):
+                gz = v[s] * kS[b]
+                for y_ in range(q):
+                    gz -= Zt[s, y_] * N[y_, b]
+                dl += gz * (cc * Zt[s, b] - c[s] * buf[zg + (s - 1) * q + b])
+            g_phi += dl * da[s]
+    return ll, g_beta, g_s2, g_phi, g_S
+
+
 # ------------------------------------------------------------------------------ entry
 
 
@@ -398,7 +612,10 @@ def logp_grad(x, buf, out):
         for b in range(q):
             Sv[a, b] = S[a, b, 0]
     s2 = d.mul(sigma, sigma)
-    ll, g_beta, g_s2, g_phi, g_S = loglik_pooled(buf, beta, s2[0], phi[0], Sv)
+    if int(buf[H_DIRECT]) == DIRECT_WHITENED:
+        ll, g_beta, g_s2, g_phi, g_S = loglik_whitened(buf, beta, s2[0], phi[0], Sv)
+    else:
+        ll, g_beta, g_s2, g_phi, g_S = loglik_pooled(buf, beta, s2[0], phi[0], Sv)
     total += ll
     for k in range(p):
         grad[int(buf[bidx + k])] += g_beta[k]

@@ -153,7 +153,9 @@ class Fit:
         return diagnose(self.idata, var_names)
 
     def cluster_ols(self, group: str | None = None):
-        """Per-cluster least squares of the random-effect design (R's ``lmList``)."""
+        """Per-cluster fits of the random-effect terms, adjusted for the row-level fixed
+        columns (R's ``lmList``; a per-cluster GLM by IRLS for binary and count families),
+        with a status per cluster; see :func:`hierbayes.report.cluster_ols`."""
         from hierbayes.report import cluster_ols
 
         return cluster_ols(self.design, group)

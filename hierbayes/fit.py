@@ -198,6 +198,23 @@ class Fit:
         out[:, y["obs"].values] = y.values
         return out
 
+    def plot_ppc(self, n_draws: int = 200, seed: int = 0, **kwargs):
+        """Posterior predictive check figure that suits the family: bars of observed and
+        replicated shares for 0/1 and binomial responses, a rootogram for counts, densities
+        otherwise (see :func:`hierbayes.report.plot_ppc`); ``kwargs`` go to it.
+
+        Examples
+        --------
+        >>> fig = fit.plot_ppc(n_draws=20)
+        >>> fig.axes[0].get_xlabel()
+        'y'
+        """
+        from hierbayes.predict.predictive import posterior_predictive
+        from hierbayes.report import plot_ppc
+
+        y_rep = posterior_predictive(self.idata, self.design, n_draws=n_draws, seed=seed)
+        return plot_ppc(self.design.y, y_rep, self.spec.family.name, **kwargs)
+
     def report(self, out_dir, n_ppc: int = 200, seed: int = 0):
         """Write a self-contained HTML report (summary, diagnostics, shrinkage, residuals,
         posterior predictive checks, figures as PNG too) into ``out_dir``; returns its path."""

@@ -18,11 +18,14 @@ from hierbayes.report.diagnostics import diagnose, hyper_posterior, verdict_line
 from hierbayes.report.html import write_report
 from hierbayes.report.ols import cluster_ols
 from hierbayes.report.plots import (
+    plot_ppc,
+    plot_ppc_bars,
     plot_ppc_density,
     plot_shrinkage_arrows,
     plot_shrinkage_densities,
     rank_plot,
     trace_plot,
+    value_frequencies,
 )
 from hierbayes.report.residuals import (
     ppc_lag1_autocorr,
@@ -41,6 +44,8 @@ __all__ = [
     "diagnose",
     "hdi_bounds",
     "hyper_posterior",
+    "plot_ppc",
+    "plot_ppc_bars",
     "plot_ppc_density",
     "plot_shrinkage_arrows",
     "plot_shrinkage_densities",
@@ -52,6 +57,7 @@ __all__ = [
     "shrinkage_table",
     "standardized_residuals",
     "trace_plot",
+    "value_frequencies",
     "verdict_lines",
     "within_group_residuals",
     "write_report",

@@ -134,23 +134,29 @@ class Fit:
 
     def _verdicts(self, table) -> list[str]:
         """The summary's footer: :func:`~hierbayes.report.diagnostics.convergence_verdict`
-        of :meth:`diagnose` (the same verdict the report prints)."""
-        from hierbayes.report.diagnostics import convergence_verdict
+        of :meth:`diagnose` (the same verdict the report prints), with advice that fits
+        this model (:func:`~hierbayes.report.diagnostics.footer_advice`)."""
+        from hierbayes.report.diagnostics import Context, convergence_verdict, footer_advice
 
-        advice = (
-            "use the marginal backend (backend='marginal')"
-            if self.backend == "latent" and self.spec.family.collapsible
-            else "raise tune and target_accept (e.g. 0.95), or draw longer chains"
-        )
-        return convergence_verdict(self.diagnose()).lines(advice)
+        diag = self.diagnose()
+        return convergence_verdict(diag).lines(footer_advice(diag, Context.of(self)))
 
     # ------------------------------------------------------------------ reporting
 
     def diagnose(self, var_names=None):
-        """Convergence checks with a verdict and advice per check (DataFrame)."""
-        from hierbayes.report import diagnose
+        """Convergence checks with a verdict and advice per check, the advice fitted to this
+        model (its backend, family and sampler options; see
+        :func:`hierbayes.report.diagnose`). ``print(fit.diagnose())`` shows the full text.
 
-        return diagnose(self.idata, var_names)
+        Examples
+        --------
+        >>> list(fit.diagnose()["check"])[:2]
+        ['R-hat', 'bulk ESS']
+        """
+        from hierbayes.report import diagnose
+        from hierbayes.report.diagnostics import Context
+
+        return diagnose(self.idata, var_names, context=Context.of(self))
 
     def cluster_ols(self, group: str | None = None):
         """Per-cluster fits of the random-effect terms, adjusted for the row-level fixed

@@ -14,7 +14,14 @@ from hierbayes.report.coefficients import (
     cluster_coefficients,
     hdi_bounds,
 )
-from hierbayes.report.diagnostics import diagnose, hyper_posterior, verdict_lines
+from hierbayes.report.diagnostics import (
+    Context,
+    Diagnosis,
+    chain_means,
+    diagnose,
+    hyper_posterior,
+    verdict_lines,
+)
 from hierbayes.report.html import write_report
 from hierbayes.report.ols import cluster_ols
 from hierbayes.report.plots import (
@@ -37,6 +44,9 @@ from hierbayes.report.shrinkage import shrinkage_by_size, shrinkage_frame, shrin
 from hierbayes.report.within import FixedVsRandom, fixed_vs_random, within_estimator
 
 __all__ = [
+    "Context",
+    "Diagnosis",
+    "chain_means",
     "absorption_matrix",
     "cluster_coefficient_draws",
     "cluster_coefficients",

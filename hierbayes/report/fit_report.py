@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.predict.predictive import posterior_predictive
-from hierbayes.report.diagnostics import diagnose, verdict_lines
+from hierbayes.report.diagnostics import verdict_lines
 from hierbayes.report.html import write_report
 from hierbayes.report.plots import (
     plot_ppc, plot_shrinkage_arrows, plot_shrinkage_densities, ppc_caption, rank_plot,
@@ -40,7 +40,7 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
     >>> fit.report("report/")   # doctest: +SKIP
     """
     d = fit.design
-    diag = diagnose(fit.idata)
+    diag = fit.diagnose()
     text = str(fit.summary()) + "\n\n" + verdict_lines(diag)
     tables: dict[str, pd.DataFrame] = {"Diagnostics": diag}
     figures = {}

@@ -398,7 +398,7 @@ def _status_message(counts: dict, C: int, group: str, terms: tuple, n_nan: int) 
             STATUS_SEPARATION: "separated (fitted means at 0 or 1)",
             STATUS_NOT_CONVERGED: "where IRLS did not converge",
         }
-        reasons = ", ".join(f"{counts[s]} {text}" for s, text in why.items() if s in counts)
+        reasons = ", ".join(f"{counts[s]} {text}" for s, text in why.items() if counts.get(s))
         parts.append(f"{n_nan} of {C} levels of {group!r} have NaN coefficients ({reasons})")
     if counts.get(STATUS_NO_DF):
         parts.append(

@@ -134,26 +134,34 @@ class Fit:
 
     def _verdicts(self, table) -> list[str]:
         """The summary's footer: :func:`~hierbayes.report.diagnostics.convergence_verdict`
-        of :meth:`diagnose` (the same verdict the report prints)."""
-        from hierbayes.report.diagnostics import convergence_verdict
+        of :meth:`diagnose` (the same verdict the report prints), with advice that fits
+        this model (:func:`~hierbayes.report.diagnostics.footer_advice`)."""
+        from hierbayes.report.diagnostics import Context, convergence_verdict, footer_advice
 
-        advice = (
-            "use the marginal backend (backend='marginal')"
-            if self.backend == "latent" and self.spec.family.collapsible
-            else "raise tune and target_accept (e.g. 0.95), or draw longer chains"
-        )
-        return convergence_verdict(self.diagnose()).lines(advice)
+        diag = self.diagnose()
+        return convergence_verdict(diag).lines(footer_advice(diag, Context.of(self)))
 
     # ------------------------------------------------------------------ reporting
 
     def diagnose(self, var_names=None):
-        """Convergence checks with a verdict and advice per check (DataFrame)."""
-        from hierbayes.report import diagnose
+        """Convergence checks with a verdict and advice per check, the advice fitted to this
+        model (its backend, family and sampler options; see
+        :func:`hierbayes.report.diagnose`). ``print(fit.diagnose())`` shows the full text.
 
-        return diagnose(self.idata, var_names)
+        Examples
+        --------
+        >>> list(fit.diagnose()["check"])[:2]
+        ['R-hat', 'bulk ESS']
+        """
+        from hierbayes.report import diagnose
+        from hierbayes.report.diagnostics import Context
+
+        return diagnose(self.idata, var_names, context=Context.of(self))
 
     def cluster_ols(self, group: str | None = None):
-        """Per-cluster least squares of the random-effect design (R's ``lmList``)."""
+        """Per-cluster fits of the random-effect terms, adjusted for the row-level fixed
+        columns (R's ``lmList``; a per-cluster GLM by IRLS for binary and count families),
+        with a status per cluster; see :func:`hierbayes.report.cluster_ols`."""
         from hierbayes.report import cluster_ols
 
         return cluster_ols(self.design, group)
@@ -195,6 +203,23 @@ class Fit:
         out = np.full((y.shape[0], self.design.n_input_rows), np.nan)
         out[:, y["obs"].values] = y.values
         return out
+
+    def plot_ppc(self, n_draws: int = 200, seed: int = 0, **kwargs):
+        """Posterior predictive check figure that suits the family: bars of observed and
+        replicated shares for 0/1 and binomial responses, a rootogram for counts, densities
+        otherwise (see :func:`hierbayes.report.plot_ppc`); ``kwargs`` go to it.
+
+        Examples
+        --------
+        >>> fig = fit.plot_ppc(n_draws=20)
+        >>> fig.axes[0].get_xlabel()
+        'y'
+        """
+        from hierbayes.predict.predictive import posterior_predictive
+        from hierbayes.report import plot_ppc
+
+        y_rep = posterior_predictive(self.idata, self.design, n_draws=n_draws, seed=seed)
+        return plot_ppc(self.design.y, y_rep, self.spec.family.name, **kwargs)
 
     def report(self, out_dir, n_ppc: int = 200, seed: int = 0):
         """Write a self-contained HTML report (summary, diagnostics, shrinkage, residuals,

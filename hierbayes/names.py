@@ -15,6 +15,8 @@ Examples
 (True, False)
 >>> names.label("phi")
 'phi (AR(1) correlation)'
+>>> names.label("phi", "car1")
+'phi (correlation at unit time distance, CAR(1))'
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ SCALAR_LABELS = {
     "alpha": "alpha (negative binomial shape)",
     "phi": "phi (AR(1) correlation)",
     "sd_ar": "sd of the latent AR process",
+}
+
+#: ``phi`` by the residual correlation's kind (``AR1.kind``, ``CAR1.kind``): in AR(1) the
+#: correlation of consecutive occasions (lag 1), in CAR(1) the correlation of two residuals
+#: one time unit apart (``corr = phi ** |t - s|`` for real-valued times)
+PHI_LABELS = {
+    "ar1": "phi (AR(1) correlation)",
+    "car1": "phi (correlation at unit time distance, CAR(1))",
 }
 
 
@@ -99,8 +109,14 @@ def corr_label(a: str, b: str, group: str) -> str:
     return f"corr({a}, {b} | {group})"
 
 
-def label(name: str) -> str:
-    """Summary label of a scalar parameter (its name where it has no longer label)."""
+def label(name: str, correlation_kind: str | None = None) -> str:
+    """Summary label of a scalar parameter (its name where it has no longer label).
+
+    ``correlation_kind`` (the design's ``correlation.kind``: ``"ar1"`` or ``"car1"``)
+    chooses what ``phi`` is called (:data:`PHI_LABELS`); other names ignore it.
+    """
+    if name == PHI and correlation_kind in PHI_LABELS:
+        return PHI_LABELS[correlation_kind]
     return SCALAR_LABELS.get(name, name)
 
 
@@ -149,7 +165,8 @@ def hyperparameters(design) -> list[Hyperparameter]:
     ----------
     design : Design
         Read duck-typed: ``design.fixed_names``, ``design.groups`` (each with ``.name``,
-        ``.terms``, ``.q``) and ``design.spec.family.extra_params``.
+        ``.terms``, ``.q``), ``design.spec.family.extra_params`` and, when present,
+        ``design.correlation.kind`` (the label of ``phi``, :func:`label`).
 
     Returns
     -------
@@ -173,7 +190,8 @@ def hyperparameters(design) -> list[Hyperparameter]:
     for g in design.groups:
         out += _group_hyperparameters(g.name, list(g.terms), g.q)
     out += [Hyperparameter(label(n), n, {}, "residual") for n in design.spec.family.extra_params]
-    out += [Hyperparameter(label(n), n, {}, "correlation") for n in (PHI, SD_AR)]
+    kind = getattr(getattr(design, "correlation", None), "kind", None)
+    out += [Hyperparameter(label(n, kind), n, {}, "correlation") for n in (PHI, SD_AR)]
     return out
 
 

@@ -6,19 +6,37 @@ from hierbayes.likelihood.collapsed import CollapsedData, prepare
 from hierbayes.design.build import Design
 
 
+def marginal_unavailable(design: Design) -> str | None:
+    """Why the marginal (collapsed) backend cannot take ``design``, or None when it can:
+    the rule :func:`choose` applies (a collapsible family, a grouping factor, and the
+    residual correlation, if any, within one of the factors).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> data = hb.datasets.load("clark_ar1")
+    >>> marginal_unavailable(hb.Model("y ~ time + (1 | id)", data).design) is None
+    True
+    >>> data["k"] = (data["y"] > 0).astype(int)
+    >>> marginal_unavailable(hb.Model("k ~ time + (1 | id)", data, family="bernoulli").design)
+    'the bernoulli family has no marginal backend'
+    """
+    if not design.spec.family.collapsible:
+        return f"the {design.spec.family.name} family has no marginal backend"
+    if not design.groups:
+        return "the model has no grouping factor to integrate out"
+    corr = design.correlation
+    if corr is not None and corr.group not in [g.name for g in design.groups]:
+        return f"the residual correlation is within {corr.group!r}, which has no random effects"
+    return None
+
+
 def choose(design: Design, backend: str) -> str:
     """Resolve ``backend="auto"``: marginal for Gaussian models with grouping factors (and a
     residual correlation, if any, within one of them), latent otherwise. With several
     factors the marginal backend is a hybrid: the factor of
     :func:`~hierbayes.likelihood.collapsed.collapsed_group` is integrated out, the others stay latent."""
-    ok = (
-        design.spec.family.collapsible
-        and len(design.groups) >= 1
-        and (
-            design.correlation is None
-            or design.correlation.group in [g.name for g in design.groups]
-        )
-    )
+    ok = marginal_unavailable(design) is None
     if backend == "auto":
         return "marginal" if ok else "latent"
     if backend not in ("marginal", "latent"):

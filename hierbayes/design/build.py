@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.spec import mundlak
-from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.spec.correlation import AR1, CAR1, PhiSignWarning, time_spacing
 from hierbayes.spec.formula import ModelSpec
 
 
@@ -126,6 +126,23 @@ class Design:
             if g.name == name:
                 return g
         raise KeyError(f"no grouping factor {name!r}; factors are {[g.name for g in self.groups]}.")
+
+    @property
+    def time_spacing(self) -> int | None:
+        """The common divisor of the gaps between successive times within clusters under a
+        residual correlation (:func:`hierbayes.spec.correlation.time_spacing`); None
+        without a correlation or when no cluster has two rows."""
+        if self.correlation is None or self.time is None:
+            return None
+        return time_spacing(self.cluster, self.time)
+
+    @property
+    def phi_sign_alias(self) -> str | None:
+        """Why ``phi``'s sign is not identified by these times (AR(1) with an even
+        spacing; see :meth:`hierbayes.spec.correlation.AR1.sign_alias`), else None."""
+        if self.correlation is None:
+            return None
+        return self.correlation.sign_alias(self.time_spacing)
 
     def to_user_order(self, values: np.ndarray, axis: int = -1) -> np.ndarray:
         """Reorder per-row values (design order along ``axis``) into the user's row order.
@@ -503,6 +520,7 @@ def _cluster_order(spec: ModelSpec, clean: pd.DataFrame, factors: list[_Factor])
     if time is not None:
         time = time[order]
         _check_distinct_times(cluster, time, cluster_levels, corr)
+        _check_spacing(cluster, time, corr)
     layout = cluster_layout(cluster, time, len(cluster_levels))
     return order, _Clusters(cluster, cluster_levels, time, layout)
 
@@ -516,3 +534,12 @@ def _check_distinct_times(cluster, time, cluster_levels, corr) -> None:
             f"{corr.group!r} ({int(dup.sum())} duplicates in all); times within a "
             f"cluster must be distinct for {type(corr).__name__}."
         )
+
+
+def _check_spacing(cluster, time, corr) -> None:
+    """Warn (:class:`~hierbayes.spec.correlation.PhiSignWarning`) when the times leave the
+    sign of ``phi`` unidentified (AR(1) with every gap a multiple of an even spacing)."""
+    why = corr.sign_alias(time_spacing(cluster, time))
+    if why:
+        warnings.warn(f"{type(corr).__name__} residual correlation: {why}.", PhiSignWarning,
+                      stacklevel=5)

@@ -14,15 +14,25 @@ from hierbayes.report.coefficients import (
     cluster_coefficients,
     hdi_bounds,
 )
-from hierbayes.report.diagnostics import diagnose, hyper_posterior, verdict_lines
+from hierbayes.report.diagnostics import (
+    Context,
+    Diagnosis,
+    chain_means,
+    diagnose,
+    hyper_posterior,
+    verdict_lines,
+)
 from hierbayes.report.html import write_report
 from hierbayes.report.ols import cluster_ols
 from hierbayes.report.plots import (
+    plot_ppc,
+    plot_ppc_bars,
     plot_ppc_density,
     plot_shrinkage_arrows,
     plot_shrinkage_densities,
     rank_plot,
     trace_plot,
+    value_frequencies,
 )
 from hierbayes.report.residuals import (
     ppc_lag1_autocorr,
@@ -34,6 +44,9 @@ from hierbayes.report.shrinkage import shrinkage_by_size, shrinkage_frame, shrin
 from hierbayes.report.within import FixedVsRandom, fixed_vs_random, within_estimator
 
 __all__ = [
+    "Context",
+    "Diagnosis",
+    "chain_means",
     "absorption_matrix",
     "cluster_coefficient_draws",
     "cluster_coefficients",
@@ -41,6 +54,8 @@ __all__ = [
     "diagnose",
     "hdi_bounds",
     "hyper_posterior",
+    "plot_ppc",
+    "plot_ppc_bars",
     "plot_ppc_density",
     "plot_shrinkage_arrows",
     "plot_shrinkage_densities",
@@ -52,6 +67,7 @@ __all__ = [
     "shrinkage_table",
     "standardized_residuals",
     "trace_plot",
+    "value_frequencies",
     "verdict_lines",
     "within_group_residuals",
     "write_report",

@@ -8,6 +8,7 @@ or PyMC (``diverging``, ``reached_max_treedepth``, ``energy``) output.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import arviz as az
@@ -44,17 +45,17 @@ CONVERGENCE_CHECKS = ("R-hat", "bulk ESS", "divergences")
 # formatted with v (value), t (threshold) and the check's own fields.
 _TEXT = {
     "R-hat": (
-        "Run longer (more tune and more draws). If R-hat stays high the geometry is hard: use "
-        "the collapsed backend (backend='marginal') or reparameterise, and look for "
-        "multimodality or a stuck chain in the rank/trace plots.",
+        "Run longer (more tune and more draws). If R-hat stays high the geometry is hard: "
+        "{collapse}reparameterise, and look for multimodality or a stuck chain in the "
+        "rank/trace plots.",
         "R-hat is at most {v:.3f} (worst: {name}), within {t}: the chains agree.",
         "R-hat reaches {v:.3f} for {name} (threshold {t}): the chains disagree, so the "
         "posterior summaries are not reliable.",
     ),
     "ESS": (
         "Draw more (longer or more chains). Low ESS with long trajectories points to strong "
-        "posterior correlations: the collapsed backend or a reparameterisation helps more "
-        "than length.",
+        "posterior correlations: {collapse_short}a reparameterisation helps more than "
+        "length.",
         "{method} ESS is at least {v:.0f} (worst: {name}), above {t:.0f} ({per} per chain): "
         "enough for {use}.",
         "{method} ESS is only {v:.0f} for {name} (need {t:.0f}, {per} per chain): the {use} "
@@ -68,30 +69,217 @@ _TEXT = {
         "{t:.3f}): the reported means are imprecise.",
     ),
     "divergences": (
-        "Raise target_accept (0.95, then 0.99) and tune longer. If divergences remain, "
-        "reparameterise: the collapsed backend (backend='marginal') removes the funnel between "
-        "the random-effect sds and the random effects; weakly informative priors on the sds "
-        "help too.",
+        "{raise_ta} If divergences remain, reparameterise: {collapse_funnel}weakly informative "
+        "priors on the sds help too.",
         "no divergent transitions.",
         "{v:.0f} of {n} transitions diverged ({frac:.1%}): the sampler met curvature it cannot "
         "follow, so the posterior may be biased.",
     ),
     "E-BFMI": (
-        "Reparameterise (collapsed backend, non-centred random effects), tighten the priors on "
+        "Reparameterise ({collapse_list}non-centred random effects), tighten the priors on "
         "scale parameters, and tune longer.",
         "E-BFMI is at least {v:.2f} in every chain (threshold {t}).",
         "E-BFMI is {v:.2f} (below {t}) in chain(s) {low}: the sampler explores the energy "
         "distribution poorly, typical of heavy tails or funnels.",
     ),
     "tree depth": (
-        "Remove the strong posterior correlations that need long trajectories (collapsed "
-        "backend, reparameterisation) or raise the maximum tree depth (nutpie maxdepth, PyMC "
+        "Remove the strong posterior correlations that need long trajectories "
+        "({collapse_list}reparameterisation) or raise the maximum tree depth (fit's "
         "max_treedepth); a longer tune adapts the mass matrix better.",
         "{v:.1%} of draws hit the maximum tree depth (threshold {t:.0%}).",
         "{v:.1%} of draws hit the maximum tree depth (threshold {t:.0%}): trajectories are cut "
         "short and the sampler moves slowly (inefficient, not biased by itself).",
     ),
 }
+
+
+#: chains "sit apart" when the range of their means exceeds this many within-chain sds
+APART_SDS = 2.0
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the advice of :func:`diagnose` may suggest for a fit; the defaults know
+    nothing about it (plain InferenceData), and the advice stays generic.
+
+    Attributes
+    ----------
+    backend : str, optional
+        The fit's backend (``"marginal"`` or ``"latent"``).
+    marginal_reason : str, optional
+        Why the marginal backend cannot take the model
+        (:func:`hierbayes.backend.marginal_unavailable`); None when it can.
+    target_accept : float, optional
+        The fit's ``target_accept``.
+    phi_sign_alias : str, optional
+        Why the data cannot tell ``phi`` from ``-phi``
+        (:attr:`hierbayes.design.build.Design.phi_sign_alias`).
+    """
+
+    backend: str | None = None
+    marginal_reason: str | None = None
+    target_accept: float | None = None
+    phi_sign_alias: str | None = None
+
+    @classmethod
+    def of(cls, fit) -> "Context":
+        """The context of a :class:`~hierbayes.fit.Fit` (its backend, design and options).
+
+        Examples
+        --------
+        >>> Context.of(fit).backend, Context.of(fit).target_accept
+        ('marginal', 0.95)
+        """
+        from hierbayes.backend import marginal_unavailable
+
+        design = fit.design
+        return cls(
+            backend=fit.backend,
+            marginal_reason=marginal_unavailable(design),
+            target_accept=getattr(fit.options, "target_accept", None),
+            phi_sign_alias=getattr(design, "phi_sign_alias", None),
+        )
+
+    @property
+    def can_collapse(self) -> bool | None:
+        """Whether switching to the marginal backend is advice worth giving: True for a
+        latent fit the marginal backend can take, False when it already is marginal or
+        cannot take the model, None when the fit is unknown."""
+        if self.backend is None:
+            return None
+        return self.backend == "latent" and self.marginal_reason is None
+
+
+def _raise_target_accept(ta: float | None) -> str:
+    """The divergence advice about ``target_accept``, from the value the fit used."""
+    if ta is None:
+        return "Raise target_accept (0.95, then 0.99) and tune longer."
+    if ta < 0.95:
+        return f"Raise target_accept from {ta:g} to 0.95 (then 0.99) and tune longer."
+    if ta < 0.99:
+        return f"Raise target_accept from {ta:g} to 0.99 and tune longer."
+    return f"target_accept is already {ta:g}, so raising it buys little; tune longer."
+
+
+def _advice_fields(ctx: Context) -> dict:
+    """The parts of the advice that depend on the fit (:data:`_TEXT` placeholders)."""
+    can = ctx.can_collapse
+    maybe = " where the family allows it" if can is None else ""
+    return {
+        "collapse": f"use the collapsed backend (backend='marginal'){maybe} or " if can is not False else "",
+        "collapse_short": "the collapsed backend or " if can is not False else "",
+        "collapse_funnel": (
+            f"the collapsed backend (backend='marginal'){maybe} removes the funnel between "
+            "the random-effect sds and the random effects; " if can is not False else ""
+        ),
+        "collapse_list": "collapsed backend, " if can is not False else "",
+        "raise_ta": _raise_target_accept(ctx.target_accept),
+    }
+
+
+def footer_advice(diag: pd.DataFrame, ctx: Context | None = None) -> str:
+    """What the summary's footer tells a fit that did not converge, from the same context
+    as :func:`diagnose`'s advice: the sign of ``phi`` when its chains sit at both signs,
+    else the marginal backend where it is an option, else tuning (``target_accept`` only
+    where it can still be raised).
+
+    Examples
+    --------
+    >>> footer_advice(diagnose(idata), Context(backend="latent", marginal_reason="no"))
+    'raise tune and target_accept (e.g. 0.95), or draw longer chains'
+    """
+    ctx = ctx or Context()
+    if diag.attrs.get("phi_sign_alias") and ctx.phi_sign_alias:
+        return ctx.phi_sign_alias
+    if ctx.can_collapse:
+        return "use the marginal backend (backend='marginal')"
+    ta = ctx.target_accept
+    if ta is None or ta < 0.95:
+        return "raise tune and target_accept (e.g. 0.95), or draw longer chains"
+    if ta < 0.99:
+        return f"raise target_accept from {ta:g} to 0.99 and tune longer, or reparameterise"
+    return f"tune and draw longer, or reparameterise (target_accept is already {ta:g})"
+
+
+def chain_means(ds: xr.Dataset, rhat: pd.Series, top: int = 3) -> pd.DataFrame:
+    """Where each chain sits for the ``top`` parameters of highest R-hat.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Draws (``chain``, ``draw``, ...), as :func:`hyper_posterior` gives them.
+    rhat : pandas.Series
+        R-hat per flattened label (``beta[time]``), as :func:`diagnose` computes it.
+    top : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index the labels, worst first; columns ``chain <k>`` (the chain means), ``r_hat``,
+        ``within_sd`` (root mean within-chain variance), ``spread`` (range of the chain
+        means over ``within_sd``) and ``apart`` (``spread`` > :data:`APART_SDS`: the
+        chains sit in different places, not just drift).
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(0, 0.05, (2, 300)) + np.array([[0.6], [-0.6]])
+    >>> ds = hyper_posterior(az.from_dict(posterior={"phi": x}))
+    >>> cm = chain_means(ds, pd.Series({"phi": 3.0}))
+    >>> cm.loc["phi", ["chain 0", "chain 1"]].round(1).tolist(), bool(cm.loc["phi", "apart"])
+    ([0.6, -0.6], True)
+    """
+    worst = rhat.dropna().sort_values(ascending=False).index[:top]
+    n_chains = int(ds.sizes.get("chain", 1))
+    means = pd.concat(
+        [_flatten(ds.isel(chain=c).mean("draw")) for c in range(n_chains)], axis=1
+    ).loc[worst]
+    means.columns = [f"chain {c}" for c in range(n_chains)]
+    var = pd.concat([_flatten(ds.isel(chain=c).var("draw")) for c in range(n_chains)], axis=1)
+    within = np.sqrt(var.loc[worst].mean(axis=1))
+    spread = (means.max(axis=1) - means.min(axis=1)) / within.where(within > 0)
+    return means.assign(r_hat=rhat.loc[worst], within_sd=within, spread=spread,
+                        apart=spread > APART_SDS)
+
+
+def _chain_sentence(cm: pd.DataFrame) -> str:
+    """Per-chain means of the worst parameters, and whether the chains sit apart."""
+    chains = [c for c in cm.columns if c.startswith("chain ")]
+    parts = [
+        f"{label} " + ", ".join(f"{row[c]:.3g}" for c in chains)
+        + f" (within-chain sd {row['within_sd']:.2g})"
+        for label, row in cm.iterrows()
+    ]
+    out = "Chain means: " + "; ".join(parts) + "."
+    apart = list(cm.index[cm["apart"].to_numpy(bool)])
+    if apart:
+        out += (
+            f" The chains of {', '.join(apart)} sit apart (their means spread over "
+            f"{cm.loc[apart, 'spread'].max():.0f} within-chain sds): the posterior is "
+            "multimodal, or a chain is stuck away from the others."
+        )
+    return out
+
+
+def _phi_at_both_signs(cm: pd.DataFrame) -> bool:
+    """Whether ``phi``'s chains sit apart on both sides of 0."""
+    if "phi" not in cm.index or not bool(cm.loc["phi", "apart"]):
+        return False
+    m = cm.loc["phi", [c for c in cm.columns if c.startswith("chain ")]].astype(float)
+    return bool(m.max() > 0 > m.min())
+
+
+def _explain_rhat(row: dict, ds: xr.Dataset, rhat: pd.Series, ctx: Context) -> dict:
+    """The R-hat row of a failing fit, with where the chains sit (and why, for phi)."""
+    cm = chain_means(ds, rhat)
+    flags = {"chain_means": cm, "multimodal": bool(cm["apart"].any()), "phi_sign_alias": False}
+    row["verdict"] += " " + _chain_sentence(cm)
+    if ctx.phi_sign_alias and _phi_at_both_signs(cm):
+        flags["phi_sign_alias"] = True
+        row["verdict"] += f" phi's chains sit at opposite signs: {ctx.phi_sign_alias}."
+        row["advice"] = ctx.phi_sign_alias[0].upper() + ctx.phi_sign_alias[1:] + ". " + row["advice"]
+    return flags
 
 
 def hyper_posterior(idata, var_names: list[str] | None = None) -> xr.Dataset:
@@ -161,9 +349,10 @@ def _flatten(ds: xr.Dataset) -> pd.Series:
     return pd.Series(vals, index=labels, dtype=float)
 
 
-def _row(check, value, threshold, ok, key=None, missing="", **fields) -> dict:
+def _row(check, value, threshold, ok, key=None, missing="", ctx=None, **fields) -> dict:
     """One row of :func:`diagnose`; ``ok=None`` or a NaN value means not checked."""
     advice, ok_msg, fail_msg = _TEXT[key or check]
+    advice = advice.format(**_advice_fields(ctx or Context()))
     value = float(value)
     if ok is None or np.isnan(value):
         ok, verdict = pd.NA, missing
@@ -179,15 +368,15 @@ def _row(check, value, threshold, ok, key=None, missing="", **fields) -> dict:
     }
 
 
-def _summary_row(check, values: pd.Series, worst: str, threshold, key, **fields) -> dict:
+def _summary_row(check, values: pd.Series, worst: str, threshold, key, ctx=None, **fields) -> dict:
     """The worst (``"max"`` or ``"min"``) value over all variables against ``threshold``."""
     s = values.dropna()
     if s.empty:
-        return _row(check, np.nan, threshold, None, key, "not computed: no finite value.")
+        return _row(check, np.nan, threshold, None, key, "not computed: no finite value.", ctx)
     name = s.idxmax() if worst == "max" else s.idxmin()
     v = float(s[name])
     ok = v <= threshold if worst == "max" else v >= threshold
-    return _row(check, v, threshold, ok, key, name=name, **fields)
+    return _row(check, v, threshold, ok, key, ctx=ctx, name=name, **fields)
 
 
 def _stat(idata, *names):
@@ -196,7 +385,7 @@ def _stat(idata, *names):
     return next((ss[n] for n in names if ss is not None and n in ss), None)
 
 
-def _sampler_rows(idata) -> list[dict]:
+def _sampler_rows(idata, ctx: Context) -> list[dict]:
     div = _stat(idata, "diverging")
     energy = _stat(idata, "energy")
     hit = _stat(idata, "maxdepth_reached", "reached_max_treedepth")
@@ -206,24 +395,25 @@ def _sampler_rows(idata) -> list[dict]:
     else:
         d = np.asarray(div.values, dtype=bool)
         k = int(d.sum())
-        rows.append(_row("divergences", k, 0, k == 0, n=d.size, frac=k / d.size))
+        rows.append(_row("divergences", k, 0, k == 0, ctx=ctx, n=d.size, frac=k / d.size))
     if energy is None or energy.sizes.get("draw", 0) < 2:
         rows.append(_row("E-BFMI", np.nan, THRESHOLDS.ebfmi_min, None, missing="not checked: no energy stat."))
     else:
         e = np.asarray(energy.transpose("chain", "draw").values, dtype=float)
         bfmi = np.atleast_1d(az.bfmi(e))
         low = [int(c) for c in np.flatnonzero(bfmi < THRESHOLDS.ebfmi_min)]
-        rows.append(_row("E-BFMI", bfmi.min(), THRESHOLDS.ebfmi_min, not low, low=low))
+        rows.append(_row("E-BFMI", bfmi.min(), THRESHOLDS.ebfmi_min, not low, ctx=ctx, low=low))
     if hit is None:
         msg = "not checked: no maxdepth_reached / reached_max_treedepth stat."
         rows.append(_row("tree depth", np.nan, THRESHOLDS.treedepth_max_frac, None, missing=msg))
     else:
         f = float(np.mean(np.asarray(hit.values, dtype=bool)))
-        rows.append(_row("tree depth", f, THRESHOLDS.treedepth_max_frac, f <= THRESHOLDS.treedepth_max_frac))
+        rows.append(_row("tree depth", f, THRESHOLDS.treedepth_max_frac,
+                         f <= THRESHOLDS.treedepth_max_frac, ctx=ctx))
     return rows
 
 
-def diagnose(idata, var_names: list[str] | None = None) -> pd.DataFrame:
+def diagnose(idata, var_names: list[str] | None = None, *, context: Context | None = None) -> "Diagnosis":
     """Convergence and sampler checks, one row per check, with a verdict and advice.
 
     Parameters
@@ -234,12 +424,22 @@ def diagnose(idata, var_names: list[str] | None = None) -> pd.DataFrame:
     var_names : list of str, optional
         Variables for R-hat, ESS and MCSE; default the hyperparameters (see
         :func:`hyper_posterior`).
+    context : Context, optional
+        What the advice may suggest for this fit (:meth:`Context.of`; ``fit.diagnose()``
+        passes it): the marginal backend only where it can take the model and the fit is
+        not already marginal, ``target_accept`` only above the value used.
 
     Returns
     -------
-    pandas.DataFrame
-        Columns ``check``, ``value``, ``threshold``, ``ok`` (nullable boolean), ``verdict``
-        (a sentence naming the worst variable) and ``advice`` (what to do; empty when ok).
+    Diagnosis
+        A DataFrame that prints in full (see :class:`Diagnosis`). Columns ``check``,
+        ``value``, ``threshold``, ``ok`` (nullable boolean), ``verdict`` (a sentence naming
+        the worst variable) and ``advice`` (what to do; empty when ok). When R-hat fails,
+        its verdict gives the per-chain means of the worst parameters
+        (:func:`chain_means`) and calls the posterior multimodal when the chains sit
+        apart; with AR(1) times that leave ``phi``'s sign unidentified and ``phi``'s
+        chains at both signs it says so and advises the fix. ``attrs``:
+        ``chain_means``, ``multimodal`` and ``phi_sign_alias`` (when R-hat failed).
         Checks, in order:
 
         - ``R-hat``: max rank-normalised split R-hat, ok when <= 1.01;
@@ -258,20 +458,71 @@ def diagnose(idata, var_names: list[str] | None = None) -> pd.DataFrame:
     >>> diagnose(idata).set_index("check").loc["R-hat", "ok"]
     np.True_
     """
+    ctx = context or Context()
     ds = hyper_posterior(idata, var_names)
     ess_min = THRESHOLDS.ess_per_chain * int(ds.sizes.get("chain", 1))
-    rows = [_summary_row("R-hat", _flatten(az.rhat(ds, method="rank")), "max", THRESHOLDS.rhat_max, "R-hat")]
+    rhat = _flatten(az.rhat(ds, method="rank"))
+    rows = [_summary_row("R-hat", rhat, "max", THRESHOLDS.rhat_max, "R-hat", ctx)]
+    flags = {}
+    if rows[0]["ok"] is False and int(ds.sizes.get("chain", 1)) > 1:
+        flags = _explain_rhat(rows[0], ds, rhat, ctx)
     for method, use in (("bulk", "posterior means and sds"), ("tail", "interval bounds")):
         ess = _flatten(az.ess(ds, method=method))
         fields = {"method": method, "use": use, "per": THRESHOLDS.ess_per_chain}
-        rows.append(_summary_row(f"{method} ESS", ess, "min", ess_min, "ESS", **fields))
+        rows.append(_summary_row(f"{method} ESS", ess, "min", ess_min, "ESS", ctx, **fields))
     sd = _flatten(ds.std(("chain", "draw")))
     rel = _flatten(az.mcse(ds, method="mean")) / sd.where(sd > 0)
-    rows.append(_summary_row("MCSE", rel, "max", 1 / np.sqrt(ess_min), "MCSE"))
-    rows.extend(_sampler_rows(idata))
-    out = pd.DataFrame(rows, columns=["check", "value", "threshold", "ok", "verdict", "advice"])
+    rows.append(_summary_row("MCSE", rel, "max", 1 / np.sqrt(ess_min), "MCSE", ctx))
+    rows.extend(_sampler_rows(idata, ctx))
+    out = Diagnosis(rows, columns=["check", "value", "threshold", "ok", "verdict", "advice"])
     out["ok"] = out["ok"].astype("boolean")
+    out.attrs.update(flags)
     return out
+
+
+class Diagnosis(pd.DataFrame):
+    """The rows of :func:`diagnose`: a DataFrame whose printed form shows every verdict
+    and every piece of advice in full (a plain DataFrame cuts long text at 50 characters).
+
+    ``print(diag)`` gives the numbers as a table, then :func:`verdict_lines` wrapped to
+    ``width`` columns; in a notebook the HTML table keeps the full text. Selections and
+    other derived frames are plain DataFrames.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> stuck = az.from_dict(posterior={"sigma": np.r_[rng.normal(0, 1, (2, 500)),
+    ...                                                rng.normal(5, 1, (2, 500))]})
+    >>> "rank/trace plots" in str(diagnose(stuck))
+    True
+    """
+
+    width = 100
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def to_text(self, width: int | None = None) -> str:
+        """The printed form: the table of numbers, then the wrapped verdicts."""
+        width = width or self.width
+        table = pd.DataFrame(self)[["check", "value", "threshold", "ok"]].to_string(index=False)
+        lines = []
+        for line in verdict_lines(self).split("\n"):
+            indent = " " * (10 if line.startswith("       -> ") else 7)
+            lines.append(textwrap.fill(line, width, subsequent_indent=indent))
+        return table + "\n\n" + "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_html_(self) -> str:
+        with pd.option_context("display.max_colwidth", None):
+            return pd.DataFrame(self).to_html()
 
 
 @dataclass(frozen=True)

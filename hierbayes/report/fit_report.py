@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.predict.predictive import posterior_predictive
-from hierbayes.report.diagnostics import diagnose, verdict_lines
+from hierbayes.report.diagnostics import verdict_lines
 from hierbayes.report.html import write_report
-from hierbayes.report.plots import plot_ppc_density, plot_shrinkage_arrows, plot_shrinkage_densities, rank_plot
+from hierbayes.report.plots import (
+    plot_ppc, plot_shrinkage_arrows, plot_shrinkage_densities, ppc_caption, rank_plot,
+)
 from hierbayes.report.residuals import ppc_lag1_autocorr, residual_summary, within_group_residuals
 from hierbayes.report.shrinkage import shrinkage_frame, shrinkage_table
 from hierbayes import names
@@ -38,7 +40,7 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
     >>> fit.report("report/")   # doctest: +SKIP
     """
     d = fit.design
-    diag = diagnose(fit.idata)
+    diag = fit.diagnose()
     text = str(fit.summary()) + "\n\n" + verdict_lines(diag)
     tables: dict[str, pd.DataFrame] = {"Diagnostics": diag}
     figures = {}
@@ -50,7 +52,8 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
         figures["By-group OLS and mixed-model cluster coefficients"] = plot_shrinkage_densities(frame)
         figures["Per-cluster shrinkage: OLS estimate to posterior mean"] = plot_shrinkage_arrows(frame)
         y_rep = posterior_predictive(fit.idata, d, n_draws=n_ppc, seed=seed)
-        figures["Posterior predictive check: density of y"] = plot_ppc_density(d.y, y_rep)
+        family = d.spec.family.name
+        figures[ppc_caption(family)] = plot_ppc(d.y, y_rep, family)
         if d.correlation is not None:
             tables["Posterior predictive check: lag-1 residual autocorrelation"] = ppc_lag1(fit, y_rep).to_frame().T
     figures["Rank plots of the hyperparameters"] = rank_plot(fit.idata)

@@ -1,4 +1,5 @@
-"""Figures of the report: shrinkage densities and arrows, posterior predictive density.
+"""Figures of the report: shrinkage densities and arrows, posterior predictive checks
+(densities for continuous responses, bars for 0/1, binomial and count responses).
 
 Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no global
 state, nothing left open); save it with ``fig.savefig`` or let a notebook display it.
@@ -181,11 +182,7 @@ def plot_ppc_density(y, y_rep, n_draws: int = 50, seed: int = 0, figsize=(5.5, 3
     >>> len(fig.axes[0].lines)  # 50 of the 60 draws, and the observed density
     51
     """
-    y = np.asarray(y, dtype=float).ravel()
-    rep = np.asarray(y_rep, dtype=float)
-    if rep.shape[-1] != y.size:
-        raise ValueError(f"y_rep has {rep.shape[-1]} values on its last axis; y has {y.size}.")
-    rep = rep.reshape(-1, y.size)
+    y, rep = _replicates(y, y_rep)
     if rep.shape[0] > n_draws:
         rep = rep[np.sort(np.random.default_rng(seed).choice(rep.shape[0], n_draws, replace=False))]
     grid = _grid(y, rep)
@@ -205,6 +202,174 @@ def plot_ppc_density(y, y_rep, n_draws: int = 50, seed: int = 0, figsize=(5.5, 3
     ax.set_xlabel("y")
     ax.legend(fontsize="small")
     return fig
+
+
+#: families whose response takes a few whole values: PPC by bars, not by a density
+DISCRETE = {"bernoulli": "proportions", "binomial": "proportions",
+            "poisson": "rootogram", "negbinomial": "rootogram"}
+
+
+def _replicates(y, y_rep) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` (N,) and ``y_rep`` as (draws, N), checked against each other."""
+    y = np.asarray(y, dtype=float).ravel()
+    rep = np.asarray(y_rep, dtype=float)
+    if rep.shape[-1] != y.size:
+        raise ValueError(f"y_rep has {rep.shape[-1]} values on its last axis; y has {y.size}.")
+    return y, rep.reshape(-1, y.size)
+
+
+def value_frequencies(y, y_rep, values=None, prob: float = 0.94) -> pd.DataFrame:
+    """Share of rows at each response value, observed and replicated.
+
+    Parameters
+    ----------
+    y : array_like, shape (N,)
+        Observed response (whole numbers: 0/1, successes, counts).
+    y_rep : array_like, shape (..., N)
+        Replicated responses (leading axes flattened into draws).
+    values : array_like, optional
+        Values to count; default every whole number from 0 to the largest observed value
+        (the largest value counts every row at or above it: its bar is a tail).
+    prob : float
+        Mass of the replicated interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``value``; columns ``observed`` (share of rows), ``replicated`` (mean share
+        over draws), ``median`` (its median), ``lower`` and ``upper`` (equal-tailed ``prob`` interval of the share).
+        ``attrs["tail"]``: whether some value above the last one was counted in it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y, rep = rng.random(500) < 0.3, rng.random((100, 500)) < 0.3
+    >>> value_frequencies(y, rep).index.tolist()
+    [0, 1]
+    """
+    y, rep = _replicates(y, y_rep)
+    if values is None:
+        values = np.arange(0, int(np.max(y)) + 1 if y.size else 1)
+    values = np.asarray(values, dtype=int)
+    top = values.max()
+
+    def shares(v):  # (..., N) -> (..., len(values)), the last value a tail
+        v = np.minimum(np.rint(v), top)
+        return np.stack([(v == k).mean(axis=-1) for k in values], axis=-1)
+
+    rep_share = shares(rep)
+    a = (1 - prob) / 2
+    out = pd.DataFrame(
+        {"observed": shares(y), "replicated": rep_share.mean(axis=0),
+         "median": np.median(rep_share, axis=0),
+         "lower": np.quantile(rep_share, a, axis=0), "upper": np.quantile(rep_share, 1 - a, axis=0)},
+        index=pd.Index(values.tolist(), name="value"),
+    )
+    out.attrs["tail"] = bool(np.any(np.rint(np.concatenate([y, rep.ravel()])) > top))
+    return out
+
+
+def plot_ppc_bars(y, y_rep, kind: str = "proportions", values=None, prob: float = 0.94,
+                  figsize=(5.5, 3.6)) -> Figure:
+    """Observed share of rows at each response value (bars) against the replicated share
+    (median and ``prob`` interval): the posterior predictive check of discrete responses.
+
+    ``kind="proportions"`` draws shares (0/1 and binomial responses); ``"rootogram"``
+    draws square roots of the expected counts (a hanging rootogram: each observed bar
+    hangs from the replicated point, so a bar that misses 0 shows a misfit at that value,
+    and small frequencies stay visible).
+
+    Parameters
+    ----------
+    y, y_rep, values, prob
+        As :func:`value_frequencies`.
+    kind : {"proportions", "rootogram"}
+    figsize : tuple
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> fig = plot_ppc_bars(rng.random(300) < 0.3, rng.random((50, 300)) < 0.3)
+    >>> len(fig.axes[0].patches), bool(fig.axes[0].get_xlim()[0] > -1)
+    (2, True)
+    """
+    if kind not in ("proportions", "rootogram"):
+        raise ValueError(f"kind must be 'proportions' or 'rootogram', got {kind!r}.")
+    tab = value_frequencies(y, y_rep, values, prob)
+    x = np.asarray(tab.index, dtype=float)
+    n = np.size(np.ravel(y))
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.subplots()
+    if kind == "proportions":
+        ax.bar(x, tab["observed"], width=0.6, color="0.75", edgecolor="black", label="observed")
+        mid, lo, hi = tab["median"], tab["lower"], tab["upper"]
+        ax.set_ylabel("share of rows")
+    else:
+        root = np.sqrt(tab[["observed", "median", "lower", "upper"]] * n)
+        mid, lo, hi = root["median"], root["lower"], root["upper"]
+        ax.bar(x, root["observed"], width=0.6, bottom=mid - root["observed"], color="0.75",
+               edgecolor="black", label="observed (hanging)")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_ylabel("sqrt(frequency)")
+    ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], fmt="o", color=POST_COLOR, ms=4, capsize=3,
+                label=f"posterior predictive ({prob:.0%} interval)")
+    labels = [str(int(v)) for v in x]
+    labels[-1] += "+" if tab.attrs["tail"] else ""
+    ax.set_xticks(x, labels)
+    ax.set_xlim(x.min() - 0.6, x.max() + 0.6)
+    ax.set_xlabel("y")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_ppc(y, y_rep, family: str | None = None, **kwargs) -> Figure:
+    """The posterior predictive plot that suits the response: bars of observed and
+    replicated shares for Bernoulli and binomial responses, a hanging rootogram for
+    Poisson and negative binomial counts (:func:`plot_ppc_bars`), densities for
+    continuous families (:func:`plot_ppc_density`), whose smoothing would spread 0/1
+    data below 0 and above 1.
+
+    Parameters
+    ----------
+    y, y_rep
+        Observed and replicated responses (as :func:`plot_ppc_density`).
+    family : str, optional
+        The family's name (``fit.spec.family.name``); default ``"gaussian"``.
+    **kwargs
+        Passed to the chosen function.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> fig = plot_ppc(rng.poisson(2, 300), rng.poisson(2, (40, 300)), "poisson")
+    >>> fig.axes[0].get_ylabel()
+    'sqrt(frequency)'
+    """
+    kind = DISCRETE.get(family or "gaussian")
+    if kind is None:
+        return plot_ppc_density(y, y_rep, **kwargs)
+    return plot_ppc_bars(y, y_rep, kind=kind, **kwargs)
+
+
+def ppc_caption(family: str | None = None) -> str:
+    """The report's caption of :func:`plot_ppc` for ``family``."""
+    kind = DISCRETE.get(family or "gaussian")
+    return {
+        None: "Posterior predictive check: density of y",
+        "proportions": "Posterior predictive check: share of rows at each value of y",
+        "rootogram": "Posterior predictive check: rootogram of the counts y",
+    }[kind]
 
 
 def _figure_of(axes) -> Figure:

@@ -12,6 +12,11 @@ The shrinkage factor is
 0 means no pooling (the posterior keeps the OLS estimate), 1 complete pooling (the
 posterior sits at the population value). In a Gaussian random-intercept model with known
 variances it is ``sigma^2 / n / (sigma^2 / n + tau^2)``, larger for smaller clusters.
+
+Every statistic of :func:`shrinkage_table` is written in the deviations from that
+population value, ``d_ols = ols - pop`` and ``d_post = post - pop``, so they describe the
+same pull and agree: with every cluster shrunk by the same factor ``lambda`` the pooled
+shrinkage is ``lambda`` and the variance ratio ``(1 - lambda)^2``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ def shrinkage_frame(
     Returns
     -------
     pandas.DataFrame
-        Index (level, term); columns ``n``, ``status`` (of the OLS fit), ``ols``,
+        Index (level, term); columns ``n``, ``status`` (of the per-cluster fit: least
+        squares, or IRLS for binary and count families, see :func:`cluster_ols`), ``ols``,
         ``ols_se``, ``posterior`` (posterior mean), ``population`` and ``shrinkage``
         (``(ols - posterior) / (ols - population)``; NaN where OLS is NaN or equals the
         population value). Clusters without an OLS estimate are kept, with NaN.
@@ -92,6 +98,12 @@ def shrinkage_frame(
     )
 
 
+def _deviations(f: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``d_ols = ols - population`` and ``d_post = posterior - population``."""
+    pop = f["population"].to_numpy(float)
+    return f["ols"].to_numpy(float) - pop, f["posterior"].to_numpy(float) - pop
+
+
 def _pooled_factor(f: pd.DataFrame) -> float:
     """``1 - sum(d_post d_ols) / sum(d_ols^2)``: one factor fitted to all clusters.
 
@@ -99,10 +111,23 @@ def _pooled_factor(f: pd.DataFrame) -> float:
     population value); unlike the mean of per-cluster ratios it is not thrown by clusters
     whose OLS estimate happens to lie near the population value.
     """
-    d_ols = (f["ols"] - f["population"]).to_numpy()
-    d_post = (f["posterior"] - f["population"]).to_numpy()
+    d_ols, d_post = _deviations(f)
     ss = np.sum(d_ols**2)
     return float(1 - np.sum(d_post * d_ols) / ss) if ss > 0 else np.nan
+
+
+def _spread(f: pd.DataFrame) -> dict:
+    """``var_ols``, ``var_posterior`` (mean squared deviations from the population value),
+    their ratio and ``corr_dev``, the uncentred correlation of the two deviations."""
+    d_ols, d_post = _deviations(f)
+    v_ols, v_post = float(np.mean(d_ols**2)), float(np.mean(d_post**2))
+    cross = float(np.mean(d_ols * d_post))
+    return {
+        "var_ols": v_ols,
+        "var_posterior": v_post,
+        "var_ratio": v_post / v_ols if v_ols > 0 else np.nan,
+        "corr_dev": cross / np.sqrt(v_ols * v_post) if v_ols > 0 and v_post > 0 else np.nan,
+    }
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -140,10 +165,19 @@ def shrinkage_table(
         Index ``term``; columns
 
         - ``n_clusters``: clusters with an OLS estimate (the others are left out here);
-        - ``var_ols``, ``var_posterior``: variance across clusters of the OLS estimates
-          and of the posterior means; ``var_ratio`` = their ratio (< 1: shrunk);
-        - ``shrinkage``: pooled factor ``1 - sum(d_post d_ols) / sum(d_ols^2)`` with
-          deviations from the population value (0 no pooling, 1 complete pooling);
+        - ``var_ols`` = ``mean(d_ols^2)`` and ``var_posterior`` = ``mean(d_post^2)``: the
+          spread of the OLS estimates and of the posterior means around each cluster's
+          population value (``d_ols = ols - population``, ``d_post = posterior -
+          population``; a population value that differs between clusters, e.g. with a
+          treatment, is not counted as spread); ``var_ratio`` = their ratio (< 1: shrunk);
+        - ``shrinkage``: pooled factor ``1 - sum(d_post d_ols) / sum(d_ols^2)`` (0 no
+          pooling, 1 complete pooling);
+        - ``corr_dev``: ``sum(d_post d_ols) / sqrt(sum(d_post^2) sum(d_ols^2))``, how
+          closely the posterior deviations follow the OLS ones. The three agree by
+          ``var_ratio * corr_dev^2 == (1 - shrinkage)^2``: when every cluster is shrunk
+          by one factor ``lambda`` (``corr_dev`` 1), ``shrinkage`` is ``lambda`` and
+          ``var_ratio`` is ``(1 - lambda)^2``; a ``var_ratio`` above ``(1 - shrinkage)^2``
+          says the posterior reorders the clusters (``corr_dev`` < 1);
         - ``median_factor``: median of the per-cluster factors;
         - ``corr_size``: Spearman correlation of the per-cluster factor with cluster
           size (negative: small clusters are shrunk more; NaN when all sizes are equal).
@@ -156,14 +190,14 @@ def shrinkage_table(
         frame = shrinkage_frame(idata, design, group)
     rows = {}
     for term, f in _used(frame).groupby(level="term", sort=False):
-        var_ols = float(np.var(f["ols"], ddof=1)) if len(f) > 1 else np.nan
-        var_post = float(np.var(f["posterior"], ddof=1)) if len(f) > 1 else np.nan
+        spread = _spread(f)
         rows[term] = {
             "n_clusters": len(f),
-            "var_ols": var_ols,
-            "var_posterior": var_post,
-            "var_ratio": var_post / var_ols if var_ols > 0 else np.nan,
+            "var_ols": spread["var_ols"],
+            "var_posterior": spread["var_posterior"],
+            "var_ratio": spread["var_ratio"],
             "shrinkage": _pooled_factor(f),
+            "corr_dev": spread["corr_dev"],
             "median_factor": float(np.nanmedian(f["shrinkage"]))
             if f["shrinkage"].notna().any()
             else np.nan,

@@ -6,9 +6,45 @@ These are plain, immutable specifications; the whitening maths lives in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from hierbayes.spec.keys import check_keys
+
+
+class PhiSignWarning(UserWarning):
+    """AR(1) times whose gaps are all multiples of an even spacing: ``phi`` and ``-phi``
+    give the same likelihood, so the sign of ``phi`` is not identified by the data."""
+
+
+def time_spacing(cluster: np.ndarray, time: np.ndarray) -> int | None:
+    """The greatest common divisor of the gaps between successive times within clusters.
+
+    Parameters
+    ----------
+    cluster, time : numpy.ndarray
+        Rows sorted by cluster, then time (as a :class:`~hierbayes.design.build.Design`
+        holds them); integer-valued times.
+
+    Returns
+    -------
+    int or None
+        None when no cluster has two rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> time_spacing(np.array([0, 0, 0, 1, 1]), np.array([0., 2., 6., 4., 8.]))
+    2
+    """
+    cluster, time = np.asarray(cluster), np.asarray(time, dtype=float)
+    same = np.diff(cluster) == 0
+    gaps = np.rint(np.diff(time)[same]).astype(np.int64)
+    if gaps.size == 0:
+        return None
+    return int(math.gcd(*np.unique(np.abs(gaps)).tolist()))
 
 
 @dataclass(frozen=True)
@@ -43,6 +79,30 @@ class AR1:
     def describe(self) -> str:
         return f"AR(1) in {self.time} within {self.group}"
 
+    def sign_alias(self, spacing: int | None) -> str | None:
+        """Why the data cannot tell ``phi`` from ``-phi``, or None when they can.
+
+        With every gap in ``time`` a multiple of an even ``spacing`` (see
+        :func:`time_spacing`) each correlation is an even power of ``phi``
+        (``phi ** 2``, ``phi ** 4``, ...), so ``phi`` and ``-phi`` give the same likelihood
+        and chains settle at either sign.
+
+        Examples
+        --------
+        >>> AR1(time="week", group="id").sign_alias(2)[:43]
+        "every gap in 'week' is a multiple of 2: phi"
+        >>> AR1(time="week", group="id").sign_alias(1) is None
+        True
+        """
+        if spacing is None or spacing % 2:
+            return None
+        return (
+            f"every gap in {self.time!r} is a multiple of {spacing}: phi and -phi give the "
+            f"same likelihood (the correlations are even powers of phi), so its sign is not "
+            f"identified; use hb.CAR1(time={self.time!r}, group={self.group!r}) (phi in "
+            f"(0, 1)), or {self.time} in units of the spacing ({self.time} / {spacing})"
+        )
+
 
 @dataclass(frozen=True)
 class CAR1:
@@ -74,6 +134,10 @@ class CAR1:
 
     def describe(self) -> str:
         return f"continuous-time AR(1) in {self.time} within {self.group}"
+
+    def sign_alias(self, spacing: int | None) -> None:
+        """Never aliased: ``phi`` is in (0, 1)."""
+        return None
 
 
 Correlation = AR1 | CAR1

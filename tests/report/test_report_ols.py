@@ -135,3 +135,119 @@ def test_group_errors():
     d0 = build_design(parse("y ~ time"), df)
     with pytest.raises(ValueError, match="no grouping factor"):
         cluster_ols(d0)
+
+
+# ------------------------------------------------- lmList(y ~ t | id) and per-cluster GLMs
+
+
+def _trend_data(seed=0, n_ids=30):
+    """y = a_c + 0.5 t + noise, t varying within clusters around cluster-specific levels."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n_ids)
+    rows = []
+    for i in range(n_ids):
+        start = rng.uniform(0, 10)
+        for t in start + np.arange(6):
+            rows.append({"id": f"i{i:02d}", "t": t, "x": rng.normal()})
+    df = pd.DataFrame(rows)
+    level = df["id"].str[1:].astype(int).to_numpy()
+    df["y"] = a[level] + 0.5 * df["t"] + 0.01 * rng.normal(size=len(df))
+    return df, dict(zip([f"i{i:02d}" for i in range(n_ids)], a))
+
+
+def test_within_varying_fixed_columns_enter_every_cluster_fit():
+    """In y ~ t + (1 | id) the per-cluster intercept is lm(y ~ t)'s, not the mean of y."""
+    df, a = _trend_data()
+    d = build_design(parse("y ~ t + (1 | id)"), df)
+    ols = cluster_ols(d)
+    assert ols.attrs["adjusted_for"] == ["t"] and (ols["status"] == "ok").all()
+    for label, part in df.groupby("id"):
+        Z = np.column_stack([np.ones(len(part)), part["t"]])
+        coef, *_ = np.linalg.lstsq(Z, part["y"].to_numpy(), rcond=None)
+        assert ols.loc[label, "Intercept"] == pytest.approx(coef[0], rel=1e-9, abs=1e-9)
+        assert ols.loc[label, "Intercept"] == pytest.approx(a[label], abs=0.2)
+        assert abs(part["y"].mean() - a[label]) > 1.0  # the raw mean is far off
+    # a random slope without intercept: the fixed intercept enters each cluster's fit
+    d0 = build_design(parse("y ~ t + (0 + t | id)"), df)
+    ols0 = cluster_ols(d0)
+    assert ols0.attrs["adjusted_for"] == ["Intercept"]
+    np.testing.assert_allclose(ols0["t"], 0.5, atol=0.05)
+
+
+def test_cluster_constant_extra_columns_are_left_out_of_that_cluster():
+    df, _ = _trend_data()
+    df["x"] = df["id"].str[1:].astype(int) % 3  # constant within clusters: absorbed
+    d = build_design(parse("y ~ t + x + (1 + t | id)"), df)
+    ols = cluster_ols(d)
+    assert ols.attrs["adjusted_for"] == [] and (ols["status"] == "ok").all()
+
+
+def _binary(seed=0, n=400):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(scale=0.8, size=8)
+    rows = []
+    for i, ai in enumerate(a):
+        x = rng.normal(size=n)
+        p = 1 / (1 + np.exp(-(ai + 0.7 * x)))
+        rows += [{"id": f"c{i}", "x": xx, "y": float(yy)} for xx, yy in zip(x, rng.random(n) < p)]
+    rows += [{"id": "zero", "x": rng.normal(), "y": 0.0} for _ in range(10)]
+    rows += [{"id": "one", "x": rng.normal(), "y": 1.0} for _ in range(10)]
+    xs = rng.normal(size=20)
+    rows += [{"id": "sep", "x": xx, "y": float(xx > 0)} for xx in xs]
+    return pd.DataFrame(rows), dict(zip([f"c{i}" for i in range(8)], a))
+
+
+def _logistic_mle(part):
+    from scipy import optimize
+
+    X = np.column_stack([np.ones(len(part)), part["x"]])
+    y = part["y"].to_numpy()
+
+    def nll(b):
+        eta = X @ b
+        return np.sum(np.logaddexp(0, eta) - y * eta)
+
+    return optimize.minimize(nll, np.zeros(2), method="BFGS", options={"gtol": 1e-10}).x
+
+
+def test_bernoulli_clusters_are_fitted_by_irls_with_counted_statuses():
+    df, a = _binary()
+    d = build_design(parse("y ~ x + (1 | id)", family="bernoulli"), df)
+    with pytest.warns(UserWarning, match=r"3 of 11 levels of 'id' have NaN coefficients"):
+        ols = cluster_ols(d)
+    assert ols.attrs["method"] == "IRLS (logit link)" and ols.attrs["adjusted_for"] == ["x"]
+    assert ols.loc["zero", "status"] == "all 0" and ols.loc["one", "status"] == "all 1"
+    assert ols.loc["sep", "status"] == "separation"
+    assert ols.loc[["zero", "one", "sep"], "Intercept"].isna().all()
+    counts = ols.attrs["status_counts"]
+    assert counts["ok"] == 8 and counts["all 0"] == counts["all 1"] == counts["separation"] == 1
+    for label in a:
+        part = df[df["id"] == label]
+        assert ols.loc[label, "Intercept"] == pytest.approx(_logistic_mle(part)[0], abs=1e-5)
+        assert abs(ols.loc[label, "Intercept"] - a[label]) < 4 * ols.loc[label, "Intercept_se"]
+    # intercept only: the MLE is the logit of the cluster's proportion (not +-1.0986)
+    d1 = build_design(parse("y ~ 1 + (1 | id)", family="bernoulli"), df[df["id"].isin(list(a))])
+    ols1 = cluster_ols(d1)
+    p = df[df["id"].isin(list(a))].groupby("id")["y"].mean()
+    np.testing.assert_allclose(ols1.loc[p.index, "Intercept"], np.log(p / (1 - p)), rtol=1e-8)
+
+
+def test_binomial_and_poisson_clusters():
+    rng = np.random.default_rng(3)
+    n = rng.integers(1, 6, size=60)
+    df = pd.DataFrame({"id": np.repeat(["a", "b", "c"], 20), "n": n})
+    df["k"] = rng.binomial(df["n"], np.repeat([0.2, 0.5, 0.8], 20))
+    d = build_design(parse("k | trials(n) ~ 1 + (1 | id)", family="binomial"), df)
+    ols = cluster_ols(d)
+    s = df.groupby("id")[["k", "n"]].sum()
+    np.testing.assert_allclose(ols["Intercept"], np.log(s["k"] / (s["n"] - s["k"])), rtol=1e-8)
+    counts = pd.DataFrame({"id": np.repeat(["a", "b", "none"], 15)})
+    counts["y"] = np.r_[rng.poisson(2.0, 15), rng.poisson(6.0, 15), np.zeros(15)]
+    d = build_design(parse("y ~ 1 + (1 | id)", family="poisson"), counts)
+    with pytest.warns(UserWarning, match="1 with every response 0"):
+        ols = cluster_ols(d)
+    m = counts.groupby("id")["y"].mean()
+    np.testing.assert_allclose(ols.loc[["a", "b"], "Intercept"], np.log(m[["a", "b"]]), rtol=1e-8)
+    assert ols.loc["none", "status"] == "all 0" and np.isnan(ols.loc["none", "Intercept"])
+    np.testing.assert_allclose(ols.loc[["a", "b"], "Intercept_se"], 1 / np.sqrt(15 * m[["a", "b"]]),
+                               rtol=1e-6)

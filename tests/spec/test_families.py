@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 
 import hierbayes as hb
 from hierbayes.spec import families
@@ -142,11 +142,16 @@ def test_recovery_poisson_and_reports(tmp_path):
     # Pearson residuals at the posterior means: roughly unit scale
     res = fit.residuals()
     assert 0.2 < res["Q3"] - res["Q1"] < 3.0
-    # shrinkage against per-cluster least squares of log(y + 0.5)
+    # shrinkage against per-cluster Poisson GLMs of y ~ x (lmList-like, fitted by IRLS)
     ols = fit.cluster_ols()
     d = fit.design
     c0 = d.groups[0].index == 0
-    assert ols["Intercept"].iloc[0] == pytest.approx(np.log(d.y[c0] + 0.5).mean())
+    X0 = np.column_stack([np.ones(c0.sum()), d.X[c0, list(d.fixed_names).index("x")]])
+    ref = optimize.minimize(lambda b: np.sum(np.exp(X0 @ b) - d.y[c0] * (X0 @ b)), np.zeros(2),
+                            method="BFGS", options={"gtol": 1e-10}).x
+    assert ols.attrs["method"] == "IRLS (log link)" and ols.attrs["adjusted_for"] == ["x"]
+    assert ols["status"].iloc[0] == "ok"
+    assert ols["Intercept"].iloc[0] == pytest.approx(ref[0], abs=1e-5)
     assert fit.shrinkage().loc["Intercept", "var_ratio"] < 1
     html = fit.report(tmp_path).read_text()
     assert "poisson" in html and "Standardized within-group residuals" in html

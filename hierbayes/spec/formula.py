@@ -149,7 +149,6 @@ def parse(
         )
     lhs, rhs = formula.split("~", 1)
     response, trials = _response(lhs.strip(), formula)
-    check_syntax(formula, response)  # quotes the formula and points at what is not read
     fixed, groups = [], []
     for sign, part in _split_top_level(rhs):
         g = _group_term(part)
@@ -159,6 +158,7 @@ def parse(
             raise ValueError(f"a group term cannot be subtracted: '- {part}' in {formula!r}.")
         else:
             groups.extend(g)
+    check_syntax(formula, response)  # quotes the formula and points at what is not read
     if correlation is not None and not isinstance(correlation, (AR1, CAR1)):
         raise TypeError("correlation must be hb.AR1(time=..., group=...) or hb.CAR1(...).")
     fam = families.get(family)

@@ -377,29 +377,27 @@ def loglik_pooled(buf, beta, s2, phi, S):
 
 
 @_jit
-def _small_cholesky_inverse(B, q, Ci, Binv):
-    """log|B| of a q x q SPD matrix and its inverse in ``Binv`` (NaN if not PD)."""
-    C = np.zeros((q, q))
-    return _chol_inverse(B, q, C, Ci, Binv)
-
-
-@_jit
 def loglik_whitened(buf, beta, s2, phi, S):
     """Collapsed log-likelihood of clusters held one by one (``H_DIRECT == 2``) and its
-    gradient, in work linear in each cluster's rows: DESIGN.md's whitening + Woodbury route.
+    gradient, in one pass over each cluster's rows: DESIGN.md's whitening + Woodbury route.
 
     Rows of a cluster are in time order; the AR(1)/CAR(1) correlation is Markov, so with
     ``a_k = phi^(t_k - t_(k-1))`` and ``c_k = (1 - a_k^2)^(-1/2)`` the whitened rows
-    ``w~_k = c_k (w_k - a_k w_(k-1))`` (``w~_0 = w_0``) have identity correlation and
-    ``log|R| = sum_k log(1 - a_k^2)``. With ``Z~``, ``e~`` whitened, ``Q = Z~'Z~``,
-    ``h = Z~'e~``, ``S = F F'`` and ``B = s2 I + F'QF`` (q x q):
-    ``log|V| = log|R| + (n - q) log s2 + log|B|`` and
-    ``e'V^-1 e = (e~'e~ - h'Kh) / s2`` with ``K = F B^-1 F'``. The gradient follows from
-    ``v = V~^-1 e~ = (e~ - Z~Kh) / s2``: ``dll/dbeta = X~'v``,
-    ``dll/dS = (kk' - Z~'V~^-1 Z~) / 2`` with ``k = Z~'v``,
-    ``dll/ds2 = (v'v - tr V~^-1) / 2``, and ``dll/da_k`` through the whitened row ``k``
-    (``dll/de~ = -v``, ``dll/dZ~ = (vk' - V~^-1 Z~) S``), chained by
-    ``da_k/dphi = (t_k - t_(k-1)) phi^(t_k - t_(k-1) - 1)``.
+    ``w~_k = c_k (w_k - a_k w_(k-1))`` (``w~_0 = w_0``) of the residual ``e = y - X beta``,
+    of ``X`` and of ``Z`` have identity correlation, and ``log|R| = sum_k log(1 - a_k^2)``.
+    One pass over the rows accumulates ``e~'e~``, ``h = Z~'e~``, ``Q = Z~'Z~``, ``X~'e~``,
+    ``X~'Z~`` and, for the gradient in phi, the sums ``A1..A5`` below; the rest is q x q
+    algebra per cluster. With ``S = FF'``, ``B = s2 I + F'QF``, ``K = F B^-1 F'``:
+
+    - ``log|V| = log|R| + (n - q) log s2 + log|B|``, ``e'V^-1 e = (e~'e~ - h'Kh) / s2``;
+    - ``v = V~^-1 e~ = (e~ - Z~Kh) / s2``, ``k = Z~'v = (h - QKh) / s2``;
+    - ``dll/dbeta = X~'v = (X~'e~ - X~'Z~ Kh) / s2``;
+    - ``dll/dS = (kk' - (Q - QKQ) / s2) / 2``, ``dll/ds2 = (v'v - (n - tr KQ) / s2) / 2``;
+    - ``dll/dphi = sum_k da_k [-v_k de~_k + (v_k k'S - Z~_k N) dZ~_k + a_k c_k^2]`` with
+      ``N = (I - KQ) S / s2``, ``de~_k = a_k c_k^2 e~_k - c_k e_(k-1)`` (and ``dZ~_k`` alike):
+      ``-(A1 - Kh'A2) / s2 + (A3 - A4'Kh)'S k / s2 - sum(N o A4) + A5`` with
+      ``A1 = sum da e~ de~``, ``A2 = sum da Z~ de~``, ``A3 = sum da e~ dZ~``,
+      ``A4 = sum da Z~ dZ~'``, ``A5 = sum da a c^2``.
     """
     p = int(buf[H_P])
     q = int(buf[H_Q])
@@ -412,8 +410,7 @@ def loglik_whitened(buf, beta, s2, phi, S):
     u[0] = 1.0
     for k in range(p):
         u[k + 1] = -beta[k]
-    # F = chol(S) (S is positive definite wherever the density is finite)
-    F = np.zeros((q, q))
+    F = np.zeros((q, q))  # chol(S): S is positive definite wherever the density is finite
     for j in range(q):
         acc = S[j, j]
         for k in range(j):
@@ -431,68 +428,98 @@ def loglik_whitened(buf, beta, s2, phi, S):
     g_phi = 0.0
     g_S = np.zeros((q, q))
     ll = 0.0
-    a = np.zeros(T)
-    c = np.ones(T)
-    da = np.zeros(T)
-    e = np.empty(T)
-    et = np.empty(T)
-    Zt = np.empty((T, q))
-    v = np.empty(T)
+    log_s2 = math.log(s2)
+    log_phi = math.log(abs(phi)) if phi != 0.0 else 0.0
+    zt = np.empty(q)
+    dz = np.empty(q)
+    xt = np.empty(p)
     Q = np.empty((q, q))
     h = np.empty(q)
+    xe = np.empty(p)
+    XZ = np.empty((p, q))
+    A2 = np.empty(q)
+    A3 = np.empty(q)
+    A4 = np.empty((q, q))
     B = np.empty((q, q))
     Binv = np.empty((q, q))
     Ci = np.empty((q, q))
-    FtQF = np.empty((q, q))
+    Cw = np.empty((q, q))
+    W1 = np.empty((q, q))
     K = np.empty((q, q))
     Kh = np.empty(q)
     kv = np.empty(q)
     KQ = np.empty((q, q))
-    N = np.empty((q, q))
     kS = np.empty(q)
-    xt = np.empty(m)
     for g in range(G):
         n = int(buf[oN + g])
         kg = oK + g * T * m
         zg = oZ + g * T * q
         tg = oT + g * T
-        # pass 1: whitening coefficients, whitened residuals and Z, their cross-products
-        logdet_r = 0.0
-        ee = 0.0
+        ee = a1 = a5 = 0.0
+        prod_r = 1.0  # prod (1 - a_k^2): one log per cluster
         for x in range(q):
-            h[x] = 0.0
+            h[x] = A2[x] = A3[x] = 0.0
             for y_ in range(q):
-                Q[x, y_] = 0.0
+                Q[x, y_] = A4[x, y_] = 0.0
+        for k in range(p):
+            xe[k] = 0.0
+            for b in range(q):
+                XZ[k, b] = 0.0
+        e_prev = 0.0
         for s in range(n):
-            acc = 0.0
-            for i in range(m):
-                acc += buf[kg + s * m + i] * u[i]
-            e[s] = acc
+            row = kg + s * m
+            zrow = zg + s * q
+            e = buf[row]
+            for i in range(p):
+                e += buf[row + 1 + i] * u[1 + i]
             if s == 0 or corr == 0:
-                a[s] = 0.0
-                c[s] = 1.0
-                da[s] = 0.0
-                et[s] = acc
+                et = e
                 for b in range(q):
-                    Zt[s, b] = buf[zg + s * q + b]
+                    zt[b] = buf[zrow + b]
+                for k in range(p):
+                    xt[k] = buf[row + 1 + k]
             else:
                 lag = buf[tg + s] - buf[tg + s - 1]
-                r = phi ** (lag - 1.0)
-                a[s] = r * phi
-                da[s] = lag * r
-                one = 1.0 - a[s] * a[s]
+                if phi != 0.0:  # a = phi^lag by one exp (lag is whole when phi < 0: AR(1))
+                    a = math.exp(lag * log_phi)
+                    if phi < 0.0 and lag % 2.0 == 1.0:
+                        a = -a
+                    da = lag * a / phi
+                else:
+                    a = 0.0
+                    da = 1.0 if lag == 1.0 else 0.0
+                one = 1.0 - a * a
                 if not one > 0:
                     return np.nan, g_beta, g_s2, g_phi, g_S
-                c[s] = 1.0 / math.sqrt(one)
-                logdet_r += math.log(one)
-                et[s] = c[s] * (acc - a[s] * e[s - 1])
+                prod_r *= one
+                c = 1.0 / math.sqrt(one)
+                cc = a * c * c
+                et = c * (e - a * e_prev)
                 for b in range(q):
-                    Zt[s, b] = c[s] * (buf[zg + s * q + b] - a[s] * buf[zg + (s - 1) * q + b])
-            ee += et[s] * et[s]
+                    zp = buf[zrow - q + b]
+                    zt[b] = c * (buf[zrow + b] - a * zp)
+                    dz[b] = cc * zt[b] - c * zp
+                for k in range(p):
+                    xt[k] = c * (buf[row + 1 + k] - a * buf[row - m + 1 + k])
+                de = cc * et - c * e_prev
+                a1 += da * et * de
+                a5 += da * cc
+                for x in range(q):
+                    dzx = da * zt[x]
+                    A2[x] += dzx * de
+                    A3[x] += da * et * dz[x]
+                    for y_ in range(q):
+                        A4[x, y_] += dzx * dz[y_]
+            e_prev = e
+            ee += et * et
             for x in range(q):
-                h[x] += Zt[s, x] * et[s]
+                h[x] += zt[x] * et
                 for y_ in range(x + 1):
-                    Q[x, y_] += Zt[s, x] * Zt[s, y_]
+                    Q[x, y_] += zt[x] * zt[y_]
+            for k in range(p):
+                xe[k] += xt[k] * et
+                for b in range(q):
+                    XZ[k, b] += xt[k] * zt[b]
         for x in range(q):
             for y_ in range(x):
                 Q[y_, x] = Q[x, y_]
@@ -501,19 +528,28 @@ def loglik_whitened(buf, beta, s2, phi, S):
             for y_ in range(q):
                 acc = 0.0
                 for i in range(q):
-                    for j in range(q):
-                        acc += F[i, x] * Q[i, j] * F[j, y_]
-                FtQF[x, y_] = acc
-                B[x, y_] = acc + (s2 if x == y_ else 0.0)
-        logdet_b = _small_cholesky_inverse(B, q, Ci, Binv)
+                    acc += Q[x, i] * F[i, y_]
+                W1[x, y_] = acc
+        for x in range(q):
+            for y_ in range(q):
+                acc = s2 if x == y_ else 0.0
+                for i in range(q):
+                    acc += F[i, x] * W1[i, y_]
+                B[x, y_] = acc
+        logdet_b = _chol_inverse(B, q, Cw, Ci, Binv)
         if logdet_b != logdet_b:
             return np.nan, g_beta, g_s2, g_phi, g_S
         for x in range(q):
             for y_ in range(q):
                 acc = 0.0
                 for i in range(q):
-                    for j in range(q):
-                        acc += F[x, i] * Binv[i, j] * F[y_, j]
+                    acc += F[x, i] * Binv[i, y_]
+                W1[x, y_] = acc
+        for x in range(q):
+            for y_ in range(q):
+                acc = 0.0
+                for i in range(q):
+                    acc += W1[x, i] * F[y_, i]
                 K[x, y_] = acc
         hKh = 0.0
         for x in range(q):
@@ -522,20 +558,9 @@ def loglik_whitened(buf, beta, s2, phi, S):
                 acc += K[x, y_] * h[y_]
             Kh[x] = acc
             hKh += h[x] * acc
-        ll += -0.5 * (n * LOG_2PI + logdet_r + (n - q) * math.log(s2) + logdet_b
-                      + (ee - hKh) / s2)
-        # pass 2: v = V~^-1 e~, k = Z~'v, and the gradient
-        vv = 0.0
-        for x in range(q):
-            kv[x] = 0.0
-        for s in range(n):
-            acc = et[s]
-            for b in range(q):
-                acc -= Zt[s, b] * Kh[b]
-            v[s] = acc / s2
-            vv += v[s] * v[s]
-            for b in range(q):
-                kv[b] += Zt[s, b] * v[s]
+        logdet_r = math.log(prod_r) if corr != 0 else 0.0
+        ll += -0.5 * (n * LOG_2PI + logdet_r + (n - q) * log_s2 + logdet_b + (ee - hKh) / s2)
+        # gradient
         tr_kq = 0.0
         for x in range(q):
             for y_ in range(q):
@@ -544,6 +569,14 @@ def loglik_whitened(buf, beta, s2, phi, S):
                     acc += K[x, i] * Q[i, y_]
                 KQ[x, y_] = acc
             tr_kq += KQ[x, x]
+        khQkh = 0.0
+        for x in range(q):
+            acc = h[x]
+            for y_ in range(q):
+                acc -= Q[x, y_] * Kh[y_]
+                khQkh += Kh[x] * Q[x, y_] * Kh[y_]
+            kv[x] = acc / s2
+        vv = (ee - 2.0 * hKh + khQkh) / (s2 * s2)
         g_s2 += 0.5 * (vv - (n - tr_kq) / s2)
         for x in range(q):  # dll/dS = (kk' - (Q - QKQ)/s2) / 2
             for y_ in range(q):
@@ -551,36 +584,33 @@ def loglik_whitened(buf, beta, s2, phi, S):
                 for i in range(q):
                     acc -= Q[x, i] * KQ[i, y_]
                 g_S[x, y_] += 0.5 * (kv[x] * kv[y_] - acc / s2)
+        for k in range(p):  # X~'v
+            acc = xe[k]
+            for b in range(q):
+                acc -= XZ[k, b] * Kh[b]
+            g_beta[k] += acc / s2
         if corr != 0:
-            # dll/dZ~ row s = v_s (kS) - Z~_s N, N = (I - KQ) S / s2
             for x in range(q):
                 acc = 0.0
                 for y_ in range(q):
                     acc += kv[y_] * S[y_, x]
                 kS[x] = acc
-                for y_ in range(q):
-                    acc = 0.0
-                    for i in range(q):
-                        acc += ((1.0 if x == i else 0.0) - KQ[x, i]) * S[i, y_]
-                    N[x, y_] = acc / s2
-        for s in range(n):
-            for i in range(m):  # whitened [y, X] row; dll/dbeta = X~'v
-                w = buf[kg + s * m + i]
-                if s > 0 and corr != 0:
-                    w = c[s] * (w - a[s] * buf[kg + (s - 1) * m + i])
-                xt[i] = w
-            for k in range(p):
-                g_beta[k] += xt[k + 1] * v[s]
-            if s == 0 or corr == 0:
-                continue
-            cc = c[s] * c[s] * a[s]
-            dl = -v[s] * (cc * et[s] - c[s] * e[s - 1]) + cc
+            gp = a1
             for b in range(q):
-                gz = v[s] * kS[b]
+                gp -= Kh[b] * A2[b]
+            gp = -gp / s2
+            for y_ in range(q):
+                acc = A3[y_]
+                for x in range(q):
+                    acc -= Kh[x] * A4[x, y_]
+                gp += acc * kS[y_] / s2
+            for x in range(q):
                 for y_ in range(q):
-                    gz -= Zt[s, y_] * N[y_, b]
-                dl += gz * (cc * Zt[s, b] - c[s] * buf[zg + (s - 1) * q + b])
-            g_phi += dl * da[s]
+                    nxy = S[x, y_]
+                    for i in range(q):
+                        nxy -= KQ[x, i] * S[i, y_]
+                    gp -= nxy / s2 * A4[x, y_]
+            g_phi += gp + a5
     return ll, g_beta, g_s2, g_phi, g_S
 
 

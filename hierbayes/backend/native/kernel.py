@@ -387,15 +387,18 @@ def loglik_whitened(buf, beta, s2, phi, S):
     of ``X`` and of ``Z`` have identity correlation, and ``log|R| = sum_k log(1 - a_k^2)``.
     One pass over the rows accumulates ``e~'e~``, ``h = Z~'e~``, ``Q = Z~'Z~``, ``X~'e~``,
     ``X~'Z~`` and, for the gradient in phi, the sums ``A1..A5`` below; the rest is q x q
-    algebra per cluster. With ``S = FF'``, ``B = s2 I + F'QF``, ``K = F B^-1 F'``:
+    algebra per cluster. Woodbury with ``K = (s2 S^-1 + Q)^-1`` (per cluster; ``S^-1`` once):
 
-    - ``log|V| = log|R| + (n - q) log s2 + log|B|``, ``e'V^-1 e = (e~'e~ - h'Kh) / s2``;
-    - ``v = V~^-1 e~ = (e~ - Z~Kh) / s2``, ``k = Z~'v = (h - QKh) / s2``;
+    - ``log|V| = log|R| + (n - q) log s2 + log|S| + log|K^-1|``,
+      ``e'V^-1 e = (e~'e~ - h'Kh) / s2``;
+    - ``v = V~^-1 e~ = (e~ - Z~Kh) / s2`` and ``Z~'v = S^-1 Kh``; with ``J = sum Kh Kh'``
+      and ``Ks = sum K`` over clusters, ``dll/dS = S^-1 (J + s2 Ks - G S) S^-1 / 2``;
+    - ``dll/ds2 = (v'v - tr V~^-1) / 2`` summed, with
+      ``v'v = (e~'e~ - h'Kh - s2 Kh'S^-1 Kh) / s2^2``, ``tr V~^-1 = (n - q + s2 tr K S^-1) / s2``;
     - ``dll/dbeta = X~'v = (X~'e~ - X~'Z~ Kh) / s2``;
-    - ``dll/dS = (kk' - (Q - QKQ) / s2) / 2``, ``dll/ds2 = (v'v - (n - tr KQ) / s2) / 2``;
-    - ``dll/dphi = sum_k da_k [-v_k de~_k + (v_k k'S - Z~_k N) dZ~_k + a_k c_k^2]`` with
-      ``N = (I - KQ) S / s2``, ``de~_k = a_k c_k^2 e~_k - c_k e_(k-1)`` (and ``dZ~_k`` alike):
-      ``-(A1 - Kh'A2) / s2 + (A3 - A4'Kh)'S k / s2 - sum(N o A4) + A5`` with
+    - ``dll/dphi = sum_k da_k [-v_k de~_k + (v_k Kh' - Z~_k K) dZ~_k + a_k c_k^2]``, with
+      ``de~_k = a_k c_k^2 e~_k - c_k e_(k-1)`` (and ``dZ~_k`` alike):
+      ``(-(A1 - Kh'A2) + (A3 - A4'Kh)'Kh) / s2 - sum(K o A4) + A5`` with
       ``A1 = sum da e~ de~``, ``A2 = sum da Z~ de~``, ``A3 = sum da e~ dZ~``,
       ``A4 = sum da Z~ dZ~'``, ``A5 = sum da a c^2``.
     """
@@ -410,19 +413,10 @@ def loglik_whitened(buf, beta, s2, phi, S):
     u[0] = 1.0
     for k in range(p):
         u[k + 1] = -beta[k]
-    F = np.zeros((q, q))  # chol(S): S is positive definite wherever the density is finite
-    for j in range(q):
-        acc = S[j, j]
-        for k in range(j):
-            acc -= F[j, k] * F[j, k]
-        if not acc > 0:
-            return np.nan, np.zeros(p), 0.0, 0.0, np.zeros((q, q))
-        F[j, j] = math.sqrt(acc)
-        for i in range(j + 1, q):
-            t = S[i, j]
-            for k in range(j):
-                t -= F[i, k] * F[j, k]
-            F[i, j] = t / F[j, j]
+    Sinv = np.empty((q, q))  # S is positive definite wherever the density is finite
+    logdet_s = _chol_inverse(S.copy(), q, np.empty((q, q)), np.empty((q, q)), Sinv)
+    if logdet_s != logdet_s:
+        return np.nan, np.zeros(p), 0.0, 0.0, np.zeros((q, q))
     g_beta = np.zeros(p)
     g_s2 = 0.0
     g_phi = 0.0
@@ -430,9 +424,9 @@ def loglik_whitened(buf, beta, s2, phi, S):
     ll = 0.0
     log_s2 = math.log(s2)
     log_phi = math.log(abs(phi)) if phi != 0.0 else 0.0
+    inv_phi = 1.0 / phi if phi != 0.0 else 0.0
     zt = np.empty(q)
     dz = np.empty(q)
-    xt = np.empty(p)
     Q = np.empty((q, q))
     h = np.empty(q)
     xe = np.empty(p)
@@ -441,15 +435,15 @@ def loglik_whitened(buf, beta, s2, phi, S):
     A3 = np.empty(q)
     A4 = np.empty((q, q))
     B = np.empty((q, q))
-    Binv = np.empty((q, q))
     Ci = np.empty((q, q))
     Cw = np.empty((q, q))
     W1 = np.empty((q, q))
     K = np.empty((q, q))
     Kh = np.empty(q)
-    kv = np.empty(q)
-    KQ = np.empty((q, q))
-    kS = np.empty(q)
+    Ks = np.zeros((q, q))
+    J = np.zeros((q, q))
+    vv_e = 0.0
+    n_rows = 0
     for g in range(G):
         n = int(buf[oN + g])
         kg = oK + g * T * m
@@ -476,15 +470,15 @@ def loglik_whitened(buf, beta, s2, phi, S):
                 et = e
                 for b in range(q):
                     zt[b] = buf[zrow + b]
-                for k in range(p):
-                    xt[k] = buf[row + 1 + k]
+                c = 1.0
+                a = 0.0
             else:
                 lag = buf[tg + s] - buf[tg + s - 1]
                 if phi != 0.0:  # a = phi^lag by one exp (lag is whole when phi < 0: AR(1))
                     a = math.exp(lag * log_phi)
                     if phi < 0.0 and lag % 2.0 == 1.0:
                         a = -a
-                    da = lag * a / phi
+                    da = lag * a * inv_phi
                 else:
                     a = 0.0
                     da = 1.0 if lag == 1.0 else 0.0
@@ -499,8 +493,6 @@ def loglik_whitened(buf, beta, s2, phi, S):
                     zp = buf[zrow - q + b]
                     zt[b] = c * (buf[zrow + b] - a * zp)
                     dz[b] = cc * zt[b] - c * zp
-                for k in range(p):
-                    xt[k] = c * (buf[row + 1 + k] - a * buf[row - m + 1 + k])
                 de = cc * et - c * e_prev
                 a1 += da * et * de
                 a5 += da * cc
@@ -516,41 +508,22 @@ def loglik_whitened(buf, beta, s2, phi, S):
                 h[x] += zt[x] * et
                 for y_ in range(x + 1):
                     Q[x, y_] += zt[x] * zt[y_]
-            for k in range(p):
-                xe[k] += xt[k] * et
+            for k in range(p):  # whitened X row, accumulated as it is made
+                xk = buf[row + 1 + k]
+                if s > 0 and corr != 0:
+                    xk = c * (xk - a * buf[row - m + 1 + k])
+                xe[k] += xk * et
                 for b in range(q):
-                    XZ[k, b] += xt[k] * zt[b]
+                    XZ[k, b] += xk * zt[b]
         for x in range(q):
             for y_ in range(x):
                 Q[y_, x] = Q[x, y_]
-        # B = s2 I + F'QF, K = F B^-1 F'
-        for x in range(q):
+        for x in range(q):  # K = (s2 S^-1 + Q)^-1
             for y_ in range(q):
-                acc = 0.0
-                for i in range(q):
-                    acc += Q[x, i] * F[i, y_]
-                W1[x, y_] = acc
-        for x in range(q):
-            for y_ in range(q):
-                acc = s2 if x == y_ else 0.0
-                for i in range(q):
-                    acc += F[i, x] * W1[i, y_]
-                B[x, y_] = acc
-        logdet_b = _chol_inverse(B, q, Cw, Ci, Binv)
+                B[x, y_] = s2 * Sinv[x, y_] + Q[x, y_]
+        logdet_b = _chol_inverse(B, q, Cw, Ci, K)
         if logdet_b != logdet_b:
             return np.nan, g_beta, g_s2, g_phi, g_S
-        for x in range(q):
-            for y_ in range(q):
-                acc = 0.0
-                for i in range(q):
-                    acc += F[x, i] * Binv[i, y_]
-                W1[x, y_] = acc
-        for x in range(q):
-            for y_ in range(q):
-                acc = 0.0
-                for i in range(q):
-                    acc += W1[x, i] * F[y_, i]
-                K[x, y_] = acc
         hKh = 0.0
         for x in range(q):
             acc = 0.0
@@ -559,58 +532,54 @@ def loglik_whitened(buf, beta, s2, phi, S):
             Kh[x] = acc
             hKh += h[x] * acc
         logdet_r = math.log(prod_r) if corr != 0 else 0.0
-        ll += -0.5 * (n * LOG_2PI + logdet_r + (n - q) * log_s2 + logdet_b + (ee - hKh) / s2)
-        # gradient
-        tr_kq = 0.0
+        ll += -0.5 * (n * LOG_2PI + logdet_r + (n - q) * log_s2 + logdet_s + logdet_b
+                      + (ee - hKh) / s2)
+        vv_e += ee - hKh
+        n_rows += n
         for x in range(q):
             for y_ in range(q):
-                acc = 0.0
-                for i in range(q):
-                    acc += K[x, i] * Q[i, y_]
-                KQ[x, y_] = acc
-            tr_kq += KQ[x, x]
-        khQkh = 0.0
-        for x in range(q):
-            acc = h[x]
-            for y_ in range(q):
-                acc -= Q[x, y_] * Kh[y_]
-                khQkh += Kh[x] * Q[x, y_] * Kh[y_]
-            kv[x] = acc / s2
-        vv = (ee - 2.0 * hKh + khQkh) / (s2 * s2)
-        g_s2 += 0.5 * (vv - (n - tr_kq) / s2)
-        for x in range(q):  # dll/dS = (kk' - (Q - QKQ)/s2) / 2
-            for y_ in range(q):
-                acc = Q[x, y_]
-                for i in range(q):
-                    acc -= Q[x, i] * KQ[i, y_]
-                g_S[x, y_] += 0.5 * (kv[x] * kv[y_] - acc / s2)
+                Ks[x, y_] += K[x, y_]
+                J[x, y_] += Kh[x] * Kh[y_]
         for k in range(p):  # X~'v
             acc = xe[k]
             for b in range(q):
                 acc -= XZ[k, b] * Kh[b]
             g_beta[k] += acc / s2
         if corr != 0:
-            for x in range(q):
-                acc = 0.0
-                for y_ in range(q):
-                    acc += kv[y_] * S[y_, x]
-                kS[x] = acc
             gp = a1
-            for b in range(q):
-                gp -= Kh[b] * A2[b]
-            gp = -gp / s2
+            for x in range(q):
+                gp -= Kh[x] * A2[x]
+            gp = -gp
             for y_ in range(q):
                 acc = A3[y_]
                 for x in range(q):
                     acc -= Kh[x] * A4[x, y_]
-                gp += acc * kS[y_] / s2
+                gp += acc * Kh[y_]
+            gp /= s2
             for x in range(q):
                 for y_ in range(q):
-                    nxy = S[x, y_]
-                    for i in range(q):
-                        nxy -= KQ[x, i] * S[i, y_]
-                    gp -= nxy / s2 * A4[x, y_]
+                    gp -= K[x, y_] * A4[x, y_]
             g_phi += gp + a5
+    # sums over clusters: dll/dS and dll/ds2
+    tr_ks = 0.0
+    tr_js = 0.0
+    for x in range(q):
+        for y_ in range(q):
+            tr_ks += Ks[x, y_] * Sinv[y_, x]
+            tr_js += J[x, y_] * Sinv[y_, x]
+    vv = vv_e / (s2 * s2) - tr_js / s2
+    tr_v = (n_rows - G * q + s2 * tr_ks) / s2
+    g_s2 = 0.5 * (vv - tr_v)
+    for x in range(q):
+        for y_ in range(q):
+            W1[x, y_] = J[x, y_] + s2 * Ks[x, y_] - G * S[x, y_]
+    for x in range(q):
+        for y_ in range(q):
+            acc = 0.0
+            for i in range(q):
+                for j in range(q):
+                    acc += Sinv[x, i] * W1[i, j] * Sinv[j, y_]
+            g_S[x, y_] = 0.5 * acc
     return ll, g_beta, g_s2, g_phi, g_S
 
 

@@ -138,7 +138,7 @@ class Model:
         corr = (corr, repr(self.spec.family), d.trials is not None)
         return sample.structure_key(
             self.backend, d.fixed_names, tuple((g.name, g.terms) for g in d.groups),
-            corr, tuple((k, repr(v)) for k, v in self.priors.items()), shapes,
+            corr, tuple((k, v.key()) for k, v in self.priors.items()), shapes,
         )
 
     def fit(

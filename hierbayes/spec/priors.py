@@ -33,7 +33,7 @@ import numpy as np
 from hierbayes import names
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Prior:
     """A prior distribution: a PyMC distribution name and its parameters.
 
@@ -44,6 +44,13 @@ class Prior:
     **params
         Its parameters; numbers, arrays, or nested :class:`Prior` objects (hyperpriors).
 
+    Notes
+    -----
+    Parameter values are kept at full precision; only the print-outs (``str``, ``repr``,
+    :meth:`tree`) round them, to 4 significant digits. Two priors are equal when their
+    distribution, truncation and every parameter value are exactly equal (arrays by value,
+    hyperpriors recursively; ``0`` equals ``0.0``): :meth:`key` is that identity.
+
     Examples
     --------
     >>> import hierbayes as hb
@@ -51,30 +58,78 @@ class Prior:
     >>> print(p.tree())
     Normal(mu=0)
     └─ sigma ~ HalfNormal(sigma=1)
+    >>> hb.Prior("Normal", mu=0, sigma=1.000001) == hb.Prior("Normal", mu=0, sigma=1)
+    False
     """
 
     dist: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: lower bound the distribution is truncated at (None: not truncated); see :meth:`truncated`
+    truncated_at: float | None = None
 
     def __init__(self, dist: str, **params: Any) -> None:
         object.__setattr__(self, "dist", str(dist))
         object.__setattr__(self, "params", dict(params))
+        object.__setattr__(self, "truncated_at", None)
+
+    def truncated(self, lower: float = 0.0) -> Prior:
+        """This prior truncated below at ``lower`` (its density renormalised on
+        ``[lower, inf)``, PyMC's ``pm.Truncated``).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> print(hb.Prior("Normal", mu=1, sigma=2).truncated(0))
+        Normal(mu=1, sigma=2) truncated at 0
+        """
+        out = Prior(self.dist, **self.params)
+        object.__setattr__(out, "truncated_at", float(lower))
+        return out
+
+    def with_params(self, **params: Any) -> Prior:
+        """The same distribution (and truncation) with ``params`` replacing its parameters.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> hb.Prior("HalfNormal", sigma=1).with_params(sigma=2)
+        Prior('HalfNormal', sigma=2)
+        """
+        out = Prior(self.dist, **params)
+        object.__setattr__(out, "truncated_at", self.truncated_at)
+        return out
+
+    def key(self) -> tuple:
+        """An exact, hashable identity of this prior: distribution, truncation and every
+        parameter value at full precision (what equality, hashing and the compile cache's
+        key use).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> hb.Prior("HalfNormal", sigma=[1, 2.5]).key()
+        ('HalfNormal', None, (('sigma', ('num', (2,), (1.0, 2.5))),))
+        """
+        return (self.dist, self.truncated_at,
+                tuple((k, _exact(v)) for k, v in sorted(self.params.items())))
 
     def __hash__(self) -> int:
-        return hash(repr(self))
+        return hash(self.key())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Prior) and repr(self) == repr(other)
+        return isinstance(other, Prior) and self.key() == other.key()
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
-        return f"Prior({self.dist!r}{', ' if args else ''}{args})"
+        cut = "" if self.truncated_at is None else f".truncated({self.truncated_at:g})"
+        return f"Prior({self.dist!r}{', ' if args else ''}{args}){cut}"
 
     def __str__(self) -> str:
         flat = ", ".join(
             f"{k}={_fmt(v)}" for k, v in self.params.items() if not isinstance(v, Prior)
         )
-        return f"{self.dist}({flat})"
+        cut = "" if self.truncated_at is None else f" truncated at {self.truncated_at:g}"
+        return f"{self.dist}({flat}){cut}"
 
     @property
     def hyperpriors(self) -> dict[str, Prior]:
@@ -94,13 +149,16 @@ class Prior:
 
     def to_dict(self) -> dict:
         """A JSON-friendly form (used when saving fits)."""
-        return {
+        out = {
             "dist": self.dist,
             "params": {
                 k: v.to_dict() if isinstance(v, Prior) else np.asarray(v).tolist()
                 for k, v in self.params.items()
             },
         }
+        if self.truncated_at is not None:
+            out["truncated_at"] = self.truncated_at
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> Prior:
@@ -108,7 +166,21 @@ class Prior:
             k: cls.from_dict(v) if isinstance(v, dict) and "dist" in v else v
             for k, v in d["params"].items()
         }
-        return cls(d["dist"], **params)
+        out = cls(d["dist"], **params)
+        return out if d.get("truncated_at") is None else out.truncated(d["truncated_at"])
+
+
+def _exact(v: Any) -> tuple:
+    """A parameter value as an exact, hashable tuple (numbers by value, at full precision)."""
+    if isinstance(v, Prior):
+        return ("prior", v.key())
+    if isinstance(v, str):
+        return ("str", v)
+    try:
+        arr = np.asarray(v, dtype=float)
+    except (TypeError, ValueError):
+        return ("other", repr(v))
+    return ("num", arr.shape, tuple(arr.ravel().tolist()))
 
 
 #: prior families with support (0, inf): what sd priors must be for the ridge coordinates
@@ -148,7 +220,7 @@ def default_priors(design) -> dict[str, Prior]:
     """The data-scaled default priors of a :class:`~hierbayes.design.build.Design`.
 
     Returns an ordered mapping from parameter name to :class:`Prior`; see the module
-    docstring for the rule.
+    docstring for the rule. The values are kept at full precision (the print-outs round).
 
     Examples
     --------
@@ -166,15 +238,15 @@ def default_priors(design) -> dict[str, Prior]:
         others = [j for j, n in enumerate(coef_names) if n != "Intercept"]
         ratio = sum((X[:, j].mean() / _sd(X[:, j])) ** 2 for j in others)
         out["Intercept"] = Prior(
-            "Normal", mu=round(centre, 4), sigma=round(2.5 * s_y * np.sqrt(1 + ratio), 4)
+            "Normal", mu=float(centre), sigma=float(2.5 * s_y * np.sqrt(1 + ratio))
         )
     for j, n in enumerate(coef_names):
         if n != "Intercept":
-            out[n] = Prior("Normal", mu=0.0, sigma=round(2.5 * s_y / _sd(X[:, j]), 4))
+            out[n] = Prior("Normal", mu=0.0, sigma=float(2.5 * s_y / _sd(X[:, j])))
     out.update(design.spec.family.default_priors(s_y))
     for g in design.groups:
         scales = [
-            round(2.5 * s_y / (1.0 if t == "Intercept" else _sd(g.Z[:, k])), 4)
+            float(2.5 * s_y / (1.0 if t == "Intercept" else _sd(g.Z[:, k])))
             for k, t in enumerate(g.terms)
         ]
         out[names.sd(g.name)] = Prior(
@@ -186,7 +258,7 @@ def default_priors(design) -> dict[str, Prior]:
         lo, hi = design.correlation.phi_bounds
         out["phi"] = Prior("Uniform", lower=lo, upper=hi)
         if not design.spec.family.collapsible:
-            out["sd_ar"] = Prior("HalfStudentT", nu=3, sigma=round(2.5 * s_y, 4))
+            out["sd_ar"] = Prior("HalfStudentT", nu=3, sigma=float(2.5 * s_y))
     return out
 
 

@@ -39,8 +39,8 @@ def _design(data, formula=FORMULA, correlation=AR1("time", "id")):
 
 
 def _close(a, b):
-    """Defaults are rounded to 4 decimals."""
-    np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4, atol=1e-4)
+    """Defaults are kept at full precision (issue 15 item 5)."""
+    np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-12, atol=1e-12)
 
 
 def test_default_priors_follow_the_documented_rule(data):
@@ -222,3 +222,47 @@ def test_lkj_log_normaliser_is_the_lkj_constant(n, eta):
     if n == 2:  # r = 0: density Beta(eta, eta) at 1/2, times the Jacobian 1/2
         beta = -betaln(eta, eta) + (2 * eta - 2) * np.log(0.5)
         assert -lkj_log_normaliser(eta, 2) == pytest.approx(beta - np.log(2.0), rel=1e-12)
+
+
+# ------------------------------------------------------- full precision (issue 15 item 5)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1.0, 2e4, 1e5, 1e6])
+def test_defaults_keep_full_precision_at_every_predictor_scale(data, scale):
+    """A predictor's scale moves its prior sd by 1 / scale, exactly (no rounding to 4
+    decimals, which turned sd 1e5 into sigma=0)."""
+    d = _design(data.assign(x=data["x"] * scale), "y ~ x + (1 + x | id)", correlation=None)
+    pri = default_priors(d)
+    s_y, s_x = data["y"].std(ddof=0), (data["x"] * scale).std(ddof=0)
+    sigma = pri["x"].params["sigma"]
+    assert np.isfinite(sigma) and sigma > 0
+    assert sigma == pytest.approx(2.5 * s_y / s_x, rel=1e-12)
+    sd_x = np.asarray(pri["sd_id"].params["sigma"])[1]
+    assert np.isfinite(sd_x) and sd_x > 0 and sd_x == pytest.approx(2.5 * s_y / s_x, rel=1e-12)
+    assert pri["Intercept"].params["mu"] == pytest.approx(data["y"].mean(), rel=1e-14)
+    for p in pri.values():
+        for v in p.params.values():
+            assert np.all(np.isfinite(np.asarray(v, float)))
+
+
+def test_display_rounds_but_values_do_not(data):
+    d = _design(data.assign(x=data["x"] * 1e5), "y ~ x + (1 | id)", correlation=None)
+    p = default_priors(d)["x"]
+    assert p.params["sigma"] == pytest.approx(2.5 * data["y"].std(ddof=0) / (1e5 * data["x"].std(ddof=0)), rel=1e-12)
+    assert "sigma=0)" not in str(p) and "e-05" in str(p)   # 4 significant digits, not decimals
+
+
+def test_equality_is_exact():
+    """Equality and hash compare the values, not a 4-significant-digit print-out."""
+    a = Prior("Normal", mu=1000.01, sigma=1.0)
+    b = Prior("Normal", mu=1000.02, sigma=1.0)
+    assert repr(a) == repr(b)          # the print-out rounds ...
+    assert a != b and a.key() != b.key() and len({a, b}) == 2   # ... equality does not
+    assert Prior("Normal", mu=0, sigma=1) == Prior("Normal", mu=0.0, sigma=1.0)
+    assert Prior("HalfNormal", sigma=[1, 2]) == Prior("HalfNormal", sigma=np.array([1.0, 2.0]))
+    assert Prior("HalfNormal", sigma=[1, 2]) != Prior("HalfNormal", sigma=[1, 2.0000001])
+    assert Prior("HalfNormal", sigma=[1, 2]) != Prior("HalfNormal", sigma=1)
+    nested = Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1.0))
+    assert nested == Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1))
+    assert nested != Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1.000001))
+    assert hash(nested) == hash(Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1)))

@@ -43,7 +43,9 @@ class Model:
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
-        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``.
+        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``. A prior on the
+        whole line (e.g. ``Normal``) for a positive parameter (``sigma``, ``sd_<g>``, ``nu``,
+        ``alpha``, ``sd_ar``) is truncated at 0, as brms does, and printed so.
     backend : {"auto", "marginal", "latent"}
         ``"auto"``: marginal (random effects integrated out) for Gaussian models with one
         grouping factor, latent otherwise.

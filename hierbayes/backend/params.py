@@ -11,7 +11,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from hierbayes.design.build import Design, GroupBlock
-from hierbayes.spec.priors import Prior, lkj_eta
+from hierbayes.spec.priors import Prior, half_form, lkj_eta
 from hierbayes import names
 
 
@@ -45,13 +45,28 @@ def _dist_class(prior: Prior):
     return cls
 
 
+def _built_form(prior: Prior) -> Prior:
+    """The prior as it is built: a truncated whole-line prior centred at 0 as PyMC's
+    half-distribution (``HalfNormal`` for ``Normal(0, s)`` truncated at 0)."""
+    return half_form(prior) or prior
+
+
 def make_rv(name: str, prior: Prior, **kw):
-    """A named PyMC random variable for ``prior`` (hyperpriors become their own variables)."""
+    """A named PyMC random variable for ``prior`` (hyperpriors become their own variables);
+    a truncated prior is PyMC's half-distribution where one equals it, else ``pm.Truncated``."""
+    prior = _built_form(prior)
+    if prior.truncated_at is not None:
+        base = _dist_class(prior).dist(**_dist_kwargs(name, prior))
+        return pm.Truncated(name, base, lower=prior.truncated_at, **kw)
     return _dist_class(prior)(name, **_dist_kwargs(name, prior), **kw)
 
 
 def make_dist(name: str, prior: Prior, **kw):
     """An unnamed distribution (``.dist``) for ``prior``, e.g. LKJ's ``sd_dist``."""
+    prior = _built_form(prior)
+    if prior.truncated_at is not None:
+        base = _dist_class(prior).dist(**_dist_kwargs(name, prior))
+        return pm.Truncated.dist(base, lower=prior.truncated_at, **kw)
     return _dist_class(prior).dist(**_dist_kwargs(name, prior), **kw)
 
 
@@ -61,7 +76,8 @@ def fixed_effects(design: Design, priors: dict[str, Prior]):
     if not coef_names:
         return pt.zeros(0)
     ps = [priors[n] for n in coef_names]
-    same = all(p.dist == ps[0].dist and set(p.params) == set(ps[0].params) for p in ps)
+    same = all(p.dist == ps[0].dist and set(p.params) == set(ps[0].params)
+               and p.truncated_at is None for p in ps)
     if same and not any(p.hyperpriors for p in ps):
         params = {
             k: np.array([float(np.asarray(p.params[k])) for p in ps]) for k in ps[0].params
@@ -130,4 +146,4 @@ def _reverse_params(prior: Prior, q: int) -> Prior:
     for k, v in prior.params.items():
         arr = np.asarray(v) if not isinstance(v, Prior) else None
         params[k] = arr[::-1].copy() if arr is not None and arr.ndim == 1 and arr.size == q else v
-    return Prior(prior.dist, **params)
+    return prior.with_params(**params)

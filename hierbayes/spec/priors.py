@@ -22,6 +22,14 @@ the same rules hold on the link scale with ``s_y = 1`` and the intercept centred
 (rstanarm's GLM defaults). The family's own parameters take the family's defaults
 (:mod:`hierbayes.spec.families`); ``sd_ar``, the sd of the latent AR(1) process of a
 non-Gaussian model with a correlation, is HalfStudentT(3, 2.5 s_y).
+
+Positive parameters (``sigma``, ``sd_<g>``, ``nu``, ``alpha``, ``sd_ar``) take priors on
+(0, inf). A user prior on the whole line for one of them (Normal, StudentT, Cauchy,
+Logistic, ...) is truncated at 0, as brms does: ``Normal(mu=0, sigma=1)`` becomes
+``Normal(mu=0, sigma=1) truncated at 0`` (built as PyMC's ``HalfNormal(sigma=1)``; where
+the distribution is not centred at 0, as ``pm.Truncated(lower=0)``), on every backend, in
+the native kernel and in the log-prior of the sensitivity analysis
+(:func:`positive_prior`, :func:`half_form`).
 """
 
 from __future__ import annotations
@@ -188,6 +196,149 @@ def _exact(v: Any) -> tuple:
 POSITIVE = frozenset({"HalfFlat", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential",
                       "Gamma", "InverseGamma", "LogNormal", "Weibull"})
 
+#: PyMC distributions whose support lies in [0, inf) whatever their parameters
+NONNEGATIVE = POSITIVE | {"ChiSquared", "Pareto", "Wald", "Rice", "Beta", "Kumaraswamy",
+                          "LogitNormal", "HalfFlat"}
+
+#: PyMC distributions with support on the whole real line that PyMC can truncate (they have a
+#: cdf): on a positive parameter they are truncated at 0, as brms does
+REAL_LINE = frozenset({"Normal", "StudentT", "Cauchy", "Logistic", "Laplace", "Gumbel",
+                       "ExGaussian", "Moyal", "SkewStudentT", "Flat"})
+
+#: the half-distribution of a whole-line one centred at 0: (its name, the location parameter
+#: and its default, the parameters it keeps)
+HALF = {
+    "Normal": ("HalfNormal", "mu", 0.0, ("sigma", "tau")),
+    "StudentT": ("HalfStudentT", "mu", 0.0, ("nu", "sigma", "lam")),
+    "Cauchy": ("HalfCauchy", "alpha", None, ("beta",)),
+    "Flat": ("HalfFlat", None, None, ()),
+}
+
+
+def support_lower(prior: Prior) -> float | None:
+    """The lower end of ``prior``'s support: 0 for a distribution on [0, inf) (or (0, 1)),
+    ``-inf`` on the whole line, the ``lower`` of a Uniform or TruncatedNormal, the bound of a
+    truncated prior; None when unknown (a distribution this module does not know).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, support_lower
+    >>> support_lower(Prior("Gamma", alpha=2, beta=1)), support_lower(Prior("Normal"))
+    (0.0, -inf)
+    >>> support_lower(Prior("Uniform", lower=-1, upper=1)), support_lower(Prior("SkewNormal"))
+    (-1.0, None)
+    """
+    if prior.truncated_at is not None:
+        return prior.truncated_at
+    if prior.dist in NONNEGATIVE:
+        return 0.0
+    if prior.dist in REAL_LINE:
+        return -np.inf
+    if prior.dist in ("Uniform", "TruncatedNormal"):
+        lo = prior.params.get("lower", 0.0 if prior.dist == "Uniform" else None)
+        if lo is None:
+            return -np.inf
+        if isinstance(lo, Prior):
+            return None
+        return float(np.min(np.asarray(lo, dtype=float)))
+    return None
+
+
+def positive_support(prior: Prior) -> bool:
+    """Whether ``prior`` puts no mass below 0 (a positive parameter may take it as it is).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, positive_support
+    >>> positive_support(Prior("HalfNormal", sigma=1)), positive_support(Prior("Normal"))
+    (True, False)
+    >>> positive_support(Prior("Normal", mu=1, sigma=1).truncated(0))
+    True
+    """
+    lo = support_lower(prior)
+    return lo is not None and lo >= 0
+
+
+def half_line(prior: Prior) -> bool:
+    """Whether ``prior``'s support is exactly (0, inf): a distribution of :data:`POSITIVE`
+    or a whole-line one truncated at 0 (what the ridge coordinates and the native kernel
+    need of sd priors).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, half_line
+    >>> half_line(Prior("Normal", mu=1, sigma=1).truncated(0)), half_line(Prior("Uniform"))
+    (True, False)
+    """
+    return prior.dist in POSITIVE or (prior.truncated_at == 0.0 and prior.dist in REAL_LINE)
+
+
+def positive_prior(key: str, prior: Prior) -> Prior:
+    """The prior of the positive parameter ``key`` (``sigma``, ``sd_<g>``, ``nu``, ...): as
+    given when its support is positive, truncated at 0 when it reaches below 0 (a Normal,
+    Student-t, Cauchy, ... on the whole line, or a Uniform with a negative lower bound), as
+    brms does.
+
+    Raises
+    ------
+    ValueError
+        For a distribution whose support is not known to be positive and that PyMC cannot
+        truncate, naming ``key``, the distribution and what to use instead.
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, positive_prior
+    >>> print(positive_prior("sd_id", Prior("Normal", mu=0, sigma=1)))
+    Normal(mu=0, sigma=1) truncated at 0
+    >>> print(positive_prior("sigma", Prior("Exponential", lam=1)))
+    Exponential(lam=1)
+    """
+    if positive_support(prior):
+        return prior
+    if prior.dist in REAL_LINE or prior.dist == "Uniform":
+        return prior.truncated(0.0)
+    raise ValueError(
+        f"the prior of {key!r} is {prior}, whose support is not (0, inf), and hierbayes cannot "
+        f"truncate it at 0; {key} is positive: use a positive distribution (e.g. "
+        f"{', '.join(sorted(POSITIVE - {'HalfFlat'}))}) or one on the whole line that is "
+        f"truncated at 0 ({', '.join(sorted(REAL_LINE))})."
+    )
+
+
+def _all_zero(v: Any) -> bool:
+    if isinstance(v, Prior):
+        return False
+    try:
+        return bool(np.all(np.asarray(v, dtype=float) == 0.0))
+    except (TypeError, ValueError):
+        return False
+
+
+def half_form(prior: Prior) -> Prior | None:
+    """PyMC's half-distribution equal to ``prior`` when it is a whole-line distribution
+    centred at 0 and truncated at 0 (``Normal(0, s)`` truncated at 0 is ``HalfNormal(s)``),
+    else None; the backends and the native kernel build this form where it exists and
+    ``pm.Truncated`` otherwise.
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, half_form
+    >>> half_form(Prior("StudentT", nu=3, mu=0, sigma=2).truncated(0))
+    Prior('HalfStudentT', nu=3, sigma=2)
+    >>> half_form(Prior("Normal", mu=1, sigma=2).truncated(0)) is None
+    True
+    """
+    if prior.truncated_at != 0.0 or prior.dist not in HALF:
+        return None
+    name, loc, default, keep = HALF[prior.dist]
+    if loc is not None:
+        centre = prior.params.get(loc, default)
+        if centre is None or not _all_zero(centre):
+            return None
+    if set(prior.params) - set(keep) - ({loc} if loc else set()):
+        return None
+    return Prior(name, **{k: v for k, v in prior.params.items() if k in keep})
+
 
 def lkj_eta(priors: dict[str, Prior], group: str) -> float:
     """The ``eta`` of the LKJ prior on the correlations of ``group`` (1 when none is set).
@@ -266,7 +417,8 @@ def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prio
     """Merge user priors into the defaults, by parameter name.
 
     ``"beta"`` sets every fixed effect except the intercept. Unknown names raise an error
-    listing the valid ones.
+    listing the valid ones. A prior on the whole line for a positive parameter (``sigma``,
+    ``sd_<g>``, ``nu``, ``alpha``, ``sd_ar``) is truncated at 0 (:func:`positive_prior`).
     """
     priors = default_priors(design)
     for key, prior in (overrides or {}).items():
@@ -286,6 +438,10 @@ def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prio
                 f"no parameter named {key!r} to put a prior on; parameters are "
                 f"{sorted(priors) + ['beta']}."
             )
+    coefs = set(design.fixed_names)
+    for key in priors:
+        if key not in coefs and names.is_positive(key):
+            priors[key] = positive_prior(key, priors[key])
     return priors
 
 

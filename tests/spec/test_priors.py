@@ -184,6 +184,7 @@ def test_model_tree_one_branch_per_parameter():
         ),
         Prior("LKJ", eta=1.0),
         Prior("Flat"),
+        Prior("StudentT", nu=3, mu=[0.5, 1.0], sigma=2).truncated(0),
     ],
 )
 def test_to_dict_from_dict_round_trip(prior):
@@ -266,3 +267,22 @@ def test_equality_is_exact():
     assert nested == Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1))
     assert nested != Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1.000001))
     assert hash(nested) == hash(Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1)))
+
+
+def test_truncation_is_part_of_the_prior():
+    """A truncated prior differs from its base, prints its bound and keeps it through
+    with_params (issue 15 item 3)."""
+    from hierbayes.spec.priors import half_form, positive_prior
+
+    base = Prior("Normal", mu=0, sigma=1)
+    cut = base.truncated(0)
+    assert cut != base and cut.truncated_at == 0.0 and base.truncated_at is None
+    assert str(cut) == "Normal(mu=0, sigma=1) truncated at 0"
+    assert repr(cut) == "Prior('Normal', mu=0, sigma=1).truncated(0)"
+    assert cut.with_params(mu=0, sigma=2).truncated_at == 0.0
+    assert half_form(cut) == Prior("HalfNormal", sigma=1)
+    assert half_form(Prior("Normal", sigma=[1, 2]).truncated(0)) == Prior("HalfNormal", sigma=[1, 2])
+    assert half_form(Prior("Normal", mu=[0, 1], sigma=1).truncated(0)) is None
+    assert half_form(Prior("Cauchy", alpha=0, beta=2).truncated(0)) == Prior("HalfCauchy", beta=2)
+    assert positive_prior("sd_id", base) == cut
+    assert positive_prior("sd_id", cut) is cut

@@ -367,11 +367,68 @@ def _sd(x: np.ndarray) -> float:
     return s if s > 0 else 1.0
 
 
+def _owners(design) -> list[tuple[str, str, str | None]]:
+    """Every prior key of a model with what it is and, where one can rename it, the data
+    column it comes from: ``(key, what, column)``, in :func:`default_priors`' order (``beta``,
+    the key for every non-intercept coefficient, first)."""
+    fam = design.spec.family
+    out = [("beta", "the key that sets every non-intercept coefficient", None)]
+    out += [(n, f"the coefficient of the predictor {n!r}", n)
+            for n in design.fixed_names if n != "Intercept"]
+    out += [(k, f"the {names.label(k)} of the {fam.name} family", None) for k in fam.extra_params]
+    for g in design.groups:
+        out.append((names.sd(g.name), f"the sds of the grouping factor {g.name!r}", g.name))
+        if len(g.terms) > 1 and g.correlated:
+            out.append((names.corr(g.name), f"the correlations of the grouping factor {g.name!r}",
+                        g.name))
+    if design.correlation is not None:
+        out.append((names.PHI, f"the {names.label(names.PHI)}", None))
+        if not fam.collapsible:
+            out.append((names.SD_AR, f"the {names.label(names.SD_AR)}", None))
+    return out
+
+
+def check_namespace(design) -> None:
+    """Refuse a model in which a coefficient or a grouping factor would share its prior key
+    with another parameter (a predictor named ``sigma``, ``phi``, ``nu``, ``alpha``, ``beta``
+    or ``sd_<g>``; a grouping factor ``ar`` beside a latent AR process's ``sd_ar``).
+
+    One key, one parameter: otherwise ``priors={"sigma": ...}`` would set both, and the
+    coefficient ``sigma`` would silently get the residual sd's positive-only prior.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, both parameters and the column to rename.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> data = hb.datasets.load("clark_ar1").rename(columns={"time": "sigma"})
+    >>> hb.Model("y ~ sigma + (1 | id)", data)
+    Traceback (most recent call last):
+    ...
+    ValueError: the prior key 'sigma' would name both the coefficient of the predictor 'sigma' and the sigma (residual sd) of the gaussian family. Rename the column 'sigma', e.g. data.rename(columns={'sigma': 'sigma_x'}).
+    """
+    seen: dict[str, tuple[str, str | None]] = {}
+    for key, what, column in _owners(design):
+        if key not in seen:
+            seen[key] = (what, column)
+            continue
+        first, first_column = seen[key]
+        column = first_column or column
+        fix = (f" Rename the column {column!r}, e.g. data.rename(columns={{{column!r}: "
+               f"{column + '_x'!r}}})." if column else "")
+        raise ValueError(f"the prior key {key!r} would name both {first} and {what}.{fix}")
+
+
 def default_priors(design) -> dict[str, Prior]:
     """The data-scaled default priors of a :class:`~hierbayes.design.build.Design`.
 
     Returns an ordered mapping from parameter name to :class:`Prior`; see the module
     docstring for the rule. The values are kept at full precision (the print-outs round).
+    A coefficient or grouping factor whose key is another parameter's is refused
+    (:func:`check_namespace`).
 
     Examples
     --------
@@ -380,6 +437,7 @@ def default_priors(design) -> dict[str, Prior]:
     >>> sorted(m.priors)
     ['Intercept', 'sd_id', 'sigma', 'time']
     """
+    check_namespace(design)
     y = design.y
     centre, s_y = design.spec.family.response_scale(y)
     out: dict[str, Prior] = {}

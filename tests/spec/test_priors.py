@@ -286,3 +286,57 @@ def test_truncation_is_part_of_the_prior():
     assert half_form(Prior("Cauchy", alpha=0, beta=2).truncated(0)) == Prior("HalfCauchy", beta=2)
     assert positive_prior("sd_id", base) == cut
     assert positive_prior("sd_id", cut) is cut
+
+
+# ------------------------------------------------- one namespace (issue 15 item 4)
+
+
+def _collision_frame(rename=None):
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"id": np.repeat([f"i{k}" for k in range(8)], 4),
+                       "t": np.tile(np.arange(4), 8).astype(float), "x": rng.normal(size=32)})
+    df["y"] = rng.normal(size=32)
+    df["k"] = rng.poisson(2.0, size=32)
+    return df.rename(columns=rename or {})
+
+
+COLLISIONS = {  # formula, options, the column renamed into the colliding name, the key
+    "sigma": ("y ~ x + (1 | id)", {}, {"x": "sigma"}, "sigma"),
+    "phi": ("y ~ x + (1 | id)", {"correlation": AR1("t", "id")}, {"x": "phi"}, "phi"),
+    "nu": ("y ~ x + (1 | id)", {"family": "student"}, {"x": "nu"}, "nu"),
+    "alpha": ("k ~ x + (1 | id)", {"family": "negbinomial"}, {"x": "alpha"}, "alpha"),
+    "beta": ("y ~ x + (1 | id)", {}, {"x": "beta"}, "beta"),
+    "sd_<g>": ("y ~ x + (1 | id)", {}, {"x": "sd_id"}, "sd_id"),
+    "corr_<g>": ("y ~ x + (1 + t | id)", {}, {"x": "corr_id"}, "corr_id"),
+    "group ar": ("k ~ x + (1 | ar)", {"family": "poisson", "correlation": AR1("t", "ar")},
+                 {"id": "ar"}, "sd_ar"),
+}
+
+
+@pytest.mark.parametrize("case", list(COLLISIONS))
+def test_a_name_shared_with_a_model_parameter_is_refused_at_model(case):
+    """A predictor named sigma/phi/nu/alpha/beta/sd_<g>/corr_<g>, or a grouping factor ar
+    beside a latent AR process's sd_ar, would share its prior key with another parameter
+    (the coefficient 'sigma' silently got the residual sd's HalfStudentT prior): refused
+    at hb.Model(), naming the key, both parameters and the column to rename."""
+    import hierbayes as hb
+
+    formula, opts, rename, key = COLLISIONS[case]
+    column = next(iter(rename.values()))
+    for k, v in rename.items():
+        formula = formula.replace(f" {k} ", f" {v} ").replace(f"| {k})", f"| {v})")
+    df = _collision_frame(rename)
+    with pytest.raises(ValueError, match=rf"prior key '{key}'.*Rename the column '{column}'") as err:
+        hb.Model(formula, df, **opts)
+    assert "data.rename(columns=" in str(err.value)
+
+
+def test_the_same_names_are_fine_where_nothing_else_has_them():
+    """A predictor 'sigma' in a Poisson model, or a grouping factor 'ar' without a latent AR
+    process, names one parameter: no collision."""
+    import hierbayes as hb
+
+    m = hb.Model("k ~ sigma + (1 | id)", _collision_frame({"x": "sigma"}), family="poisson")
+    assert m.priors["sigma"].dist == "Normal" and "sigma" in m.design.fixed_names
+    m = hb.Model("y ~ x + (1 | ar)", _collision_frame({"id": "ar"}))
+    assert "sd_ar" in m.priors and m.priors["sd_ar"].dist == "HalfStudentT"

@@ -81,6 +81,7 @@ class Model:
         self.inputs = dict(formula=formula, data=data, correlation=correlation, family=family,
                            backend=backend, na_action=na_action)
         self.design: Design = build_design(self.spec, data, na_action=na_action)
+        backend_mod.check_priors(self.spec.priors)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)
         self._cdata = collapsed.prepare(self.design) if self.backend == "marginal" else None

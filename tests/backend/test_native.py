@@ -240,11 +240,11 @@ def test_truncated_prior_rows_are_pymcs_density(prior):
     from hierbayes.backend.params import make_dist
 
     cut = prior.truncated(0)
-    rows = native._prior_params(cut, 2)
+    rows = native.prior_rows(cut, 2)
     dist = make_dist("sd", cut, shape=2)
     for v in [1e-6, 0.05, 0.9, 3.0, 40.0]:
         want = pm.logp(dist, np.full(2, v)).eval()
         for i in range(2):
-            got, _ = kernel._prior_at(rows[i], 0, v)
+            got, _ = kernel.prior_at(rows[i], 0, v)
             assert abs(got - want[i]) <= 1e-12 * max(1.0, abs(want[i])), (v, got, want[i])
-    assert kernel._prior_at(rows[0], 0, -1e-9)[0] == -np.inf
+    assert kernel.prior_at(rows[0], 0, -1e-9)[0] == -np.inf

@@ -28,7 +28,7 @@ from hierbayes.backend.native import kernel
 from hierbayes import names
 
 #: prior distributions and the order of their parameters in the kernel's (a, b, c)
-_PARAMS = {
+PRIOR_PARAMETERS = {
     "Flat": (), "HalfFlat": (), "Normal": ("mu", "sigma"), "StudentT": ("nu", "mu", "sigma"),
     "Cauchy": ("alpha", "beta"), "HalfNormal": ("sigma",), "HalfStudentT": ("nu", None, "sigma"),
     "HalfCauchy": (None, "beta"), "Exponential": ("lam",), "Gamma": ("alpha", "beta"),
@@ -42,7 +42,7 @@ _DEFAULTS = {"Normal": {"mu": 0.0, "sigma": 1.0}, "StudentT": {"mu": 0.0, "sigma
 _REAL = {"Flat", "Normal", "StudentT", "Cauchy"}
 
 
-def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
+def prior_rows(prior: Prior, size: int) -> np.ndarray | None:
     """``(size, kernel.PRIOR_WIDTH)`` rows of (code, a, b, c, lower, log_mass) for a prior,
     or None if the kernel lacks it.
 
@@ -52,7 +52,7 @@ def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
     above 0 as PyMC's ``pm.Truncated`` computes it (:func:`_log_mass_above`).
     """
     prior = half_form(prior) or prior
-    param_names = _PARAMS.get(prior.dist)
+    param_names = PRIOR_PARAMETERS.get(prior.dist)
     if param_names is None or prior.hyperpriors:
         return None
     if prior.truncated_at is not None and (prior.truncated_at != 0.0 or prior.dist not in _REAL):
@@ -147,18 +147,18 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
     coef_names = list(design.fixed_names)
     for n in coef_names:
         p = priors[n]
-        if p.dist not in _REAL or p.truncated_at is not None or _prior_params(p, 1) is None:
+        if p.dist not in _REAL or p.truncated_at is not None or prior_rows(p, 1) is None:
             return f"prior of {n!r} ({p}) is not in the kernel"
-    if not half_line(priors["sigma"]) or _prior_params(priors["sigma"], 1) is None:
+    if not half_line(priors["sigma"]) or prior_rows(priors["sigma"], 1) is None:
         return "prior of 'sigma' is not in the kernel"
     sd = priors[names.sd(g.name)]
-    if not half_line(sd) or _prior_params(sd, g.q) is None:
+    if not half_line(sd) or prior_rows(sd, g.q) is None:
         return f"prior of 'sd_{g.name}' is not in the kernel"
     corr = design.correlation
     ridge = reparam.applies(design, priors)
     if corr is not None:
         ph = priors["phi"]
-        if _prior_params(ph, 1) is None:
+        if prior_rows(ph, 1) is None:
             return "prior of 'phi' is not in the kernel"
         if not ridge and ph.dist not in ("Uniform", "Beta"):
             return "prior of 'phi' is not in the kernel"
@@ -230,12 +230,12 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     mode, order, xr, xl, lo, hi = _coordinates(design, priors, slices)
     coef_names = list(design.fixed_names)
     sections = {
-        kernel.O_BPRI: (np.concatenate([_prior_params(priors[n], 1) for n in coef_names])
+        kernel.O_BPRI: (np.concatenate([prior_rows(priors[n], 1) for n in coef_names])
                         if p else np.zeros((0, kernel.PRIOR_WIDTH))),
         kernel.O_BIDX: np.asarray(_coefficient_slots(slices, coef_names), float),
-        kernel.O_SIGPRI: _prior_params(priors["sigma"], 1),
-        kernel.O_PHIPRI: _prior_params(priors["phi"], 1) if corr is not None else np.zeros((1, kernel.PRIOR_WIDTH)),
-        kernel.O_SDPRI: _prior_params(priors[names.sd(g.name)], q)[order],
+        kernel.O_SIGPRI: prior_rows(priors["sigma"], 1),
+        kernel.O_PHIPRI: prior_rows(priors["phi"], 1) if corr is not None else np.zeros((1, kernel.PRIOR_WIDTH)),
+        kernel.O_SDPRI: prior_rows(priors[names.sd(g.name)], q)[order],
         kernel.O_ORDER: np.asarray(order, float),
         kernel.O_K: pat["K"], kernel.O_Z: pat["Z"], kernel.O_TT: pat["times"],
         kernel.O_NOBS: pat["nobs"], kernel.O_COUNT: pat["count"],

@@ -62,7 +62,7 @@ MODE_PLAIN = 2  # PyMC's default transforms (params.residual_sd / ar_phi / re_co
 
 
 @_jit
-def _prior_at(buf, off, v):
+def prior_at(buf, off, v):
     """Log density (and its derivative) at ``v`` of the prior stored at
     ``buf[off:off + PRIOR_WIDTH]``: PyMC's ``pm.Truncated`` density when it is truncated,
     ``-inf`` below the bound, the base density less the log mass above it from there."""
@@ -75,7 +75,7 @@ def _prior_at(buf, off, v):
 @_jit
 def _prior_dual(buf, off, v):
     """The prior stored at ``buf[off:off + PRIOR_WIDTH]`` at the dual ``v``."""
-    lp, dlp = _prior_at(buf, off, v[0])
+    lp, dlp = prior_at(buf, off, v[0])
     return d.chain(v, lp, dlp)
 
 
@@ -405,7 +405,7 @@ def logp_grad(x, buf, out):
     for k in range(p):
         i = int(buf[bidx + k])
         beta[k] = x[i]
-        lp, dlp = _prior_at(buf, bpri + PRIOR_WIDTH * k, x[i])
+        lp, dlp = prior_at(buf, bpri + PRIOR_WIDTH * k, x[i])
         total += lp
         grad[i] += dlp
     Sv = np.empty((q, q))

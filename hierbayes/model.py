@@ -45,7 +45,11 @@ class Model:
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
         coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``. A prior on the
         whole line (e.g. ``Normal``) for a positive parameter (``sigma``, ``sd_<g>``, ``nu``,
-        ``alpha``, ``sd_ar``) is truncated at 0, as brms does, and printed so.
+        ``alpha``, ``sd_ar``) is truncated at 0, as brms does, and printed so. Distribution
+        and parameter names are checked against PyMC here, not at fit time. One key names
+        one parameter: a predictor or grouping factor whose key would be another
+        parameter's (a column ``sigma`` in a Gaussian model) is refused, naming the column
+        to rename.
     backend : {"auto", "marginal", "latent"}
         ``"auto"``: marginal (random effects integrated out) for Gaussian models with one
         grouping factor, latent otherwise.

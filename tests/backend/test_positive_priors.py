@@ -110,6 +110,8 @@ def test_the_issues_example_samples_positive_sds_on_every_backend():
         per_chain = sd.mean(axis=(1, 2))
         assert np.ptp(per_chain) < 0.25, (k, per_chain)   # no chain at -sd
     assert max(means.values()) - min(means.values()) < 0.15, means
+    summary = " ".join(str(fits["native"].summary()).split())
+    assert "sd_g ~ Normal(mu=0, sigma=1) truncated at 0" in summary   # the summary says so
 
 
 def test_uniform_with_a_negative_lower_bound_is_truncated_too():

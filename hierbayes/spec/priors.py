@@ -362,8 +362,15 @@ def _fmt(v: Any) -> str:
     return "[" + ", ".join(f"{x:.4g}" for x in arr.ravel()) + "]"
 
 
+def _canonical(x: np.ndarray) -> np.ndarray:
+    """A column's values in sorted order: the defaults' sums then do not depend on the order
+    of the rows (a shuffled copy of the data gives the same priors to the last bit, so the
+    compile cache's exact key still matches)."""
+    return np.sort(np.asarray(x, dtype=float))
+
+
 def _sd(x: np.ndarray) -> float:
-    s = float(np.std(x))
+    s = float(np.std(_canonical(x)))
     return s if s > 0 else 1.0
 
 
@@ -439,13 +446,13 @@ def default_priors(design) -> dict[str, Prior]:
     """
     check_namespace(design)
     y = design.y
-    centre, s_y = design.spec.family.response_scale(y)
+    centre, s_y = design.spec.family.response_scale(_canonical(y))
     out: dict[str, Prior] = {}
     coef_names = list(design.fixed_names)
     X = design.X
     if "Intercept" in coef_names:
         others = [j for j, n in enumerate(coef_names) if n != "Intercept"]
-        ratio = sum((X[:, j].mean() / _sd(X[:, j])) ** 2 for j in others)
+        ratio = sum((_canonical(X[:, j]).mean() / _sd(X[:, j])) ** 2 for j in others)
         out["Intercept"] = Prior(
             "Normal", mu=float(centre), sigma=float(2.5 * s_y * np.sqrt(1 + ratio))
         )

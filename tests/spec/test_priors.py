@@ -340,3 +340,15 @@ def test_the_same_names_are_fine_where_nothing_else_has_them():
     assert m.priors["sigma"].dist == "Normal" and "sigma" in m.design.fixed_names
     m = hb.Model("y ~ x + (1 | ar)", _collision_frame({"id": "ar"}))
     assert "sd_ar" in m.priors and m.priors["sd_ar"].dist == "HalfStudentT"
+
+
+def test_defaults_do_not_depend_on_the_order_of_the_rows(data):
+    """Compared exactly, the defaults of a shuffled copy of the data are the same priors,
+    so its refit still shares the compiled model (issue 15 item 5)."""
+    import hierbayes as hb
+
+    a = hb.Model(FORMULA, data, correlation=AR1("time", "id"))
+    for seed in range(3):
+        b = hb.Model(FORMULA, data.sample(frac=1, random_state=seed), correlation=AR1("time", "id"))
+        assert b.priors == a.priors
+        assert b.structure_key() == a.structure_key()

@@ -46,7 +46,13 @@ class Model:
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
-        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``.
+        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``. A prior on the
+        whole line (e.g. ``Normal``) for a positive parameter (``sigma``, ``sd_<g>``, ``nu``,
+        ``alpha``, ``sd_ar``) is truncated at 0, as brms does, and printed so. Distribution
+        and parameter names are checked against PyMC here, not at fit time. One key names
+        one parameter: a predictor or grouping factor whose key would be another
+        parameter's (a column ``sigma`` in a Gaussian model) is refused, naming the column
+        to rename.
     backend : {"auto", "marginal", "latent"}
         ``"auto"``: marginal (random effects integrated out) for Gaussian models with one
         grouping factor, latent otherwise.
@@ -84,6 +90,7 @@ class Model:
         # after hb.Model() changes no later refit
         self.inputs = dict(formula=formula, data=self.design.source, correlation=correlation,
                            family=family, backend=backend, na_action=na_action)
+        backend_mod.check_priors(self.spec.priors)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)
         self._cdata = collapsed.prepare(self.design) if self.backend == "marginal" else None
@@ -143,7 +150,7 @@ class Model:
         corr = (corr, repr(self.spec.family), d.trials is not None)
         return sample.structure_key(
             self.backend, d.fixed_names, tuple((g.name, g.terms) for g in d.groups),
-            corr, tuple((k, repr(v)) for k, v in self.priors.items()), shapes,
+            corr, tuple((k, v.key()) for k, v in self.priors.items()), shapes,
         )
 
     def fit(

@@ -32,6 +32,8 @@ PHI = "phi"
 SD_AR = "sd_ar"
 #: the scalar model parameters that are not per group (family parameters and AR)
 SCALARS = ("sigma", "nu", "alpha", "phi", "sd_ar")
+#: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
+POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar")
 
 _SD, _CORR, _EFFECTS, _OFFSETS, _CHOL = "sd_", "corr_", "b_", "z_", "chol_"
 
@@ -209,6 +211,19 @@ def _group_hyperparameters(group: str, terms: list[str], q: int) -> list[Hyperpa
 
 def is_group_sd(name: str) -> bool:
     return name.startswith(_SD)
+
+
+def is_positive(name: str) -> bool:
+    """Whether the model parameter ``name`` is positive (sds, ``sigma``, ``nu``, ``alpha``):
+    its prior is truncated at 0 where it reaches below (:func:`hierbayes.spec.priors.positive_prior`).
+
+    Examples
+    --------
+    >>> from hierbayes import names
+    >>> names.is_positive("sd_id"), names.is_positive("nu"), names.is_positive("phi")
+    (True, True, False)
+    """
+    return name in POSITIVE_SCALARS or is_group_sd(name)
 
 
 def is_group_corr(name: str) -> bool:

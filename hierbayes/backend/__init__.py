@@ -47,6 +47,14 @@ def choose(design: Design, backend: str) -> str:
     return backend
 
 
+def check_priors(priors) -> None:
+    """Check the user's priors against PyMC before anything is built
+    (:func:`hierbayes.backend.params.check_priors`)."""
+    from hierbayes.backend.params import check_priors as check
+
+    check(priors)
+
+
 def build_model(design: Design, priors, backend: str, cdata: CollapsedData | None = None):
     """Build the PyMC model for ``backend`` ("marginal" or "latent")."""
     if backend == "marginal":

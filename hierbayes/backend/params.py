@@ -11,7 +11,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from hierbayes.design.build import Design, GroupBlock
-from hierbayes.spec.priors import Prior, lkj_eta
+from hierbayes.spec.priors import Prior, half_form, lkj_eta
 from hierbayes import names
 
 
@@ -45,13 +45,28 @@ def _dist_class(prior: Prior):
     return cls
 
 
+def _built_form(prior: Prior) -> Prior:
+    """The prior as it is built: a truncated whole-line prior centred at 0 as PyMC's
+    half-distribution (``HalfNormal`` for ``Normal(0, s)`` truncated at 0)."""
+    return half_form(prior) or prior
+
+
 def make_rv(name: str, prior: Prior, **kw):
-    """A named PyMC random variable for ``prior`` (hyperpriors become their own variables)."""
+    """A named PyMC random variable for ``prior`` (hyperpriors become their own variables);
+    a truncated prior is PyMC's half-distribution where one equals it, else ``pm.Truncated``."""
+    prior = _built_form(prior)
+    if prior.truncated_at is not None:
+        base = _dist_class(prior).dist(**_dist_kwargs(name, prior))
+        return pm.Truncated(name, base, lower=prior.truncated_at, **kw)
     return _dist_class(prior)(name, **_dist_kwargs(name, prior), **kw)
 
 
 def make_dist(name: str, prior: Prior, **kw):
     """An unnamed distribution (``.dist``) for ``prior``, e.g. LKJ's ``sd_dist``."""
+    prior = _built_form(prior)
+    if prior.truncated_at is not None:
+        base = _dist_class(prior).dist(**_dist_kwargs(name, prior))
+        return pm.Truncated.dist(base, lower=prior.truncated_at, **kw)
     return _dist_class(prior).dist(**_dist_kwargs(name, prior), **kw)
 
 
@@ -61,7 +76,8 @@ def fixed_effects(design: Design, priors: dict[str, Prior]):
     if not coef_names:
         return pt.zeros(0)
     ps = [priors[n] for n in coef_names]
-    same = all(p.dist == ps[0].dist and set(p.params) == set(ps[0].params) for p in ps)
+    same = all(p.dist == ps[0].dist and set(p.params) == set(ps[0].params)
+               and p.truncated_at is None for p in ps)
     if same and not any(p.hyperpriors for p in ps):
         params = {
             k: np.array([float(np.asarray(p.params[k])) for p in ps]) for k in ps[0].params
@@ -130,4 +146,148 @@ def _reverse_params(prior: Prior, q: int) -> Prior:
     for k, v in prior.params.items():
         arr = np.asarray(v) if not isinstance(v, Prior) else None
         params[k] = arr[::-1].copy() if arr is not None and arr.ndim == 1 and arr.size == q else v
-    return Prior(prior.dist, **params)
+    return prior.with_params(**params)
+
+
+# ------------------------------------------------------------------- checks at hb.Model()
+
+#: what the prior of a random-effect correlation takes (hierbayes' name, not PyMC's)
+_LKJ_PARAMS = ("eta",)
+
+
+def _supp_dims(cls) -> int:
+    """The support's number of dims of a PyMC distribution class (0: univariate)."""
+    for attr in ("rv_op", "rv_type"):
+        nd = getattr(getattr(cls, attr, None), "ndim_supp", None)
+        if isinstance(nd, int):
+            return nd
+    return 0
+
+
+def prior_distribution(name: str):
+    """The PyMC class of a prior's distribution name: a univariate continuous distribution
+    (``pm.Normal``, ``pm.HalfStudentT``, ...), or None for any other name.
+
+    Examples
+    --------
+    >>> from hierbayes.backend.params import prior_distribution
+    >>> prior_distribution("HalfNormal").__name__, prior_distribution("Poisson")
+    ('HalfNormal', None)
+    """
+    cls = getattr(pm, name, None) if name.isidentifier() else None
+    if not isinstance(cls, type) or not hasattr(cls, "dist"):
+        return None
+    if issubclass(cls, pm.Distribution) and not issubclass(cls, pm.Continuous):
+        return None  # discrete, or a wrapper such as Truncated / Censored / Mixture
+    if cls is pm.Continuous or _supp_dims(cls) != 0:
+        return None
+    return cls
+
+
+def parameter_names(cls) -> tuple[list[str], list[str]]:
+    """The named parameters of ``cls.dist`` (PyMC's signature, less ``*args``/``**kwargs``)
+    and those of them that have no default (required).
+
+    Examples
+    --------
+    >>> import pymc as pm
+    >>> from hierbayes.backend.params import parameter_names
+    >>> parameter_names(pm.HalfNormal), parameter_names(pm.Cauchy)
+    ((['sigma', 'tau'], []), (['alpha', 'beta'], ['alpha', 'beta']))
+    """
+    import inspect
+
+    sig = inspect.signature(cls.dist)
+    named = [p for p in sig.parameters.values()
+             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "cls"]
+    return [p.name for p in named], [p.name for p in named if p.default is p.empty]
+
+
+def _close(word: str, options) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_prior(key: str, prior: Prior, where: str | None = None) -> None:
+    """Raise a ValueError unless ``prior`` names a PyMC distribution it can be built from:
+    a univariate continuous PyMC distribution (``LKJ`` with ``eta`` for ``corr_<g>``),
+    parameters that its ``dist()`` takes and every parameter it requires; hyperpriors
+    checked the same way.
+
+    Parameters
+    ----------
+    key : str
+        The parameter the prior is for (``"sd_id"``), named in the error.
+    prior : Prior
+    where : str, optional
+        How to name it in the error (default: ``the prior of 'key'``); hyperpriors are
+        ``the hyperprior of 'key''s 'sigma'``.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.backend.params import check_prior
+    >>> check_prior("sd_id", hb.Prior("HalfNormal", scale=1))
+    Traceback (most recent call last):
+    ...
+    ValueError: the prior of 'sd_id' is HalfNormal(scale=1), but HalfNormal takes no parameter 'scale'; its parameters are sigma, tau (PyMC's pm.HalfNormal.dist). Write e.g. hb.Prior('HalfNormal', sigma=...).
+    """
+    where = where or f"the prior of {key!r}"
+    if names.is_group_corr(key) and where == f"the prior of {key!r}":
+        _check_names(where, prior, "LKJ", list(_LKJ_PARAMS), [], "hierbayes' LKJ prior")
+        return
+    cls = prior_distribution(prior.dist)
+    if cls is None:
+        hint = ("; LKJ is the prior of a random-effect correlation (corr_<g>) only"
+                if prior.dist == "LKJ" else _close(prior.dist, _known_distributions()))
+        raise ValueError(
+            f"{where} is {prior}, but {prior.dist!r} is not a univariate continuous PyMC "
+            f"distribution{hint}. Use one such as Normal, StudentT, HalfNormal, "
+            "HalfStudentT, Exponential, Gamma, Uniform, Beta."
+        )
+    valid, required = parameter_names(cls)
+    _check_names(where, prior, prior.dist, valid, required, f"PyMC's pm.{prior.dist}.dist")
+    for k, hyper in prior.hyperpriors.items():
+        check_prior(key, hyper, f"the hyperprior of {key!r}'s {k!r}")
+
+
+def _check_names(where: str, prior: Prior, dist: str, valid: list[str], required: list[str],
+                 source: str) -> None:
+    if prior.dist != dist:
+        raise ValueError(f"{where} is {prior}; it takes an hb.Prior('{dist}', ...) prior.")
+    listed = ", ".join(valid) if valid else "none"
+    for k in prior.params:
+        if k not in valid:
+            raise ValueError(
+                f"{where} is {prior}, but {dist} takes no parameter {k!r}{_close(k, valid)}; its "
+                f"parameters are {listed} ({source}). Write e.g. hb.Prior({dist!r}"
+                + (f", {valid[0]}=...)." if valid else ").")
+            )
+    missing = [k for k in required if k not in prior.params]
+    if missing:
+        raise ValueError(
+            f"{where} is {prior}, but {dist} needs {', '.join(map(repr, missing))}; its "
+            f"parameters are {listed} ({source})."
+        )
+
+
+def _known_distributions() -> list[str]:
+    return [n for n in dir(pm) if n[0].isupper() and prior_distribution(n) is not None]
+
+
+def check_priors(priors: dict[str, Prior]) -> None:
+    """:func:`check_prior` on every entry of ``priors`` (what ``hb.Model`` runs on the user's
+    priors, so that a misspelt distribution or parameter fails when the model is built, not
+    at fit time inside PyMC).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.backend.params import check_priors
+    >>> check_priors({"sigma": hb.Prior("HalfNormal", sigma=1), "corr_id": hb.Prior("LKJ", eta=2)})
+    """
+    for key, prior in (priors or {}).items():
+        if isinstance(prior, Prior):
+            check_prior(key, prior)

@@ -15,7 +15,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from hierbayes.design.build import Design
-from hierbayes.spec.priors import POSITIVE, Prior, lkj_eta
+from hierbayes.spec.priors import Prior, lkj_eta, half_line
 from hierbayes.backend import params
 from hierbayes import config, names
 from hierbayes.config import RidgeSettings
@@ -60,7 +60,7 @@ def applies(design: Design, priors: dict[str, Prior] | None = None) -> bool:
                 return False
             if p.hyperpriors:
                 return False
-        if priors["sigma"].dist not in POSITIVE or priors[names.sd(g.name)].dist not in POSITIVE:
+        if not half_line(priors["sigma"]) or not half_line(priors[names.sd(g.name)]):
             return False
         cp = priors.get(names.corr(g.name))
         if cp is not None and cp.dist != "LKJ":
@@ -112,7 +112,7 @@ def _permute_params(prior: Prior, order: np.ndarray) -> Prior:
     for k, v in prior.params.items():
         arr = np.asarray(v) if not isinstance(v, (Prior, str)) else None
         out[k] = arr[order].copy() if arr is not None and arr.ndim == 1 and arr.size == q else v
-    return Prior(prior.dist, **out)
+    return prior.with_params(**out)
 
 
 def _log_sigmoid(x):

@@ -168,14 +168,36 @@ def compile_nutpie(model: pm.Model, key: str, timing: dict, compiler: str = "jax
         COMPILED.put(key, compiled)
         timing["cache_hit"] = False
     else:
-        compiled = compiled.with_data(**data)
+        compiled = _relabel(compiled.with_data(**data), model)
         timing["cache_hit"] = True
     timing["compile_s"] = time.perf_counter() - t0
     return compiled
 
 
+def _relabel(compiled, model: pm.Model):
+    """A cached compiled model with the coordinate labels of ``model``: the cache key holds
+    shapes, not labels (a refit on other clusters of the same sizes reuses the graph), so
+    the labels of the dims (group levels, coefficient names) come from the model at hand."""
+    import dataclasses
+
+    import pandas as pd
+
+    coords = dict(compiled._coords or {})
+    for name, vals in model.coords.items():
+        if vals is not None:
+            coords[name] = pd.Index(vals)
+    return dataclasses.replace(compiled, _coords=coords)
+
+
 def structure_key(*parts) -> str:
-    """A hash of everything that fixes a compiled graph (not the data values)."""
+    """A hash of everything that fixes a compiled graph (not the data values): the parts
+    are pickled, so numbers enter at full precision (priors as :meth:`Prior.key`).
+
+    Examples
+    --------
+    >>> structure_key("marginal", 1.000001) == structure_key("marginal", 1.0)
+    False
+    """
     return hashlib.sha1(pickle.dumps(parts)).hexdigest()
 
 

@@ -214,7 +214,7 @@ class Gaussian(Family):
         return float(np.mean(y)), s if s > 0 else 1.0
 
     def default_priors(self, s_y):
-        return {"sigma": Prior("HalfStudentT", nu=3, sigma=round(2.5 * s_y, 4))}
+        return {"sigma": Prior("HalfStudentT", nu=3, sigma=float(2.5 * s_y))}
 
     def dist_kwargs(self, eta, params, trials=None, xp=np):
         return {"mu": eta, "sigma": params["sigma"]}

@@ -22,6 +22,14 @@ the same rules hold on the link scale with ``s_y = 1`` and the intercept centred
 (rstanarm's GLM defaults). The family's own parameters take the family's defaults
 (:mod:`hierbayes.spec.families`); ``sd_ar``, the sd of the latent AR(1) process of a
 non-Gaussian model with a correlation, is HalfStudentT(3, 2.5 s_y).
+
+Positive parameters (``sigma``, ``sd_<g>``, ``nu``, ``alpha``, ``sd_ar``) take priors on
+(0, inf). A user prior on the whole line for one of them (Normal, StudentT, Cauchy,
+Logistic, ...) is truncated at 0, as brms does: ``Normal(mu=0, sigma=1)`` becomes
+``Normal(mu=0, sigma=1) truncated at 0`` (built as PyMC's ``HalfNormal(sigma=1)``; where
+the distribution is not centred at 0, as ``pm.Truncated(lower=0)``), on every backend, in
+the native kernel and in the log-prior of the sensitivity analysis
+(:func:`positive_prior`, :func:`half_form`).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import numpy as np
 from hierbayes import names
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Prior:
     """A prior distribution: a PyMC distribution name and its parameters.
 
@@ -44,6 +52,13 @@ class Prior:
     **params
         Its parameters; numbers, arrays, or nested :class:`Prior` objects (hyperpriors).
 
+    Notes
+    -----
+    Parameter values are kept at full precision; only the print-outs (``str``, ``repr``,
+    :meth:`tree`) round them, to 4 significant digits. Two priors are equal when their
+    distribution, truncation and every parameter value are exactly equal (arrays by value,
+    hyperpriors recursively; ``0`` equals ``0.0``): :meth:`key` is that identity.
+
     Examples
     --------
     >>> import hierbayes as hb
@@ -51,30 +66,78 @@ class Prior:
     >>> print(p.tree())
     Normal(mu=0)
     └─ sigma ~ HalfNormal(sigma=1)
+    >>> hb.Prior("Normal", mu=0, sigma=1.000001) == hb.Prior("Normal", mu=0, sigma=1)
+    False
     """
 
     dist: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: lower bound the distribution is truncated at (None: not truncated); see :meth:`truncated`
+    truncated_at: float | None = None
 
     def __init__(self, dist: str, **params: Any) -> None:
         object.__setattr__(self, "dist", str(dist))
         object.__setattr__(self, "params", dict(params))
+        object.__setattr__(self, "truncated_at", None)
+
+    def truncated(self, lower: float = 0.0) -> Prior:
+        """This prior truncated below at ``lower`` (its density renormalised on
+        ``[lower, inf)``, PyMC's ``pm.Truncated``).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> print(hb.Prior("Normal", mu=1, sigma=2).truncated(0))
+        Normal(mu=1, sigma=2) truncated at 0
+        """
+        out = Prior(self.dist, **self.params)
+        object.__setattr__(out, "truncated_at", float(lower))
+        return out
+
+    def with_params(self, **params: Any) -> Prior:
+        """The same distribution (and truncation) with ``params`` replacing its parameters.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> hb.Prior("HalfNormal", sigma=1).with_params(sigma=2)
+        Prior('HalfNormal', sigma=2)
+        """
+        out = Prior(self.dist, **params)
+        object.__setattr__(out, "truncated_at", self.truncated_at)
+        return out
+
+    def key(self) -> tuple:
+        """An exact, hashable identity of this prior: distribution, truncation and every
+        parameter value at full precision (what equality, hashing and the compile cache's
+        key use).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> hb.Prior("HalfNormal", sigma=[1, 2.5]).key()
+        ('HalfNormal', None, (('sigma', ('num', (2,), (1.0, 2.5))),))
+        """
+        return (self.dist, self.truncated_at,
+                tuple((k, _exact(v)) for k, v in sorted(self.params.items())))
 
     def __hash__(self) -> int:
-        return hash(repr(self))
+        return hash(self.key())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Prior) and repr(self) == repr(other)
+        return isinstance(other, Prior) and self.key() == other.key()
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
-        return f"Prior({self.dist!r}{', ' if args else ''}{args})"
+        cut = "" if self.truncated_at is None else f".truncated({self.truncated_at:g})"
+        return f"Prior({self.dist!r}{', ' if args else ''}{args}){cut}"
 
     def __str__(self) -> str:
         flat = ", ".join(
             f"{k}={_fmt(v)}" for k, v in self.params.items() if not isinstance(v, Prior)
         )
-        return f"{self.dist}({flat})"
+        cut = "" if self.truncated_at is None else f" truncated at {self.truncated_at:g}"
+        return f"{self.dist}({flat}){cut}"
 
     @property
     def hyperpriors(self) -> dict[str, Prior]:
@@ -94,13 +157,16 @@ class Prior:
 
     def to_dict(self) -> dict:
         """A JSON-friendly form (used when saving fits)."""
-        return {
+        out = {
             "dist": self.dist,
             "params": {
                 k: v.to_dict() if isinstance(v, Prior) else np.asarray(v).tolist()
                 for k, v in self.params.items()
             },
         }
+        if self.truncated_at is not None:
+            out["truncated_at"] = self.truncated_at
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> Prior:
@@ -108,13 +174,170 @@ class Prior:
             k: cls.from_dict(v) if isinstance(v, dict) and "dist" in v else v
             for k, v in d["params"].items()
         }
-        return cls(d["dist"], **params)
+        out = cls(d["dist"], **params)
+        return out if d.get("truncated_at") is None else out.truncated(d["truncated_at"])
+
+
+def _exact(v: Any) -> tuple:
+    """A parameter value as an exact, hashable tuple (numbers by value, at full precision)."""
+    if isinstance(v, Prior):
+        return ("prior", v.key())
+    if isinstance(v, str):
+        return ("str", v)
+    try:
+        arr = np.asarray(v, dtype=float)
+    except (TypeError, ValueError):
+        return ("other", repr(v))
+    return ("num", arr.shape, tuple(arr.ravel().tolist()))
 
 
 #: prior families with support (0, inf): what sd priors must be for the ridge coordinates
 #: (:mod:`hierbayes.backend.reparam`) and the native kernel (:mod:`hierbayes.backend.native.bridge`)
 POSITIVE = frozenset({"HalfFlat", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential",
                       "Gamma", "InverseGamma", "LogNormal", "Weibull"})
+
+#: PyMC distributions whose support lies in [0, inf) whatever their parameters
+NONNEGATIVE = POSITIVE | {"ChiSquared", "Pareto", "Wald", "Rice", "Beta", "Kumaraswamy",
+                          "LogitNormal", "HalfFlat"}
+
+#: PyMC distributions with support on the whole real line that PyMC can truncate (they have a
+#: cdf): on a positive parameter they are truncated at 0, as brms does
+REAL_LINE = frozenset({"Normal", "StudentT", "Cauchy", "Logistic", "Laplace", "Gumbel",
+                       "ExGaussian", "Moyal", "SkewStudentT", "Flat"})
+
+#: the half-distribution of a whole-line one centred at 0: (its name, the location parameter
+#: and its default, the parameters it keeps)
+HALF = {
+    "Normal": ("HalfNormal", "mu", 0.0, ("sigma", "tau")),
+    "StudentT": ("HalfStudentT", "mu", 0.0, ("nu", "sigma", "lam")),
+    "Cauchy": ("HalfCauchy", "alpha", None, ("beta",)),
+    "Flat": ("HalfFlat", None, None, ()),
+}
+
+
+def support_lower(prior: Prior) -> float | None:
+    """The lower end of ``prior``'s support: 0 for a distribution on [0, inf) (or (0, 1)),
+    ``-inf`` on the whole line, the ``lower`` of a Uniform or TruncatedNormal, the bound of a
+    truncated prior; None when unknown (a distribution this module does not know).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, support_lower
+    >>> support_lower(Prior("Gamma", alpha=2, beta=1)), support_lower(Prior("Normal"))
+    (0.0, -inf)
+    >>> support_lower(Prior("Uniform", lower=-1, upper=1)), support_lower(Prior("SkewNormal"))
+    (-1.0, None)
+    """
+    if prior.truncated_at is not None:
+        return prior.truncated_at
+    if prior.dist in NONNEGATIVE:
+        return 0.0
+    if prior.dist in REAL_LINE:
+        return -np.inf
+    if prior.dist in ("Uniform", "TruncatedNormal"):
+        lo = prior.params.get("lower", 0.0 if prior.dist == "Uniform" else None)
+        if lo is None:
+            return -np.inf
+        if isinstance(lo, Prior):
+            return None
+        return float(np.min(np.asarray(lo, dtype=float)))
+    return None
+
+
+def positive_support(prior: Prior) -> bool:
+    """Whether ``prior`` puts no mass below 0 (a positive parameter may take it as it is).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, positive_support
+    >>> positive_support(Prior("HalfNormal", sigma=1)), positive_support(Prior("Normal"))
+    (True, False)
+    >>> positive_support(Prior("Normal", mu=1, sigma=1).truncated(0))
+    True
+    """
+    lo = support_lower(prior)
+    return lo is not None and lo >= 0
+
+
+def half_line(prior: Prior) -> bool:
+    """Whether ``prior``'s support is exactly (0, inf): a distribution of :data:`POSITIVE`
+    or a whole-line one truncated at 0 (what the ridge coordinates and the native kernel
+    need of sd priors).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, half_line
+    >>> half_line(Prior("Normal", mu=1, sigma=1).truncated(0)), half_line(Prior("Uniform"))
+    (True, False)
+    """
+    return prior.dist in POSITIVE or (prior.truncated_at == 0.0 and prior.dist in REAL_LINE)
+
+
+def positive_prior(key: str, prior: Prior) -> Prior:
+    """The prior of the positive parameter ``key`` (``sigma``, ``sd_<g>``, ``nu``, ...): as
+    given when its support is positive, truncated at 0 when it reaches below 0 (a Normal,
+    Student-t, Cauchy, ... on the whole line, or a Uniform with a negative lower bound), as
+    brms does.
+
+    Raises
+    ------
+    ValueError
+        For a distribution whose support is not known to be positive and that PyMC cannot
+        truncate, naming ``key``, the distribution and what to use instead.
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, positive_prior
+    >>> print(positive_prior("sd_id", Prior("Normal", mu=0, sigma=1)))
+    Normal(mu=0, sigma=1) truncated at 0
+    >>> print(positive_prior("sigma", Prior("Exponential", lam=1)))
+    Exponential(lam=1)
+    """
+    if positive_support(prior):
+        return prior
+    if prior.dist in REAL_LINE or prior.dist == "Uniform":
+        return prior.truncated(0.0)
+    raise ValueError(
+        f"the prior of {key!r} is {prior}, whose support is not (0, inf), and hierbayes cannot "
+        f"truncate it at 0; {key} is positive: use a positive distribution (e.g. "
+        f"{', '.join(sorted(POSITIVE - {'HalfFlat'}))}) or one on the whole line that is "
+        f"truncated at 0 ({', '.join(sorted(REAL_LINE))})."
+    )
+
+
+def _all_zero(v: Any) -> bool:
+    if isinstance(v, Prior):
+        return False
+    try:
+        return bool(np.all(np.asarray(v, dtype=float) == 0.0))
+    except (TypeError, ValueError):
+        return False
+
+
+def half_form(prior: Prior) -> Prior | None:
+    """PyMC's half-distribution equal to ``prior`` when it is a whole-line distribution
+    centred at 0 and truncated at 0 (``Normal(0, s)`` truncated at 0 is ``HalfNormal(s)``),
+    else None; the backends and the native kernel build this form where it exists and
+    ``pm.Truncated`` otherwise.
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, half_form
+    >>> half_form(Prior("StudentT", nu=3, mu=0, sigma=2).truncated(0))
+    Prior('HalfStudentT', nu=3, sigma=2)
+    >>> half_form(Prior("Normal", mu=1, sigma=2).truncated(0)) is None
+    True
+    """
+    if prior.truncated_at != 0.0 or prior.dist not in HALF:
+        return None
+    name, loc, default, keep = HALF[prior.dist]
+    if loc is not None:
+        centre = prior.params.get(loc, default)
+        if centre is None or not _all_zero(centre):
+            return None
+    if set(prior.params) - set(keep) - ({loc} if loc else set()):
+        return None
+    return Prior(name, **{k: v for k, v in prior.params.items() if k in keep})
 
 
 def lkj_eta(priors: dict[str, Prior], group: str) -> float:
@@ -139,16 +362,80 @@ def _fmt(v: Any) -> str:
     return "[" + ", ".join(f"{x:.4g}" for x in arr.ravel()) + "]"
 
 
+def _canonical(x: np.ndarray) -> np.ndarray:
+    """A column's values in sorted order: the defaults' sums then do not depend on the order
+    of the rows (a shuffled copy of the data gives the same priors to the last bit, so the
+    compile cache's exact key still matches)."""
+    return np.sort(np.asarray(x, dtype=float))
+
+
 def _sd(x: np.ndarray) -> float:
-    s = float(np.std(x))
+    s = float(np.std(_canonical(x)))
     return s if s > 0 else 1.0
+
+
+def _owners(design) -> list[tuple[str, str, str | None]]:
+    """Every prior key of a model with what it is and, where one can rename it, the data
+    column it comes from: ``(key, what, column)``, in :func:`default_priors`' order (``beta``,
+    the key for every non-intercept coefficient, first)."""
+    fam = design.spec.family
+    out = [("beta", "the key that sets every non-intercept coefficient", None)]
+    out += [(n, f"the coefficient of the predictor {n!r}", n)
+            for n in design.fixed_names if n != "Intercept"]
+    out += [(k, f"the {names.label(k)} of the {fam.name} family", None) for k in fam.extra_params]
+    for g in design.groups:
+        out.append((names.sd(g.name), f"the sds of the grouping factor {g.name!r}", g.name))
+        if len(g.terms) > 1 and g.correlated:
+            out.append((names.corr(g.name), f"the correlations of the grouping factor {g.name!r}",
+                        g.name))
+    if design.correlation is not None:
+        out.append((names.PHI, f"the {names.label(names.PHI)}", None))
+        if not fam.collapsible:
+            out.append((names.SD_AR, f"the {names.label(names.SD_AR)}", None))
+    return out
+
+
+def check_namespace(design) -> None:
+    """Refuse a model in which a coefficient or a grouping factor would share its prior key
+    with another parameter (a predictor named ``sigma``, ``phi``, ``nu``, ``alpha``, ``beta``
+    or ``sd_<g>``; a grouping factor ``ar`` beside a latent AR process's ``sd_ar``).
+
+    One key, one parameter: otherwise ``priors={"sigma": ...}`` would set both, and the
+    coefficient ``sigma`` would silently get the residual sd's positive-only prior.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, both parameters and the column to rename.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> data = hb.datasets.load("clark_ar1").rename(columns={"time": "sigma"})
+    >>> hb.Model("y ~ sigma + (1 | id)", data)
+    Traceback (most recent call last):
+    ...
+    ValueError: the prior key 'sigma' would name both the coefficient of the predictor 'sigma' and the sigma (residual sd) of the gaussian family. Rename the column 'sigma', e.g. data.rename(columns={'sigma': 'sigma_x'}).
+    """
+    seen: dict[str, tuple[str, str | None]] = {}
+    for key, what, column in _owners(design):
+        if key not in seen:
+            seen[key] = (what, column)
+            continue
+        first, first_column = seen[key]
+        column = first_column or column
+        fix = (f" Rename the column {column!r}, e.g. data.rename(columns={{{column!r}: "
+               f"{column + '_x'!r}}})." if column else "")
+        raise ValueError(f"the prior key {key!r} would name both {first} and {what}.{fix}")
 
 
 def default_priors(design) -> dict[str, Prior]:
     """The data-scaled default priors of a :class:`~hierbayes.design.build.Design`.
 
     Returns an ordered mapping from parameter name to :class:`Prior`; see the module
-    docstring for the rule.
+    docstring for the rule. The values are kept at full precision (the print-outs round).
+    A coefficient or grouping factor whose key is another parameter's is refused
+    (:func:`check_namespace`).
 
     Examples
     --------
@@ -157,24 +444,25 @@ def default_priors(design) -> dict[str, Prior]:
     >>> sorted(m.priors)
     ['Intercept', 'sd_id', 'sigma', 'time']
     """
+    check_namespace(design)
     y = design.y
-    centre, s_y = design.spec.family.response_scale(y)
+    centre, s_y = design.spec.family.response_scale(_canonical(y))
     out: dict[str, Prior] = {}
     coef_names = list(design.fixed_names)
     X = design.X
     if "Intercept" in coef_names:
         others = [j for j, n in enumerate(coef_names) if n != "Intercept"]
-        ratio = sum((X[:, j].mean() / _sd(X[:, j])) ** 2 for j in others)
+        ratio = sum((_canonical(X[:, j]).mean() / _sd(X[:, j])) ** 2 for j in others)
         out["Intercept"] = Prior(
-            "Normal", mu=round(centre, 4), sigma=round(2.5 * s_y * np.sqrt(1 + ratio), 4)
+            "Normal", mu=float(centre), sigma=float(2.5 * s_y * np.sqrt(1 + ratio))
         )
     for j, n in enumerate(coef_names):
         if n != "Intercept":
-            out[n] = Prior("Normal", mu=0.0, sigma=round(2.5 * s_y / _sd(X[:, j]), 4))
+            out[n] = Prior("Normal", mu=0.0, sigma=float(2.5 * s_y / _sd(X[:, j])))
     out.update(design.spec.family.default_priors(s_y))
     for g in design.groups:
         scales = [
-            round(2.5 * s_y / (1.0 if t == "Intercept" else _sd(g.Z[:, k])), 4)
+            float(2.5 * s_y / (1.0 if t == "Intercept" else _sd(g.Z[:, k])))
             for k, t in enumerate(g.terms)
         ]
         out[names.sd(g.name)] = Prior(
@@ -186,7 +474,7 @@ def default_priors(design) -> dict[str, Prior]:
         lo, hi = design.correlation.phi_bounds
         out["phi"] = Prior("Uniform", lower=lo, upper=hi)
         if not design.spec.family.collapsible:
-            out["sd_ar"] = Prior("HalfStudentT", nu=3, sigma=round(2.5 * s_y, 4))
+            out["sd_ar"] = Prior("HalfStudentT", nu=3, sigma=float(2.5 * s_y))
     return out
 
 
@@ -194,7 +482,8 @@ def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prio
     """Merge user priors into the defaults, by parameter name.
 
     ``"beta"`` sets every fixed effect except the intercept. Unknown names raise an error
-    listing the valid ones.
+    listing the valid ones. A prior on the whole line for a positive parameter (``sigma``,
+    ``sd_<g>``, ``nu``, ``alpha``, ``sd_ar``) is truncated at 0 (:func:`positive_prior`).
     """
     priors = default_priors(design)
     for key, prior in (overrides or {}).items():
@@ -214,6 +503,10 @@ def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prio
                 f"no parameter named {key!r} to put a prior on; parameters are "
                 f"{sorted(priors) + ['beta']}."
             )
+    coefs = set(design.fixed_names)
+    for key in priors:
+        if key not in coefs and names.is_positive(key):
+            priors[key] = positive_prior(key, priors[key])
     return priors
 
 

@@ -51,6 +51,27 @@ CASES = {
         "sd_g": hb.Prior("HalfNormal", sigma=[1.0, 0.5]),
         "phi": hb.Prior("Beta", alpha=3.0, beta=1.5),
     }),
+    # whole-line priors on positive parameters, truncated at 0 (issue 15 item 3): the half
+    # form where mu = 0, PyMC's pm.Truncated (interval transform, log mass above 0) otherwise
+    "truncated ridge q2": ("y ~ x + (1 + x | g)", "ar1", {
+        "sigma": hb.Prior("Normal", mu=1.0, sigma=0.7),
+        "sd_g": hb.Prior("StudentT", nu=4, mu=[0.5, -0.2], sigma=[1.0, 0.6]),
+    }),
+    "truncated ridge q1": ("y ~ x + (1 | g)", "car1", {
+        "sigma": hb.Prior("Cauchy", alpha=-0.3, beta=1.5),
+        "sd_g": hb.Prior("Normal", mu=0, sigma=2.0),
+    }),
+    "truncated plain q1": ("y ~ x + (1 | g)", None, {
+        "sigma": hb.Prior("StudentT", nu=3, mu=0.4, sigma=1.0),
+        "sd_g": hb.Prior("Normal", mu=0.8, sigma=0.5),
+    }),
+    "truncated plain lkj": ("y ~ x + (1 + x | g)", None, {
+        "sigma": hb.Prior("Normal", mu=0, sigma=1.0),
+        "sd_g": hb.Prior("Normal", mu=[1.0, -0.5], sigma=[1.0, 2.0]),
+    }),
+    "truncated independent": ("y ~ x + (1 + x || g)", "ar1", {
+        "sd_g": hb.Prior("Cauchy", alpha=[0.2, 0.0], beta=1.0),
+    }),
 }
 
 
@@ -237,3 +258,29 @@ def test_whitened_layout_equals_dense_on_ragged_clusters(ref, corr, formula):
         np.testing.assert_allclose(got_g, dlogp(pt), rtol=1e-7, atol=1e-7 * max(1, np.abs(want_g).max()))
         checked += 1
     assert checked >= 5
+
+
+@pytest.mark.parametrize("prior", [
+    hb.Prior("Normal", mu=0.7, sigma=[0.5, 2.0]),
+    hb.Prior("Normal", mu=-3.0, sigma=0.4),           # little mass above 0: log mass -20
+    hb.Prior("StudentT", nu=3.5, mu=[-1.0, 2.0], sigma=1.3),
+    hb.Prior("Cauchy", alpha=[0.5, -2.0], beta=0.8),
+    hb.Prior("Normal", mu=0, sigma=[1.0, 3.0]),       # the half form: HalfNormal
+])
+def test_truncated_prior_rows_are_pymcs_density(prior):
+    """A whole-line prior truncated at 0 (what a positive parameter's prior becomes) has the
+    density of the PyMC graph the backends build (pm.Truncated or the half-distribution),
+    to 1e-12, and -inf below 0."""
+    import pymc as pm
+
+    from hierbayes.backend.params import make_dist
+
+    cut = prior.truncated(0)
+    rows = native.prior_rows(cut, 2)
+    dist = make_dist("sd", cut, shape=2)
+    for v in [1e-6, 0.05, 0.9, 3.0, 40.0]:
+        want = pm.logp(dist, np.full(2, v)).eval()
+        for i in range(2):
+            got, _ = kernel.prior_at(rows[i], 0, v)
+            assert abs(got - want[i]) <= 1e-12 * max(1.0, abs(want[i])), (v, got, want[i])
+    assert kernel.prior_at(rows[0], 0, -1e-9)[0] == -np.inf

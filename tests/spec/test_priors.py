@@ -39,8 +39,8 @@ def _design(data, formula=FORMULA, correlation=AR1("time", "id")):
 
 
 def _close(a, b):
-    """Defaults are rounded to 4 decimals."""
-    np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4, atol=1e-4)
+    """Defaults are kept at full precision (issue 15 item 5)."""
+    np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-12, atol=1e-12)
 
 
 def test_default_priors_follow_the_documented_rule(data):
@@ -184,6 +184,7 @@ def test_model_tree_one_branch_per_parameter():
         ),
         Prior("LKJ", eta=1.0),
         Prior("Flat"),
+        Prior("StudentT", nu=3, mu=[0.5, 1.0], sigma=2).truncated(0),
     ],
 )
 def test_to_dict_from_dict_round_trip(prior):
@@ -222,3 +223,132 @@ def test_lkj_log_normaliser_is_the_lkj_constant(n, eta):
     if n == 2:  # r = 0: density Beta(eta, eta) at 1/2, times the Jacobian 1/2
         beta = -betaln(eta, eta) + (2 * eta - 2) * np.log(0.5)
         assert -lkj_log_normaliser(eta, 2) == pytest.approx(beta - np.log(2.0), rel=1e-12)
+
+
+# ------------------------------------------------------- full precision (issue 15 item 5)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1.0, 2e4, 1e5, 1e6])
+def test_defaults_keep_full_precision_at_every_predictor_scale(data, scale):
+    """A predictor's scale moves its prior sd by 1 / scale, exactly (no rounding to 4
+    decimals, which turned sd 1e5 into sigma=0)."""
+    d = _design(data.assign(x=data["x"] * scale), "y ~ x + (1 + x | id)", correlation=None)
+    pri = default_priors(d)
+    s_y, s_x = data["y"].std(ddof=0), (data["x"] * scale).std(ddof=0)
+    sigma = pri["x"].params["sigma"]
+    assert np.isfinite(sigma) and sigma > 0
+    assert sigma == pytest.approx(2.5 * s_y / s_x, rel=1e-12)
+    sd_x = np.asarray(pri["sd_id"].params["sigma"])[1]
+    assert np.isfinite(sd_x) and sd_x > 0 and sd_x == pytest.approx(2.5 * s_y / s_x, rel=1e-12)
+    assert pri["Intercept"].params["mu"] == pytest.approx(data["y"].mean(), rel=1e-14)
+    for p in pri.values():
+        for v in p.params.values():
+            assert np.all(np.isfinite(np.asarray(v, float)))
+
+
+def test_display_rounds_but_values_do_not(data):
+    d = _design(data.assign(x=data["x"] * 1e5), "y ~ x + (1 | id)", correlation=None)
+    p = default_priors(d)["x"]
+    assert p.params["sigma"] == pytest.approx(2.5 * data["y"].std(ddof=0) / (1e5 * data["x"].std(ddof=0)), rel=1e-12)
+    assert "sigma=0)" not in str(p) and "e-05" in str(p)   # 4 significant digits, not decimals
+
+
+def test_equality_is_exact():
+    """Equality and hash compare the values, not a 4-significant-digit print-out."""
+    a = Prior("Normal", mu=1000.01, sigma=1.0)
+    b = Prior("Normal", mu=1000.02, sigma=1.0)
+    assert repr(a) == repr(b)          # the print-out rounds ...
+    assert a != b and a.key() != b.key() and len({a, b}) == 2   # ... equality does not
+    assert Prior("Normal", mu=0, sigma=1) == Prior("Normal", mu=0.0, sigma=1.0)
+    assert Prior("HalfNormal", sigma=[1, 2]) == Prior("HalfNormal", sigma=np.array([1.0, 2.0]))
+    assert Prior("HalfNormal", sigma=[1, 2]) != Prior("HalfNormal", sigma=[1, 2.0000001])
+    assert Prior("HalfNormal", sigma=[1, 2]) != Prior("HalfNormal", sigma=1)
+    nested = Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1.0))
+    assert nested == Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1))
+    assert nested != Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1.000001))
+    assert hash(nested) == hash(Prior("Normal", mu=0, sigma=Prior("HalfNormal", sigma=1)))
+
+
+def test_truncation_is_part_of_the_prior():
+    """A truncated prior differs from its base, prints its bound and keeps it through
+    with_params (issue 15 item 3)."""
+    from hierbayes.spec.priors import half_form, positive_prior
+
+    base = Prior("Normal", mu=0, sigma=1)
+    cut = base.truncated(0)
+    assert cut != base and cut.truncated_at == 0.0 and base.truncated_at is None
+    assert str(cut) == "Normal(mu=0, sigma=1) truncated at 0"
+    assert repr(cut) == "Prior('Normal', mu=0, sigma=1).truncated(0)"
+    assert cut.with_params(mu=0, sigma=2).truncated_at == 0.0
+    assert half_form(cut) == Prior("HalfNormal", sigma=1)
+    assert half_form(Prior("Normal", sigma=[1, 2]).truncated(0)) == Prior("HalfNormal", sigma=[1, 2])
+    assert half_form(Prior("Normal", mu=[0, 1], sigma=1).truncated(0)) is None
+    assert half_form(Prior("Cauchy", alpha=0, beta=2).truncated(0)) == Prior("HalfCauchy", beta=2)
+    assert positive_prior("sd_id", base) == cut
+    assert positive_prior("sd_id", cut) is cut
+
+
+# ------------------------------------------------- one namespace (issue 15 item 4)
+
+
+def _collision_frame(rename=None):
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"id": np.repeat([f"i{k}" for k in range(8)], 4),
+                       "t": np.tile(np.arange(4), 8).astype(float), "x": rng.normal(size=32)})
+    df["y"] = rng.normal(size=32)
+    df["k"] = rng.poisson(2.0, size=32)
+    return df.rename(columns=rename or {})
+
+
+COLLISIONS = {  # formula, options, the column renamed into the colliding name, the key
+    "sigma": ("y ~ x + (1 | id)", {}, {"x": "sigma"}, "sigma"),
+    "phi": ("y ~ x + (1 | id)", {"correlation": AR1("t", "id")}, {"x": "phi"}, "phi"),
+    "nu": ("y ~ x + (1 | id)", {"family": "student"}, {"x": "nu"}, "nu"),
+    "alpha": ("k ~ x + (1 | id)", {"family": "negbinomial"}, {"x": "alpha"}, "alpha"),
+    "beta": ("y ~ x + (1 | id)", {}, {"x": "beta"}, "beta"),
+    "sd_<g>": ("y ~ x + (1 | id)", {}, {"x": "sd_id"}, "sd_id"),
+    "corr_<g>": ("y ~ x + (1 + t | id)", {}, {"x": "corr_id"}, "corr_id"),
+    "group ar": ("k ~ x + (1 | ar)", {"family": "poisson", "correlation": AR1("t", "ar")},
+                 {"id": "ar"}, "sd_ar"),
+}
+
+
+@pytest.mark.parametrize("case", list(COLLISIONS))
+def test_a_name_shared_with_a_model_parameter_is_refused_at_model(case):
+    """A predictor named sigma/phi/nu/alpha/beta/sd_<g>/corr_<g>, or a grouping factor ar
+    beside a latent AR process's sd_ar, would share its prior key with another parameter
+    (the coefficient 'sigma' silently got the residual sd's HalfStudentT prior): refused
+    at hb.Model(), naming the key, both parameters and the column to rename."""
+    import hierbayes as hb
+
+    formula, opts, rename, key = COLLISIONS[case]
+    column = next(iter(rename.values()))
+    for k, v in rename.items():
+        formula = formula.replace(f" {k} ", f" {v} ").replace(f"| {k})", f"| {v})")
+    df = _collision_frame(rename)
+    with pytest.raises(ValueError, match=rf"prior key '{key}'.*Rename the column '{column}'") as err:
+        hb.Model(formula, df, **opts)
+    assert "data.rename(columns=" in str(err.value)
+
+
+def test_the_same_names_are_fine_where_nothing_else_has_them():
+    """A predictor 'sigma' in a Poisson model, or a grouping factor 'ar' without a latent AR
+    process, names one parameter: no collision."""
+    import hierbayes as hb
+
+    m = hb.Model("k ~ sigma + (1 | id)", _collision_frame({"x": "sigma"}), family="poisson")
+    assert m.priors["sigma"].dist == "Normal" and "sigma" in m.design.fixed_names
+    m = hb.Model("y ~ x + (1 | ar)", _collision_frame({"id": "ar"}))
+    assert "sd_ar" in m.priors and m.priors["sd_ar"].dist == "HalfStudentT"
+
+
+def test_defaults_do_not_depend_on_the_order_of_the_rows(data):
+    """Compared exactly, the defaults of a shuffled copy of the data are the same priors,
+    so its refit still shares the compiled model (issue 15 item 5)."""
+    import hierbayes as hb
+
+    a = hb.Model(FORMULA, data, correlation=AR1("time", "id"))
+    for seed in range(3):
+        b = hb.Model(FORMULA, data.sample(frac=1, random_state=seed), correlation=AR1("time", "id"))
+        assert b.priors == a.priors
+        assert b.structure_key() == a.structure_key()

@@ -21,14 +21,14 @@ from hierbayes.likelihood.collapsed import cross_products
 from hierbayes import config
 from hierbayes.design.build import Design
 from hierbayes.likelihood.patterns import cluster_patterns, relative_times
-from hierbayes.spec.priors import POSITIVE, Prior, lkj_eta, lkj_log_normaliser
+from hierbayes.spec.priors import Prior, half_form, half_line, lkj_eta, lkj_log_normaliser
 from hierbayes.backend import reparam
 from hierbayes.backend.native import dual
 from hierbayes.backend.native import kernel
 from hierbayes import names
 
 #: prior distributions and the order of their parameters in the kernel's (a, b, c)
-_PARAMS = {
+PRIOR_PARAMETERS = {
     "Flat": (), "HalfFlat": (), "Normal": ("mu", "sigma"), "StudentT": ("nu", "mu", "sigma"),
     "Cauchy": ("alpha", "beta"), "HalfNormal": ("sigma",), "HalfStudentT": ("nu", None, "sigma"),
     "HalfCauchy": (None, "beta"), "Exponential": ("lam",), "Gamma": ("alpha", "beta"),
@@ -42,10 +42,20 @@ _DEFAULTS = {"Normal": {"mu": 0.0, "sigma": 1.0}, "StudentT": {"mu": 0.0, "sigma
 _REAL = {"Flat", "Normal", "StudentT", "Cauchy"}
 
 
-def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
-    """``(size, 4)`` rows of (code, a, b, c) for a prior, or None if the kernel lacks it."""
-    param_names = _PARAMS.get(prior.dist)
+def prior_rows(prior: Prior, size: int) -> np.ndarray | None:
+    """``(size, kernel.PRIOR_WIDTH)`` rows of (code, a, b, c, lower, log_mass) for a prior,
+    or None if the kernel lacks it.
+
+    The prior is taken in the form the backends build (:func:`hierbayes.spec.priors.half_form`:
+    ``Normal(0, s)`` truncated at 0 is ``HalfNormal(s)``); a Normal, Student-t or Cauchy
+    truncated at 0 otherwise keeps its code, with ``lower = 0`` and the log of its mass
+    above 0 as PyMC's ``pm.Truncated`` computes it (:func:`_log_mass_above`).
+    """
+    prior = half_form(prior) or prior
+    param_names = PRIOR_PARAMETERS.get(prior.dist)
     if param_names is None or prior.hyperpriors:
+        return None
+    if prior.truncated_at is not None and (prior.truncated_at != 0.0 or prior.dist not in _REAL):
         return None
     params = dict(_DEFAULTS.get(prior.dist, {}))
     for k, v in prior.params.items():
@@ -59,7 +69,7 @@ def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
         return None
     if set(params) - {n for n in param_names if n}:
         return None
-    out = np.zeros((size, 4))
+    out = np.zeros((size, kernel.PRIOR_WIDTH))
     out[:, 0] = dual.PRIOR_CODES[prior.dist]
     for j, n in enumerate(param_names):
         if n is None:
@@ -71,7 +81,30 @@ def _prior_params(prior: Prior, size: int) -> np.ndarray | None:
         except ValueError:
             return None
         out[:, 1 + j] = v
+    out[:, 4] = -np.inf
+    if prior.truncated_at is not None:
+        out[:, 4] = prior.truncated_at
+        out[:, 5] = _log_mass_above(prior, size)
     return out
+
+
+def _log_mass_above(prior: Prior, size: int) -> np.ndarray:
+    """``log P(X >= lower)`` of a truncated prior's base distribution, per element: the
+    constant PyMC's ``pm.Truncated`` subtracts, read off PyMC's own graph (the base density
+    less the truncated one at a point of the support), so that the kernel's density is the
+    PyMC model's to rounding."""
+    import pymc as pm
+    import pytensor
+    from pytensor.compile.mode import Mode
+
+    from hierbayes.backend.params import make_dist
+
+    base = make_dist("prior", Prior(prior.dist, **prior.params), shape=size)
+    cut = make_dist("prior", prior, shape=size)
+    at = np.full(size, prior.truncated_at + 1.0)
+    fn = pytensor.function([], pm.logp(base, at) - pm.logp(cut, at),
+                           mode=Mode(linker="py", optimizer="fast_run"))
+    return np.asarray(fn(), dtype=float)
 
 
 def kernel_patterns(design: Design, group, layout: str = "auto") -> dict:
@@ -136,18 +169,19 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
     g = design.groups[0]
     coef_names = list(design.fixed_names)
     for n in coef_names:
-        if priors[n].dist not in _REAL or _prior_params(priors[n], 1) is None:
-            return f"prior of {n!r} ({priors[n].dist}) is not in the kernel"
-    if priors["sigma"].dist not in POSITIVE or _prior_params(priors["sigma"], 1) is None:
+        p = priors[n]
+        if p.dist not in _REAL or p.truncated_at is not None or prior_rows(p, 1) is None:
+            return f"prior of {n!r} ({p}) is not in the kernel"
+    if not half_line(priors["sigma"]) or prior_rows(priors["sigma"], 1) is None:
         return "prior of 'sigma' is not in the kernel"
     sd = priors[names.sd(g.name)]
-    if sd.dist not in POSITIVE or _prior_params(sd, g.q) is None:
+    if not half_line(sd) or prior_rows(sd, g.q) is None:
         return f"prior of 'sd_{g.name}' is not in the kernel"
     corr = design.correlation
     ridge = reparam.applies(design, priors)
     if corr is not None:
         ph = priors["phi"]
-        if _prior_params(ph, 1) is None:
+        if prior_rows(ph, 1) is None:
             return "prior of 'phi' is not in the kernel"
         if not ridge and ph.dist not in ("Uniform", "Beta"):
             return "prior of 'phi' is not in the kernel"
@@ -219,12 +253,12 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     mode, order, xr, xl, lo, hi = _coordinates(design, priors, slices)
     coef_names = list(design.fixed_names)
     sections = {
-        kernel.O_BPRI: (np.concatenate([_prior_params(priors[n], 1) for n in coef_names])
-                        if p else np.zeros((0, 4))),
+        kernel.O_BPRI: (np.concatenate([prior_rows(priors[n], 1) for n in coef_names])
+                        if p else np.zeros((0, kernel.PRIOR_WIDTH))),
         kernel.O_BIDX: np.asarray(_coefficient_slots(slices, coef_names), float),
-        kernel.O_SIGPRI: _prior_params(priors["sigma"], 1),
-        kernel.O_PHIPRI: _prior_params(priors["phi"], 1) if corr is not None else np.zeros((1, 4)),
-        kernel.O_SDPRI: _prior_params(priors[names.sd(g.name)], q)[order],
+        kernel.O_SIGPRI: prior_rows(priors["sigma"], 1),
+        kernel.O_PHIPRI: prior_rows(priors["phi"], 1) if corr is not None else np.zeros((1, kernel.PRIOR_WIDTH)),
+        kernel.O_SDPRI: prior_rows(priors[names.sd(g.name)], q)[order],
         kernel.O_ORDER: np.asarray(order, float),
         kernel.O_K: pat["K"], kernel.O_Z: pat["Z"], kernel.O_TT: pat["times"],
         kernel.O_NOBS: pat["nobs"], kernel.O_COUNT: pat["count"],
@@ -276,7 +310,7 @@ def _coordinates(design: Design, priors: dict[str, Prior], slices: dict):
         xl = slices[names.chol_rest(g.name)][0] if q > 1 else 0
         lo = reparam.phi_support(design, priors)[0]
         return kernel.MODE_RIDGE, order, xr, xl, lo, hi
-    xr = slices["sigma_log__"][0]
+    xr = _slot(slices, "sigma")
     if corr is not None:
         ph = priors["phi"]
         key = "phi_interval__" if ph.dist == "Uniform" else "phi_logodds__"
@@ -289,8 +323,19 @@ def _coordinates(design: Design, priors: dict[str, Prior], slices: dict):
         xl = slices[names.value_var(names.chol(g.name), "cholesky-cov-packed")][0]
     else:
         order = np.arange(q)
-        xl = slices[names.value_var(names.sd(g.name), "log")][0]
+        xl = _slot(slices, names.sd(g.name))
     return kernel.MODE_PLAIN, order, xr, xl, lo, hi
+
+
+def _slot(slices: dict, name: str) -> int:
+    """Where the log of the positive ``name`` sits in the sampled vector: PyMC's log
+    transform, or for a prior truncated at 0 (``pm.Truncated``) its interval transform with
+    no upper bound, which is the same map ``x = log(value)``."""
+    for transform in ("log", "interval"):
+        key = names.value_var(name, transform)
+        if key in slices:
+            return slices[key][0]
+    raise ValueError(f"unexpected layout of the sampled vector ({name}: {sorted(slices)})")
 
 
 def _expanded(design: Design):

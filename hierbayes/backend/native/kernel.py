@@ -57,15 +57,31 @@ POOLED = 0  # per pattern, cross-products K of its clusters; dense n x n algebra
 DIRECT_DENSE = 1  # per cluster its rows W; dense n x n algebra (O(n^3); kept as reference)
 DIRECT_WHITENED = 2  # per cluster its rows W; whitening + Woodbury (O(n q^2))
 
+#: floats per prior in the buffer: (code, a, b, c, lower, log_mass): the distribution's code
+#: and parameters (:func:`hierbayes.backend.native.dual.prior_logp`), the bound it is truncated
+#: at (-inf: none) and the log of its mass above that bound, subtracted from its log density
+PRIOR_WIDTH = 6
+
 #: parameterisations
 MODE_RIDGE = 1  # reparam.ridge_parameters, ridge="conditional" (random intercept + AR(1)/CAR(1))
 MODE_PLAIN = 2  # PyMC's default transforms (params.residual_sd / ar_phi / re_covariance)
 
 
 @_jit
+def prior_at(buf, off, v):
+    """Log density (and its derivative) at ``v`` of the prior stored at
+    ``buf[off:off + PRIOR_WIDTH]``: PyMC's ``pm.Truncated`` density when it is truncated,
+    ``-inf`` below the bound, the base density less the log mass above it from there."""
+    if v < buf[off + 4]:
+        return -np.inf, 0.0
+    lp, dlp = prior_logp(int(buf[off]), buf[off + 1], buf[off + 2], buf[off + 3], v)
+    return lp - buf[off + 5], dlp
+
+
+@_jit
 def _prior_dual(buf, off, v):
-    """The prior stored at ``buf[off:off + 4]`` (code, a, b, c) at the dual ``v``."""
-    lp, dlp = prior_logp(int(buf[off]), buf[off + 1], buf[off + 2], buf[off + 3], v[0])
+    """The prior stored at ``buf[off:off + PRIOR_WIDTH]`` at the dual ``v``."""
+    lp, dlp = prior_at(buf, off, v[0])
     return d.chain(v, lp, dlp)
 
 
@@ -84,7 +100,7 @@ def _lkj_chol_logp(buf, L, q, n):
         for j in range(i + 1):
             var = d.add(var, d.mul(L[i, j], L[i, j]))
         sd = d.sqrt(var)
-        out = d.add(out, _prior_dual(buf, sdoff + 4 * i, sd))
+        out = d.add(out, _prior_dual(buf, sdoff + PRIOR_WIDTH * i, sd))
         lcd = d.log(d.div(L[i, i], sd))
         out = d.add(out, d.scale(lcd, 2.0 * eta - 3.0 + q - i + 1.0))
         out = d.add(out, d.scale(d.log(sd), -float(i)))
@@ -180,7 +196,7 @@ def unpack(x, buf):
                 v = d.var(x, xl + i)
                 L[i, i] = d.exp(v)
                 logp = d.add(logp, v)
-                logp = d.add(logp, _prior_dual(buf, int(buf[O_SDPRI]) + 4 * i, L[i, i]))
+                logp = d.add(logp, _prior_dual(buf, int(buf[O_SDPRI]) + PRIOR_WIDTH * i, L[i, i]))
         else:
             _, logp = _fill_packed(x, xl, q, L, logp)
             logp = d.add(logp, _lkj_chol_logp(buf, L, q, n))
@@ -602,8 +618,7 @@ def logp_grad(x, buf, out):
     for k in range(p):
         i = int(buf[bidx + k])
         beta[k] = x[i]
-        lp, dlp = prior_logp(int(buf[bpri + 4 * k]), buf[bpri + 4 * k + 1],
-                             buf[bpri + 4 * k + 2], buf[bpri + 4 * k + 3], x[i])
+        lp, dlp = prior_at(buf, bpri + PRIOR_WIDTH * k, x[i])
         total += lp
         grad[i] += dlp
     Sv = np.empty((q, q))

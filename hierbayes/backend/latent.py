@@ -109,5 +109,6 @@ def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
             mu = mu + latent_ar_process(design, phi, sd_ar)
         trials = None if design.trials is None else _data("trials", design.trials.astype(np.int64))
         dist = getattr(pm, fam.dist)
-        dist("y", **fam.dist_kwargs(mu, fp, trials, xp=pt), observed=y, dims="obs")
+        # the response as data: a cached compiled model refitted to new values must see them
+        dist("y", **fam.dist_kwargs(mu, fp, trials, xp=pt), observed=_data("y_obs", y), dims="obs")
     return model

@@ -92,15 +92,26 @@ def test_family_objects_links_and_defaults():
         hb.Model("y ~ x + (1 | g)", df, family="student", backend="marginal")
 
 
-def test_compiled_model_cache_key_depends_on_family_and_link():
-    df, eta = _clustered(np.random.default_rng(0))
+def test_compiled_model_cache_serves_each_family_and_link_its_own_model():
+    """The session cache must not hand a logit model's compiled graph to a probit or Poisson
+    model of the same shapes (a stale graph would sample the wrong likelihood silently),
+    and must hand it to a refit of the same model with new data values."""
+    df, eta = _clustered(np.random.default_rng(0), n_groups=10, size=4)
     df["y"] = (eta > 0).astype(float)
-    keys = {
-        hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link=link)).structure_key()
-        for link in ("logit", "probit")
-    }
-    keys.add(hb.Model("y ~ x + (1 | g)", df, family="poisson").structure_key())
-    assert len(keys) == 3
+    kw = dict(draws=20, tune=20, chains=1, seed=1, progressbar=False)
+    hb.clear_cache()
+    first = hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link="logit")).fit(**kw)
+    assert first.timing["cache_hit"] is False
+    probit = hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link="probit")).fit(**kw)
+    poisson = hb.Model("y ~ x + (1 | g)", df, family="poisson").fit(**kw)
+    assert probit.timing["cache_hit"] is False and poisson.timing["cache_hit"] is False
+    # the same structure with other response values and the same default priors: reused
+    flipped = df.assign(y=1.0 - df["y"])
+    again = hb.Model("y ~ x + (1 | g)", flipped, family=families.Bernoulli(link="logit")).fit(**kw)
+    assert again.timing["cache_hit"] is True
+    # and the reused graph samples the new data: the intercept flips sign with the response
+    assert float(again.posterior["beta"].sel(coef="Intercept").mean()) * float(
+        first.posterior["beta"].sel(coef="Intercept").mean()) < 0
 
 
 @pytest.mark.parametrize("link", ["logit", "probit"])

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from hierbayes.likelihood import quadrature_kernel as qk
 from hierbayes.spec.families import Family
 
 #: nodes per dimension by the number of effects per cluster (see the module docstring)
@@ -468,3 +469,141 @@ def grad_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nagq:
         out["alpha"] += ga
     out["ll"] = float(out["per_cluster"].sum())
     return out
+
+
+# ------------------------------------------------------------------- numba kernel
+
+
+def family_code(family: Family) -> int:
+    """The kernel's code of ``family`` (name and link).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.families import get
+    >>> family_code(get("poisson"))
+    3
+    """
+    key = (family.name, family.link)
+    if key not in qk.FAMILY_CODES:
+        known = ", ".join(f"{n} ({lk})" for n, lk in qk.FAMILY_CODES)
+        raise ValueError(
+            f"the marginal GLMM likelihood has no kernel for the {family.name} family with link "
+            f"{family.link!r}; it covers {known}. Use backend='latent'."
+        )
+    return qk.FAMILY_CODES[key]
+
+
+@dataclass(frozen=True)
+class MarginalGLMM:
+    """The marginal likelihood of one model's rows, evaluated by the numba kernel.
+
+    Build it with :func:`marginal_glmm`. ``modes`` (C, q) holds each cluster's last mode,
+    the warm start of the next evaluation (the kernel overwrites it; one object per chain,
+    since chains running in parallel threads would share it); :meth:`reset` zeros it.
+
+    Attributes
+    ----------
+    family : Family
+    rows : ClusterRows
+    nagq : int
+        Nodes per dimension (1: Laplace).
+    nodes, log_weights : arrays
+        The product grid, (K, q) and (K,).
+    center : int
+        Index of the node at the mode (-1 for an even ``nagq``): its terms come from the
+        last Newton evaluation.
+    tol, max_iter : float, int
+        Newton convergence: the largest step below ``tol``, at most ``max_iter`` steps.
+    """
+
+    family: Family
+    rows: ClusterRows
+    nagq: int
+    nodes: np.ndarray
+    log_weights: np.ndarray
+    center: int
+    tol: float
+    max_iter: int
+    code: int
+    modes: np.ndarray = field(repr=False)
+
+    def reset(self) -> None:
+        """Forget the warm starts (the next evaluation starts every cluster from zero)."""
+        self.modes[:] = 0.0
+
+    def value_and_grad(self, beta, L, alpha=None, offset=None, grad: bool = True) -> dict:
+        """Total log-likelihood and its gradient (the keys of :func:`grad_reference`, plus
+        ``newton_steps``, the Newton steps taken over all clusters).
+
+        Parameters
+        ----------
+        beta : (p,) array
+        L : (q, q) lower-triangular array
+        alpha : float, optional
+            The family's parameter (the negative binomial's shape).
+        offset : (N,) array, optional
+            Replaces ``rows.offset`` for this evaluation (the other factors' ``Z b``).
+        grad : bool
+            False skips the gradient (the per-cluster values only).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from hierbayes.spec.families import Poisson
+        >>> rows, _ = cluster_rows(np.array([3., 5, 0, 1]), np.ones((4, 1)), np.ones((4, 1)),
+        ...                        np.array([0, 0, 1, 1]))
+        >>> out = marginal_glmm(Poisson(), rows, nagq=9).value_and_grad([0.5], [[0.8]])
+        >>> round(out["ll"], 6), out["beta"].round(6).tolist()
+        (-7.421009, [0.068989])
+        """
+        rows, q = self.rows, self.rows.q
+        L = _check_L(L, q)
+        off = rows.offset if offset is None else _floats(offset, rows.y.size)
+        per_cluster, g_off = np.empty(rows.n_clusters), np.zeros(rows.y.size)
+        a = 1.0 if alpha is None else float(alpha)
+        ll, g_beta, g_L, g_alpha, steps = qk.value_and_grad(
+            self.code, rows.y, rows.trials, rows.X, rows.Z, off, rows.starts,
+            np.ascontiguousarray(beta, dtype=float), np.ascontiguousarray(L), a, self.nodes,
+            self.log_weights, self.center, self.tol, self.max_iter, self.modes, per_cluster, g_off, grad)
+        return {"ll": ll, "per_cluster": per_cluster, "modes": self.modes.copy(), "beta": g_beta,
+                "L": g_L, "alpha": g_alpha, "offset": g_off, "newton_steps": steps}
+
+    def loglik(self, beta, L, alpha=None, offset=None) -> np.ndarray:
+        """Each cluster's log-likelihood (C,), without the gradient."""
+        return self.value_and_grad(beta, L, alpha, offset, grad=False)["per_cluster"]
+
+
+def marginal_glmm(family: Family, rows: ClusterRows, nagq: int | None = None,
+                  tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER) -> MarginalGLMM:
+    """The kernel-backed marginal likelihood of ``rows`` under ``family``.
+
+    Parameters
+    ----------
+    family : Family
+        Bernoulli (logit, probit), binomial (logit, probit), Poisson or negative binomial.
+    rows : ClusterRows
+    nagq : int, optional
+        Nodes per dimension; ``DEFAULT_NAGQ[q]`` by default, 1 for the Laplace approximation.
+    tol, max_iter
+        Newton convergence.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hierbayes.spec.families import Bernoulli
+    >>> rows, _ = cluster_rows(np.array([1., 0, 1]), np.ones((3, 1)), np.ones((3, 1)),
+    ...                        np.array([0, 0, 1]))
+    >>> m = marginal_glmm(Bernoulli(), rows, nagq=1)
+    >>> m.nodes.shape, m.center
+    ((1, 1), 0)
+    """
+    q = rows.q
+    if not 1 <= q <= 3:
+        raise ValueError(f"the marginal GLMM likelihood integrates 1 to 3 effects per cluster, not {q}.")
+    nagq = DEFAULT_NAGQ[q] if nagq is None else int(nagq)
+    nodes, logw = gauss_hermite_grid(nagq, q)
+    zero = np.flatnonzero(np.all(nodes == 0.0, axis=1))
+    return MarginalGLMM(family=family, rows=rows, nagq=nagq, nodes=nodes, log_weights=logw,
+                        center=int(zero[0]) if zero.size else -1, tol=float(tol),
+                        max_iter=int(max_iter), code=family_code(family),
+                        modes=np.zeros((rows.n_clusters, q)))

@@ -512,6 +512,10 @@ class MarginalGLMM:
     center : int
         Index of the node at the mode (-1 for an even ``nagq``): its terms come from the
         last Newton evaluation.
+    constants : (C,) array
+        Each cluster's terms of the log density without the linear predictor (binomial
+        coefficients, ``-log y!``), computed once (the kernel recomputes the negative
+        binomial's, which depend on ``alpha``).
     tol, max_iter : float, int
         Newton convergence: the largest step below ``tol``, at most ``max_iter`` steps.
     """
@@ -525,6 +529,7 @@ class MarginalGLMM:
     tol: float
     max_iter: int
     code: int
+    constants: np.ndarray = field(repr=False)
     modes: np.ndarray = field(repr=False)
 
     def reset(self) -> None:
@@ -563,7 +568,7 @@ class MarginalGLMM:
         a = 1.0 if alpha is None else float(alpha)
         ll, g_beta, g_L, g_alpha, steps = qk.value_and_grad(
             self.code, rows.y, rows.trials, rows.X, rows.Z, off, rows.starts,
-            np.ascontiguousarray(beta, dtype=float), np.ascontiguousarray(L), a, self.nodes,
+            np.ascontiguousarray(beta, dtype=float), np.ascontiguousarray(L), a, self.constants, self.nodes,
             self.log_weights, self.center, self.tol, self.max_iter, self.modes, per_cluster, g_off, grad)
         return {"ll": ll, "per_cluster": per_cluster, "modes": self.modes.copy(), "beta": g_beta,
                 "L": g_L, "alpha": g_alpha, "offset": g_off, "newton_steps": steps}
@@ -602,8 +607,10 @@ def marginal_glmm(family: Family, rows: ClusterRows, nagq: int | None = None,
         raise ValueError(f"the marginal GLMM likelihood integrates 1 to 3 effects per cluster, not {q}.")
     nagq = DEFAULT_NAGQ[q] if nagq is None else int(nagq)
     nodes, logw = gauss_hermite_grid(nagq, q)
+    code = family_code(family)
     zero = np.flatnonzero(np.all(nodes == 0.0, axis=1))
     return MarginalGLMM(family=family, rows=rows, nagq=nagq, nodes=nodes, log_weights=logw,
                         center=int(zero[0]) if zero.size else -1, tol=float(tol),
-                        max_iter=int(max_iter), code=family_code(family),
+                        max_iter=int(max_iter), code=code,
+                        constants=qk.cluster_constants(code, rows.y, rows.trials, rows.starts, 1.0),
                         modes=np.zeros((rows.n_clusters, q)))

@@ -96,10 +96,16 @@ def const_terms(code, y, n, alpha):
 def row_terms(code, y, n, eta, alpha):
     """The part of a row's log density in ``eta``: ``(h, h', h'', h''', dh/dalpha,
     dh'/dalpha, dh''/dalpha)`` (primes: derivatives in ``eta``)."""
-    if code == LOGIT:
-        p, r = expit_pair(eta)
+    if code == LOGIT:  # one exp: e = e^-|eta|, p and 1 - p are 1 / (1 + e) and e / (1 + e)
+        e = math.exp(-abs(eta))
+        inv = 1.0 / (1.0 + e)
+        if eta >= 0:
+            p, r = inv, e * inv
+        else:
+            p, r = e * inv, inv
         w = p * r
-        return y * eta - n * softplus(eta), y - n * p, -n * w, -n * w * (r - p), 0.0, 0.0, 0.0
+        h = y * eta - n * (max(eta, 0.0) + math.log1p(e))
+        return h, y - n * p, -n * w, -n * w * (r - p), 0.0, 0.0, 0.0
     if code == PROBIT:
         lu, a = log_ndtr_mills(eta)
         lo, b = log_ndtr_mills(-eta)
@@ -350,6 +356,28 @@ def h_adjoint(R, Ri, pi, gam, nodes, q, G_u, M, G_R, P, G_H):
 
 
 @jit
+def cluster_constant(code, y, trials, st, n, alpha):
+    """Sum over a cluster's rows of :func:`const_terms` and of its alpha-derivative."""
+    csum, csa = 0.0, 0.0
+    for i in range(n):
+        cc, ca = const_terms(code, y[st + i], trials[st + i], alpha)
+        csum += cc
+        csa += ca
+    return csum, csa
+
+
+@jit
+def cluster_constants(code, y, trials, starts, alpha):
+    """Each cluster's sum of :func:`const_terms` (C,): computed once for the families whose
+    constants have no parameter."""
+    C = starts.size - 1
+    out = np.empty(C)
+    for c in range(C):
+        out[c] = cluster_constant(code, y, trials, starts[c], starts[c + 1] - starts[c], alpha)[0]
+    return out
+
+
+@jit
 def _prepare_cluster(X, Z, offset, st, n, beta, L, p, q, e0, Wc):
     for i in range(n):
         acc = offset[st + i]
@@ -364,11 +392,13 @@ def _prepare_cluster(X, Z, offset, st, n, beta, L, p, q, e0, Wc):
 
 
 @jit
-def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, nodes, logw, center,
-                   tol, max_iter, modes, ll_out, g_offset, want_grad):
+def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts, nodes, logw,
+                   center, tol, max_iter, modes, ll_out, g_offset, want_grad):
     """Marginal log-likelihood summed over clusters and its gradient.
 
-    Arrays as :class:`hierbayes.likelihood.quadrature.ClusterRows`; ``nodes`` (K, q) and
+    Arrays as :class:`hierbayes.likelihood.quadrature.ClusterRows`; ``consts`` (C,) the
+    clusters' constant terms (:func:`cluster_constants`; recomputed here for the negative
+    binomial, whose constants depend on ``alpha``); ``nodes`` (K, q) and
     ``logw`` (K,) from :func:`~hierbayes.likelihood.quadrature.gauss_hermite_grid`,
     ``center`` the index of the node at zero (-1 if none). ``modes`` (C, q) are the warm
     starts, overwritten with the modes; ``ll_out`` (C,) receives each cluster's value and
@@ -394,11 +424,10 @@ def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, nodes,
     total, g_alpha, steps = 0.0, 0.0, 0
     for c in range(C):
         st, n = starts[c], starts[c + 1] - starts[c]
-        csum, csa = 0.0, 0.0
-        for i in range(n):
-            cc, ca = const_terms(code, y[st + i], trials[st + i], alpha)
-            csum += cc
-            csa += ca
+        if code == NEGBIN:
+            csum, csa = cluster_constant(code, y, trials, st, n, alpha)
+        else:
+            csum, csa = consts[c], 0.0
         _prepare_cluster(X, Z, offset, st, n, beta, L, p, q, e0, Wc)
         for a in range(q):
             u[a] = modes[c, a]

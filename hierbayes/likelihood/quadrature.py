@@ -602,7 +602,7 @@ class MarginalGLMM:
         ll, g_beta, g_L, g_alpha, steps = qk.value_and_grad(
             self.code, rows.y, rows.trials, rows.X, rows.Z, off, rows.starts,
             np.ascontiguousarray(beta, dtype=float), np.ascontiguousarray(L), a, self.constants, self.nodes,
-            self.log_weights, self.center, self.tol, self.max_iter, self.modes, per_cluster, g_off, grad)
+            self.log_weights, self.center, self.tol, self.max_iter, self.modes, per_cluster, g_off, grad, (0,) * q)
         return {"ll": ll, "per_cluster": per_cluster, "modes": self.modes.copy(), "beta": g_beta,
                 "L": g_L, "alpha": g_alpha, "offset": g_off, "newton_steps": steps}
 

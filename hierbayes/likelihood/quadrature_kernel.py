@@ -393,7 +393,7 @@ def _prepare_cluster(X, Z, offset, st, n, beta, L, p, q, e0, Wc):
 
 @jit
 def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts, nodes, logw,
-                   center, tol, max_iter, modes, ll_out, g_offset, want_grad, q_zeros):
+                   center, tol, max_iter, modes, chol_out, ll_out, g_offset, want_grad, q_zeros):
     """Marginal log-likelihood summed over clusters and its gradient.
 
     Arrays as :class:`hierbayes.likelihood.quadrature.ClusterRows`; ``consts`` (C,) the
@@ -401,7 +401,9 @@ def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts
     binomial, whose constants depend on ``alpha``); ``nodes`` (K, q) and
     ``logw`` (K,) from :func:`~hierbayes.likelihood.quadrature.gauss_hermite_grid`,
     ``center`` the index of the node at zero (-1 if none). ``modes`` (C, q) are the warm
-    starts, overwritten with the modes; ``ll_out`` (C,) receives each cluster's value and
+    starts, overwritten with the modes; ``chol_out`` (C, q, q) receives the lower Cholesky
+    factor ``R`` of each cluster's ``H`` (``u | y ~ N(u*, (R R^T)^-1)`` approximately: the
+    proposal of the effects' recovery); ``ll_out`` (C,) receives each cluster's value and
     ``g_offset`` (N,) the derivative in each row's offset (with ``want_grad``).
     ``q_zeros`` is a tuple of q zeros: its length is part of the compiled type, so the loops
     over the effects have a known trip count (a quarter faster for small clusters; one
@@ -444,6 +446,8 @@ def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts
             continue
         for a in range(q):
             modes[c, a] = u[a]
+            for b in range(q):
+                chol_out[c, a, b] = R[a, b]
         tri_inverse(R, Ri, q)
         nodes_pass(code, y, trials, st, n, e0, Wc, Z, q, alpha, u, Ri, nodes, logw, center, g, has,
                    grad, D, U, terms, Dk, gam, ZD, gak)

@@ -13,6 +13,7 @@ be and the kernel is the reference:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from scipy import integrate, optimize, special
@@ -424,3 +425,33 @@ def test_errors_name_the_fix():
         Q.marginal_glmm(F.Poisson(), wide)
     with pytest.raises(ValueError, match="positive whole number"):
         Q.gauss_hermite_grid(0, 1)
+
+
+def test_kernel_returns_the_cholesky_factor_of_each_clusters_hessian():
+    family = F.NegativeBinomial()
+    rows, beta, L = design(family, 2, [1, 4, 9], seed=53)
+    out = Q.marginal_glmm(family, rows).value_and_grad(beta, L, ALPHA)
+    for c in range(rows.n_clusters):
+        u, _, H, _, _ = Q.cluster_mode(family, *cluster_args(family, rows, beta, L, c))
+        np.testing.assert_allclose(out["chol_H"][c], np.linalg.cholesky(H), rtol=1e-9)
+
+
+def test_kernel_is_callable_from_compiled_code():
+    """A backend's nutpie callback calls the kernel from its own numba code."""
+    family = F.Bernoulli()
+    rows, beta, L = design(family, 1, [2, 5, 5], seed=54)
+    m = Q.marginal_glmm(family, rows, nagq=3)
+
+    @numba.njit
+    def callback(code, y, tr, X, Z, off, starts, consts, nodes, logw, center, beta, L, modes):
+        C, N = starts.size - 1, y.size
+        out = qk.value_and_grad(code, y, tr, X, Z, off, starts, beta, L, 1.0, consts, nodes, logw,
+                                center, 1e-10, 50, modes, np.zeros((C, 1, 1)), np.zeros(C),
+                                np.zeros(N), True, (0,))
+        return out[0], out[1]
+
+    ll, g_beta = callback(m.code, rows.y, rows.trials, rows.X, rows.Z, rows.offset, rows.starts,
+                          m.constants, m.nodes, m.log_weights, m.center, beta, L,
+                          np.zeros((rows.n_clusters, 1)))
+    ref = m.value_and_grad(beta, L)
+    assert ll == ref["ll"] and np.array_equal(g_beta, ref["beta"])

@@ -134,7 +134,7 @@ SQRT2 = float(np.sqrt(2.0))
 # ---------------------------------------------------------------------------- layout
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClusterRows:
     """The rows of one grouping factor sorted by cluster.
 
@@ -547,7 +547,7 @@ def family_code(family: Family) -> int:
     return qk.FAMILY_CODES[key]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MarginalGLMM:
     """The marginal likelihood of one model's rows, evaluated by the numba kernel.
 

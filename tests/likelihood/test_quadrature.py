@@ -456,3 +456,19 @@ def test_kernel_is_callable_from_compiled_code():
                           np.zeros((rows.n_clusters, 1)))
     ref = m.value_and_grad(beta, L)
     assert ll == ref["ll"] and np.array_equal(g_beta, ref["beta"])
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_zero_and_large_effect_sds(name):
+    """L = 0 gives the fixed-effects log-likelihood; sds of 0 and 20 match the reference."""
+    family = FAMILIES[name]
+    rows, beta, L = design(family, 2, [1, 3, 8], seed=55)
+    m = Q.marginal_glmm(family, rows)
+    out = m.value_and_grad(beta, np.zeros((2, 2)), ALPHA)
+    eta = rows.X @ beta + rows.offset
+    fixed = family.eta_derivatives(rows.y, eta, {"alpha": ALPHA}, rows.trials)[0].sum()
+    assert abs(out["ll"] - fixed) < 1e-10 * max(1.0, abs(fixed))
+    assert np.all(np.isfinite(out["L"]))
+    for LL in (np.zeros((2, 2)), 20.0 * np.eye(2)):
+        m.reset()
+        _assert_kernel_equals_reference(family, rows, beta, LL, 3)

@@ -623,11 +623,11 @@ class MarginalGLMM:
         per_cluster, g_off = np.empty(rows.n_clusters), np.zeros(rows.y.size)
         chol = np.zeros((rows.n_clusters, q, q))
         a = 1.0 if alpha is None else float(alpha)
+        beta = np.ascontiguousarray(beta, dtype=float)
         ll, g_beta, g_L, g_alpha, steps = qk.value_and_grad(
-            self.code, rows.y, rows.trials, rows.X, rows.Z, off, rows.starts,
-            np.ascontiguousarray(beta, dtype=float), np.ascontiguousarray(L), a, self.constants, self.nodes,
-            self.log_weights, self.center, self.tol, self.max_iter, self.modes, chol, per_cluster, g_off, grad,
-            (0,) * q)
+            self.code, rows.y, rows.trials, rows.X, rows.Z, off, rows.starts, beta,
+            np.ascontiguousarray(L), a, self.constants, self.nodes, self.log_weights, self.center,
+            self.tol, self.max_iter, self.modes, chol, per_cluster, g_off, grad, (0,) * q)
         return {"ll": ll, "per_cluster": per_cluster, "modes": self.modes.copy(), "chol_H": chol,
                 "beta": g_beta, "L": g_L, "alpha": g_alpha, "offset": g_off, "newton_steps": steps}
 

@@ -43,7 +43,8 @@ fused over all clusters, tested equal to the reference.
 
 Layout and use by a backend
 ---------------------------
-Rows are sorted by cluster (:func:`cluster_rows`): cluster c holds rows
+Rows are sorted by cluster (:func:`cluster_rows`; :func:`design_rows` from a model's
+design): cluster c holds rows
 ``starts[c]:starts[c + 1]`` of ``y`` (N,), ``X`` (N, p), ``Z`` (N, q), ``trials`` (N,) and
 ``offset`` (N,) (:class:`ClusterRows`). The parameters are ``beta`` (p,), the lower-triangular
 factor ``L`` (q, q) of the effects' covariance ``S = L L^T`` (columns in ``Z``'s order) and
@@ -120,6 +121,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from hierbayes.design.build import Design
 from hierbayes.likelihood import quadrature_kernel as qk
 from hierbayes.spec.families import Family
 
@@ -236,6 +238,41 @@ def cluster_rows(y, X, Z, cluster, n_clusters: int | None = None, trials=None,
         starts=starts,
     )
     return rows, order
+
+
+def design_rows(design: Design, group: str | None = None, offset=None) -> tuple[ClusterRows, np.ndarray]:
+    """The rows of a model's design for the factor ``group`` (by default the factor with the
+    most levels, the one a marginal backend integrates out), as a :class:`ClusterRows`.
+
+    Parameters
+    ----------
+    design : Design
+    group : str, optional
+        Name of the grouping factor.
+    offset : (N,) array, optional
+        In design row order (e.g. the other factors' ``Z b``).
+
+    Returns
+    -------
+    rows : ClusterRows
+    order : (N,) int array
+        Design row of each of ``rows``' rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import hierbayes as hb
+    >>> df = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0], "x": [.1, .2, .3, .4, .5, .6], "g": list("abcabc")})
+    >>> rows, order = design_rows(hb.Model("y ~ x + (1 | g)", df, family="bernoulli").design)
+    >>> rows.n_clusters, rows.p, rows.q, rows.sizes.tolist()
+    (3, 2, 1, [2, 2, 2])
+    """
+    if not design.groups:
+        raise ValueError("the marginal GLMM likelihood integrates out a grouping factor, and this "
+                         "model has none.")
+    g = max(design.groups, key=lambda b: b.n_levels) if group is None else design.group(group)
+    return cluster_rows(design.y, design.X, g.Z, g.index, n_clusters=g.n_levels,
+                        trials=design.trials, offset=offset)
 
 
 def gauss_hermite_grid(nagq: int, q: int) -> tuple[np.ndarray, np.ndarray]:

@@ -474,3 +474,22 @@ def test_zero_and_large_effect_sds(name):
     for LL in (np.zeros((2, 2)), 20.0 * np.eye(2)):
         m.reset()
         _assert_kernel_equals_reference(family, rows, beta, LL, 3)
+
+
+def test_design_rows_follow_the_model_design():
+    import pandas as pd
+
+    import hierbayes as hb
+
+    rng = np.random.default_rng(56)
+    df = pd.DataFrame({"k": rng.integers(0, 6, 40), "n": 6, "x": rng.normal(size=40),
+                       "g": rng.choice(list("abcde"), 40), "h": rng.choice(list("uv"), 40)})
+    design = hb.Model("k | trials(n) ~ x + (1 + x | g) + (1 | h)", df, family="binomial").design
+    rows, order = Q.design_rows(design)
+    g = design.group("g")
+    assert rows.q == 2 and rows.n_clusters == 5
+    np.testing.assert_array_equal(rows.y, design.y[order])
+    np.testing.assert_array_equal(rows.Z, g.Z[order])
+    np.testing.assert_array_equal(rows.trials, design.trials[order])
+    assert np.all(np.diff(g.index[order]) >= 0)
+    assert Q.design_rows(design, "h")[0].n_clusters == 2

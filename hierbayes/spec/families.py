@@ -20,6 +20,12 @@ family            link         extra parameters default priors of the extra para
 The negative binomial has mean ``mu`` and variance ``mu + mu^2 / alpha`` (PyMC's
 ``NegativeBinomial(mu, alpha)``): small ``alpha`` is strong overdispersion, large
 ``alpha`` approaches the Poisson.
+
+For the marginal GLMM likelihood (:mod:`hierbayes.likelihood.quadrature`) the non-Gaussian
+families give their log density with its first three derivatives in the linear predictor
+(:meth:`Family.eta_derivatives`), and the derivatives of the log density and of its first
+two eta-derivatives in their own parameters (:meth:`Family.param_derivatives`); numpy, stable
+at extreme linear predictors (``|eta|`` of 30 and more).
 """
 
 from __future__ import annotations
@@ -155,6 +161,20 @@ class Family:
     def draw(self, rng: np.random.Generator, eta, params: dict, trials=None) -> np.ndarray:
         """Replicated responses at ``eta`` (numpy)."""
         raise NotImplementedError
+
+    # -- derivatives in the linear predictor (marginal GLMM likelihood) -------------
+    def eta_derivatives(self, y, eta, params: dict, trials=None) -> tuple[np.ndarray, ...]:
+        """Pointwise log density ``l`` (equal to :meth:`logpdf`) and its first three
+        derivatives in ``eta``: ``(l, dl/deta, d2l/deta2, d3l/deta3)``."""
+        raise NotImplementedError(
+            f"the {self.name} family gives no derivatives in the linear predictor; the "
+            "marginal GLMM likelihood covers bernoulli, binomial, poisson and negbinomial."
+        )
+
+    def param_derivatives(self, y, eta, params: dict, trials=None) -> dict[str, tuple]:
+        """For each of :attr:`extra_params`, the derivatives in that parameter of ``l``,
+        ``dl/deta`` and ``d2l/deta2``: ``{name: (dl/dp, d2l/deta dp, d3l/deta2 dp)}``."""
+        return {}
 
 
 class FamilyWarning(UserWarning):
@@ -318,6 +338,39 @@ class Bernoulli(Family):
     def draw(self, rng, eta, params, trials=None):
         return (rng.random(np.shape(eta)) < self.mean(eta)).astype(float)
 
+    def eta_derivatives(self, y, eta, params, trials=None):
+        """Log density and its eta-derivatives, ``trials`` n (1 for the Bernoulli).
+
+        Logit: ``l = log C(n, y) + y eta - n log(1 + e^eta)``, ``l' = y - n p``,
+        ``l'' = -n p (1 - p)``, ``l''' = -n p (1 - p)(1 - 2p)``. Probit:
+        ``l = log C(n, y) + y log Phi(eta) + (n - y) log Phi(-eta)``, with the inverse Mills
+        ratios ``a = phi(eta) / Phi(eta)`` and ``b = phi(eta) / Phi(-eta)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from hierbayes.spec.families import Bernoulli
+        >>> l, d1, d2, d3 = Bernoulli().eta_derivatives(np.array([1.0]), np.array([0.0]), {})
+        >>> float(l[0]), float(d1[0]), float(d2[0]), float(d3[0])
+        (-0.6931471805599453, 0.5, -0.25, -0.0)
+        """
+        y = np.asarray(y, dtype=float)
+        eta = np.asarray(eta, dtype=float)
+        n = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
+        logc = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+        if self.link == "logit":
+            p = special.expit(eta)
+            w = p * (1 - p)
+            return logc + y * eta - n * np.logaddexp(0.0, eta), y - n * p, -n * w, -n * w * (1 - 2 * p)
+        lphi = stats.norm.logpdf(eta)
+        up, lo = special.log_ndtr(eta), special.log_ndtr(-eta)
+        a, b = np.exp(lphi - up), np.exp(lphi - lo)
+        m = n - y
+        d1 = y * a - m * b
+        d2 = -y * a * (eta + a) - m * b * (b - eta)
+        d3 = y * a * ((eta + a) * (eta + 2 * a) - 1) - m * b * ((b - eta) * (2 * b - eta) - 1)
+        return logc + y * up + m * lo, d1, d2, d3
+
 
 @dataclass(frozen=True)
 class Binomial(Bernoulli):
@@ -401,6 +454,21 @@ class Poisson(Family):
     def draw(self, rng, eta, params, trials=None):
         return rng.poisson(np.exp(eta)).astype(float)
 
+    def eta_derivatives(self, y, eta, params, trials=None):
+        """``l = y eta - e^eta - log y!``; ``l' = y - mu``, ``l'' = l''' = -mu``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from hierbayes.spec.families import Poisson
+        >>> [float(v[0]) for v in Poisson().eta_derivatives(np.array([2.0]), np.array([0.0]), {})]
+        [-1.6931471805599454, 1.0, -1.0, -1.0]
+        """
+        y = np.asarray(y, dtype=float)
+        eta = np.asarray(eta, dtype=float)
+        mu = np.exp(eta)
+        return y * eta - mu - special.gammaln(y + 1), y - mu, -mu, -mu
+
 
 @dataclass(frozen=True)
 class NegativeBinomial(Poisson):
@@ -440,6 +508,50 @@ class NegativeBinomial(Poisson):
         mu = np.exp(eta)
         a = np.broadcast_to(params["alpha"], mu.shape)
         return rng.poisson(rng.gamma(a, mu / a)).astype(float)
+
+    def eta_derivatives(self, y, eta, params, trials=None):
+        """With ``z = eta - log alpha`` and ``p = mu / (alpha + mu) = expit(z)``:
+        ``l = lgamma(y + alpha) - lgamma(alpha) - lgamma(y + 1) + y z - (alpha + y) log(1 + e^z)``,
+        ``l' = y - (alpha + y) p``, ``l'' = -(alpha + y) p (1 - p)`` and
+        ``l''' = -(alpha + y) p (1 - p)(1 - 2p)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from hierbayes.spec.families import NegativeBinomial
+        >>> out = NegativeBinomial().eta_derivatives(np.array([1.0]), np.array([0.0]), {"alpha": 1.0})
+        >>> [round(float(v[0]), 6) for v in out]
+        [-1.386294, 0.0, -0.5, -0.0]
+        """
+        y = np.asarray(y, dtype=float)
+        a = float(params["alpha"])
+        z = np.asarray(eta, dtype=float) - np.log(a)
+        p = special.expit(z)
+        w = (a + y) * p * (1 - p)
+        const = special.gammaln(y + a) - special.gammaln(a) - special.gammaln(y + 1)
+        return const + y * z - (a + y) * np.logaddexp(0.0, z), y - (a + y) * p, -w, -w * (1 - 2 * p)
+
+    def param_derivatives(self, y, eta, params, trials=None):
+        """Derivatives in ``alpha`` of ``l``, ``l'`` and ``l''``:
+        ``psi(y + alpha) - psi(alpha) - log(1 + mu / alpha) + (mu - y) / (alpha + mu)``,
+        ``p (y (1 - p) - alpha p) / alpha`` and ``-p (1 - p)(2 p + y (2 p - 1) / alpha)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from hierbayes.spec.families import NegativeBinomial
+        >>> d = NegativeBinomial().param_derivatives(np.array([1.0]), np.array([0.0]), {"alpha": 1.0})
+        >>> [round(float(v[0]), 6) for v in d["alpha"]]
+        [0.306853, 0.0, -0.25]
+        """
+        y = np.asarray(y, dtype=float)
+        a = float(params["alpha"])
+        z = np.asarray(eta, dtype=float) - np.log(a)
+        p = special.expit(z)
+        dl = special.digamma(y + a) - special.digamma(a) - np.logaddexp(0.0, z) + p - y * (1 - p) / a
+        d1 = p * (y * (1 - p) - a * p) / a
+        d2 = -p * (1 - p) * (2 * p + y * (2 * p - 1) / a)
+        return {"alpha": (dl, d1, d2)}
 
 
 FAMILIES = {

@@ -77,6 +77,11 @@ class Fit:
             + ("; ridge-aligned coordinates" if self.timing.get("ridge") else "")
             + ")",
             "latent": "latent (non-centred random effects)",
+            "quadrature": "marginal (random effects integrated out by adaptive Gauss-Hermite "
+            f"quadrature, {self.timing.get('nagq', '?')} nodes per effect; "
+            + ", ".join(g.name for g in d.groups) + " draws recovered"
+            + (f", Metropolis acceptance {self.timing['recover_acceptance']:.2f}"
+               if "recover_acceptance" in self.timing else "") + ")",
         }[self.backend]
         lines = [
             "Bayesian "

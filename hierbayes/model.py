@@ -148,6 +148,10 @@ class Model:
         corr = None if d.correlation is None else (d.correlation.kind,)
         # the family and link fix the likelihood graph too (logit and probit share shapes)
         corr = (corr, repr(self.spec.family), d.trials is not None)
+        if self.backend == "quadrature":  # the kernel's Op holds the data: reuse for the same data only
+            from hierbayes.backend import glmm
+
+            shapes = (shapes, glmm.fingerprint(d))
         return sample.structure_key(
             self.backend, d.fixed_names, tuple((g.name, g.terms) for g in d.groups),
             corr, tuple((k, v.key()) for k, v in self.priors.items()), shapes,
@@ -224,9 +228,13 @@ class Model:
         raw, timing = sample.run(pm_model, self.structure_key(), opts, native=native)
         timing["build_s"] = t_build
         timing["ridge"] = self.ridge_coordinates
+        if self.backend == "quadrature":
+            timing["nagq"] = pm_model.hb_marginal_glmm.nagq
         idata = self._tidy(raw)
         if self.backend == "marginal" and recover_random_effects:
             self._add_random_effects(idata, opts.seed, timing)
+        if self.backend == "quadrature" and recover_random_effects:
+            self._add_glmm_effects(idata, opts.seed, timing)
         timing["total_s"] = time.perf_counter() - t0
         return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing)
 
@@ -260,6 +268,35 @@ class Model:
         g = collapsed.collapsed_group(self.design)
         idata.posterior[names.effects(g.name)] = self._recover(idata, seed)
         timing["recover_s"] = time.perf_counter() - t1
+
+    def _add_glmm_effects(self, idata: az.InferenceData, seed: int, timing: dict) -> None:
+        """Quadrature backend: draw ``b_<g>`` per posterior draw from its exact conditional
+        (:func:`hierbayes.likelihood.recover_glmm.draw_random_effects`)."""
+        from hierbayes.backend import glmm
+        from hierbayes.likelihood import recover_glmm
+
+        t1 = time.perf_counter()
+        g = self.design.groups[0]
+        post = idata.posterior
+        corr = post[names.corr(g.name)].values if names.corr(g.name) in post else None
+        sd = post[names.sd(g.name)].values
+        nc, nd = sd.shape[:2]
+        L = recover.covariance_cholesky(sd.reshape(nc * nd, g.q),
+                                        None if corr is None else corr.reshape(nc * nd, g.q, g.q))
+        order = glmm.term_order(g)
+        L = np.linalg.cholesky((L @ np.swapaxes(L, -1, -2))[:, order][:, :, order]).reshape(nc, nd, g.q, g.q)
+        beta = post["beta"].values if self.design.p else np.zeros((nc, nd, 0))
+        alpha = post["alpha"].values if "alpha" in post else None
+        mg = self.build().hb_marginal_glmm
+        b, info = recover_glmm.draw_random_effects(mg, beta, L, alpha, np.random.default_rng([seed, 1]))
+        b = b[..., np.argsort(order)]  # back to the design's term order
+        tdim = names.term_dim(g.name)
+        post[names.effects(g.name)] = xr.DataArray(
+            b, dims=["chain", "draw", g.name, tdim],
+            coords={"chain": post.chain, "draw": post.draw, g.name: list(g.levels), tdim: list(g.terms)},
+        )
+        timing["recover_s"] = time.perf_counter() - t1
+        timing["recover_acceptance"] = info["acceptance"]
 
     def _recover(self, idata: az.InferenceData, seed: int) -> xr.DataArray:
         g = collapsed.collapsed_group(self.design)

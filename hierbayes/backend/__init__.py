@@ -32,18 +32,33 @@ def marginal_unavailable(design: Design) -> str | None:
 
 
 def choose(design: Design, backend: str) -> str:
-    """Resolve ``backend="auto"``: marginal for Gaussian models with grouping factors (and a
-    residual correlation, if any, within one of them), latent otherwise. With several
-    factors the marginal backend is a hybrid: the factor of
-    :func:`~hierbayes.likelihood.collapsed.collapsed_group` is integrated out, the others stay latent."""
+    """Resolve the ``backend`` argument.
+
+    ``"marginal"`` integrates the random effects out: exactly for the Gaussian family (the
+    collapsed backend, ``"marginal"``; with several factors a hybrid: the factor of
+    :func:`~hierbayes.likelihood.collapsed.collapsed_group` is integrated out, the others stay
+    latent), by adaptive Gauss-Hermite quadrature for Bernoulli, binomial, Poisson and
+    negative binomial models with one grouping factor (``"quadrature"``,
+    :mod:`hierbayes.backend.glmm`). ``"auto"`` is the exact marginal backend where it applies
+    and the latent one otherwise; ``"latent"`` samples every effect (non-centred).
+    """
+    from hierbayes.backend import glmm
+
     ok = marginal_unavailable(design) is None
     if backend == "auto":
         return "marginal" if ok else "latent"
-    if backend not in ("marginal", "latent"):
-        raise ValueError(f"backend must be 'auto', 'marginal' or 'latent', got {backend!r}.")
-    if backend == "marginal" and not ok:
+    if backend not in ("marginal", "latent", "quadrature"):
+        raise ValueError(f"backend must be 'auto', 'marginal', 'latent' or 'quadrature', got {backend!r}.")
+    if backend == "latent":
+        return backend
+    if backend == "quadrature" or (backend == "marginal" and not design.spec.family.collapsible):
+        why = glmm.unavailable(design)
+        if why is not None:
+            raise ValueError(f"backend={backend!r}: {why}; use backend='latent'.")
+        return "quadrature"
+    if not ok:
         prepare(design)  # raises the specific reason
-        raise ValueError(f"the {design.spec.family.name} family has no marginal backend; use 'latent'.")
+        raise ValueError(f"backend='marginal': {marginal_unavailable(design)}; use 'latent'.")
     return backend
 
 
@@ -56,7 +71,11 @@ def check_priors(priors) -> None:
 
 
 def build_model(design: Design, priors, backend: str, cdata: CollapsedData | None = None):
-    """Build the PyMC model for ``backend`` ("marginal" or "latent")."""
+    """Build the PyMC model for ``backend`` ("marginal", "quadrature" or "latent")."""
+    if backend == "quadrature":
+        from hierbayes.backend import glmm
+
+        return glmm.build(design, priors)
     if backend == "marginal":
         from hierbayes.backend import marginal
 

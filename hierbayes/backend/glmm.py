@@ -48,7 +48,8 @@ def unavailable(design: Design) -> str | None:
     """
     fam = design.spec.family
     if fam.name not in FAMILIES:
-        return f"the {fam.name} family is not integrated by quadrature (families: {', '.join(FAMILIES)})"
+        return (f"the {fam.name} family has no marginal backend (integrated exactly: gaussian; "
+                f"by quadrature: {', '.join(FAMILIES)})")
     if len(design.groups) != 1:
         return (f"the quadrature backend integrates out one grouping factor; this model has "
                 f"{len(design.groups)}")

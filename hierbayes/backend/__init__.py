@@ -39,14 +39,17 @@ def choose(design: Design, backend: str) -> str:
     :func:`~hierbayes.likelihood.collapsed.collapsed_group` is integrated out, the others stay
     latent), by adaptive Gauss-Hermite quadrature for Bernoulli, binomial, Poisson and
     negative binomial models with one grouping factor (``"quadrature"``,
-    :mod:`hierbayes.backend.glmm`). ``"auto"`` is the exact marginal backend where it applies
-    and the latent one otherwise; ``"latent"`` samples every effect (non-centred).
+    :mod:`hierbayes.backend.glmm`). ``"auto"`` is the exact marginal backend where it applies,
+    the quadrature one where that applies, and the latent one otherwise; ``"latent"`` samples
+    every effect (non-centred).
     """
     from hierbayes.backend import glmm
 
     ok = marginal_unavailable(design) is None
     if backend == "auto":
-        return "marginal" if ok else "latent"
+        if ok:
+            return "marginal"
+        return "quadrature" if glmm.unavailable(design) is None else "latent"
     if backend not in ("marginal", "latent", "quadrature"):
         raise ValueError(f"backend must be 'auto', 'marginal', 'latent' or 'quadrature', got {backend!r}.")
     if backend == "latent":

@@ -60,7 +60,7 @@ def test_model_density_has_the_kernels_gradient(formula, family):
 
 def test_backend_choice():
     df = _poisson()
-    assert hb.Model("y ~ x + (1 | g)", df, family="poisson").backend == "latent"  # auto: for now
+    assert hb.Model("y ~ x + (1 | g)", df, family="poisson").backend == "quadrature"  # auto
     assert hb.Model("y ~ x + (1 | g)", df, family="poisson", backend="marginal").backend == "quadrature"
     df["h"] = np.arange(len(df)) % 3
     with pytest.raises(ValueError, match="integrates out one grouping factor; this model has 2"):

@@ -50,7 +50,7 @@ def _advice(fit):
 
 
 def test_poisson_fit_is_never_told_to_use_the_marginal_backend():
-    fit = _bad_sampling(fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson")))
+    fit = _bad_sampling(fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson", backend="latent")))
     assert fit.backend == "latent"
     text = _advice(fit)
     assert "marginal" not in text and "collapsed" not in text
@@ -69,7 +69,7 @@ def test_marginal_is_advised_only_where_it_applies_and_is_not_used():
 
 @pytest.mark.parametrize("ta, says", [(0.95, "from 0.95 to 0.99"), (0.99, "already 0.99")])
 def test_target_accept_advice_starts_from_the_value_used(ta, says):
-    fit = _bad_sampling(fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson")))
+    fit = _bad_sampling(fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson", backend="latent")))
     fit.options = dataclasses.replace(fit.options, target_accept=ta)
     text = _advice(fit)
     assert says in text and "(0.95, then 0.99)" not in text
@@ -141,7 +141,7 @@ def test_phi_at_both_signs_is_named_in_the_verdict_and_advice():
 
 
 def test_context_of_a_fit():
-    fit = fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson"))
+    fit = fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson", backend="latent"))
     ctx = Context.of(fit)
     assert ctx.backend == "latent" and ctx.can_collapse is False
     assert ctx.marginal_reason == "the poisson family has no marginal backend"
@@ -150,7 +150,7 @@ def test_context_of_a_fit():
 
 def test_printed_diagnosis_shows_the_full_advice():
     """print(fit.diagnose()) does not cut the advice column."""
-    fit = _bad_sampling(fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson")))
+    fit = _bad_sampling(fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson", backend="latent")))
     diag = fit.diagnose()
     printed = " ".join(str(diag).split())
     failing = diag[diag["ok"] == False]  # noqa: E712

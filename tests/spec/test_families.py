@@ -82,7 +82,7 @@ def test_family_objects_links_and_defaults():
     df, eta = _clustered(np.random.default_rng(0))
     df["y"] = np.random.default_rng(1).poisson(np.exp(eta))
     m = hb.Model("y ~ x + (1 | g)", df, family="negbinomial")
-    assert m.backend == "latent"
+    assert m.backend == "quadrature"  # one grouping factor: integrated out by quadrature
     assert m.priors["alpha"] == hb.Prior("Gamma", alpha=0.01, beta=0.01)
     assert "sigma" not in m.priors and m.priors["Intercept"].params["mu"] == 0
     df["y"] = eta
@@ -100,14 +100,14 @@ def test_compiled_model_cache_serves_each_family_and_link_its_own_model():
     df["y"] = (eta > 0).astype(float)
     kw = dict(draws=20, tune=20, chains=1, seed=1, progressbar=False)
     hb.clear_cache()
-    first = hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link="logit")).fit(**kw)
+    first = hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link="logit"), backend="latent").fit(**kw)
     assert first.timing["cache_hit"] is False
-    probit = hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link="probit")).fit(**kw)
-    poisson = hb.Model("y ~ x + (1 | g)", df, family="poisson").fit(**kw)
+    probit = hb.Model("y ~ x + (1 | g)", df, family=families.Bernoulli(link="probit"), backend="latent").fit(**kw)
+    poisson = hb.Model("y ~ x + (1 | g)", df, family="poisson", backend="latent").fit(**kw)
     assert probit.timing["cache_hit"] is False and poisson.timing["cache_hit"] is False
     # the same structure with other response values and the same default priors: reused
     flipped = df.assign(y=1.0 - df["y"])
-    again = hb.Model("y ~ x + (1 | g)", flipped, family=families.Bernoulli(link="logit")).fit(**kw)
+    again = hb.Model("y ~ x + (1 | g)", flipped, family=families.Bernoulli(link="logit"), backend="latent").fit(**kw)
     assert again.timing["cache_hit"] is True
     # and the reused graph samples the new data: the intercept flips sign with the response
     assert float(again.posterior["beta"].sel(coef="Intercept").mean()) * float(
@@ -120,7 +120,7 @@ def test_binomial_log_density_matches_scipy(link, fast_mode):
     df, _ = _clustered(rng, n_groups=4, size=5)
     df["n"] = rng.integers(1, 12, len(df))
     df["k"] = rng.binomial(df["n"], 0.4)
-    m = hb.Model("k | trials(n) ~ x + (1 | g)", df, family=families.Binomial(link=link))
+    m = hb.Model("k | trials(n) ~ x + (1 | g)", df, family=families.Binomial(link=link), backend="latent")
     pm_model = m.build()
     beta, sd, z = np.array([0.2, -0.6]), 0.8, rng.normal(size=(4, 1))
     point = {"beta": beta, "sd_g_log__": np.log([sd]), "z_g": z}

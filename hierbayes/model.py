@@ -41,8 +41,10 @@ class Model:
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
         ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
-        :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``. Families other than
-        the Gaussian use the latent backend.
+        :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``. Bernoulli,
+        binomial, Poisson and negative binomial models with one grouping factor integrate
+        its effects out by adaptive Gauss-Hermite quadrature; other non-Gaussian models use
+        the latent backend.
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
@@ -53,9 +55,12 @@ class Model:
         one parameter: a predictor or grouping factor whose key would be another
         parameter's (a column ``sigma`` in a Gaussian model) is refused, naming the column
         to rename.
-    backend : {"auto", "marginal", "latent"}
-        ``"auto"``: marginal (random effects integrated out) for Gaussian models with one
-        grouping factor, latent otherwise.
+    backend : {"auto", "marginal", "latent", "quadrature"}
+        ``"marginal"``: the random effects integrated out, exactly for Gaussian models (with
+        several factors, the largest integrated out and the others latent), by adaptive
+        Gauss-Hermite quadrature for GLMMs with one grouping factor (``"quadrature"``,
+        :mod:`hierbayes.backend.glmm`); ``"latent"``: every effect sampled (non-centred);
+        ``"auto"``: marginal where it applies, latent otherwise.
     na_action : {"drop", "raise"}
         Rows with missing values in used columns: drop them with a warning that counts
         them, or raise.

@@ -45,7 +45,32 @@ def unit(design: Design, backend: str) -> str:
         return design.correlation.group
     if backend == "marginal":
         return collapsed.collapsed_group(design).name
+    if backend == "quadrature":
+        return design.groups[0].name
     return "obs"
+
+
+def _quadrature(design: Design, post) -> np.ndarray:
+    """Per-cluster marginal log-likelihoods of a quadrature fit, (D, C): the kernel's
+    ``per_cluster`` values at every draw (the effects integrated out, as in the sampled
+    density)."""
+    from hierbayes.backend import glmm
+
+    g = design.groups[0]
+    mg = glmm.likelihood(design)
+    order = glmm.term_order(g)
+    beta = _flat(post, "beta") if design.p else None
+    L = covariance_cholesky(_flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
+    S = (L @ np.swapaxes(L, -1, -2))[:, order][:, :, order]
+    L = np.linalg.cholesky(S)
+    alpha = _flat(post, "alpha")
+    D = L.shape[0]
+    out = np.empty((D, g.n_levels))
+    for d in range(D):
+        b = np.zeros(0) if beta is None else beta[d]
+        a = None if alpha is None else float(alpha[d])
+        out[d] = mg.value_and_grad(b, L[d], a, grad=False)["per_cluster"]
+    return out
 
 
 def _flat(post, name: str) -> np.ndarray | None:
@@ -172,8 +197,11 @@ def log_likelihood(fit) -> xr.Dataset:
         order = np.argsort(design.rows)
         values, coords = values[:, order], design.rows[order]
     else:
-        values = _marginal(design, post) if fit.backend == "marginal" else _latent(design, post)
-        coords = list(design.cluster_levels)
+        if fit.backend == "quadrature":
+            values, coords = _quadrature(design, post), list(design.groups[0].levels)
+        else:
+            values = _marginal(design, post) if fit.backend == "marginal" else _latent(design, post)
+            coords = list(design.cluster_levels)
     da = xr.DataArray(
         values.reshape(nc, nd, -1),
         dims=["chain", "draw", name],

@@ -120,3 +120,12 @@ def test_posterior_agrees_with_the_latent_backend():
     ratio = bq.std(("chain", "draw")) / bl.std(("chain", "draw"))
     assert 0.85 < float(ratio.min()) and float(ratio.max()) < 1.15
     assert "adaptive Gauss-Hermite" in "\n".join(q.header())
+    # LOO's unit is the cluster: the kernel's per-cluster marginal log-likelihoods
+    ll = q.log_likelihood()["y"]
+    assert ll.dims == ("chain", "draw", "g") and ll.sizes["g"] == 30
+    d0 = q.posterior.isel(chain=0, draw=0)
+    mg = glmm.likelihood(q.design)
+    want = mg.value_and_grad(d0["beta"].values, d0["sd_g"].values.reshape(1, 1), grad=False)["ll"]
+    assert float(ll.isel(chain=0, draw=0).sum()) == pytest.approx(want, rel=1e-10)
+    assert np.isfinite(q.loo().elpd_loo)
+

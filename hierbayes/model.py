@@ -42,9 +42,9 @@ class Model:
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
         ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
         :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``. Bernoulli,
-        binomial, Poisson and negative binomial models with one grouping factor integrate
-        its effects out by adaptive Gauss-Hermite quadrature; other non-Gaussian models use
-        the latent backend.
+        binomial, Poisson and negative binomial models with one grouping factor can integrate
+        its effects out by adaptive Gauss-Hermite quadrature (``backend``); other
+        non-Gaussian models use the latent backend.
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
@@ -60,7 +60,8 @@ class Model:
         several factors, the largest integrated out and the others latent), by adaptive
         Gauss-Hermite quadrature for GLMMs with one grouping factor (``"quadrature"``,
         :mod:`hierbayes.backend.glmm`); ``"latent"``: every effect sampled (non-centred);
-        ``"auto"``: marginal where it applies, latent otherwise.
+        ``"auto"``: marginal where it applies (GLMMs: one effect per cluster), latent
+        otherwise.
     na_action : {"drop", "raise"}
         Rows with missing values in used columns: drop them with a warning that counts
         them, or raise.

@@ -40,8 +40,9 @@ def choose(design: Design, backend: str) -> str:
     latent), by adaptive Gauss-Hermite quadrature for Bernoulli, binomial, Poisson and
     negative binomial models with one grouping factor (``"quadrature"``,
     :mod:`hierbayes.backend.glmm`). ``"auto"`` is the exact marginal backend where it applies,
-    the quadrature one where that applies, and the latent one otherwise; ``"latent"`` samples
-    every effect (non-centred).
+    the quadrature one for a GLMM with one random effect per cluster (q = 2-3 take
+    ``"marginal"`` explicitly), and the latent one otherwise; ``"latent"`` samples every
+    effect (non-centred).
     """
     from hierbayes.backend import glmm
 
@@ -49,7 +50,11 @@ def choose(design: Design, backend: str) -> str:
     if backend == "auto":
         if ok:
             return "marginal"
-        return "quadrature" if glmm.unavailable(design) is None else "latent"
+        # q = 1: integrated out (4-8x the latent backend's ESS/s, benchmarks/bench_glmm.py);
+        # q = 2-3 only when asked for (backend="marginal"): at 7 x 7 nodes through the JAX
+        # callback it costs more wall time than the latent backend for the same ESS/s
+        one = glmm.unavailable(design) is None and design.groups[0].q == 1
+        return "quadrature" if one else "latent"
     if backend not in ("marginal", "latent", "quadrature"):
         raise ValueError(f"backend must be 'auto', 'marginal', 'latent' or 'quadrature', got {backend!r}.")
     if backend == "latent":

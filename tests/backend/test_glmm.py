@@ -129,3 +129,26 @@ def test_posterior_agrees_with_the_latent_backend():
     assert float(ll.isel(chain=0, draw=0).sum()) == pytest.approx(want, rel=1e-10)
     assert np.isfinite(q.loo().elpd_loo)
 
+
+
+def test_reversed_factor_gives_the_design_orders_likelihood():
+    """The backend hands the kernel Z's columns reversed (the sampler's intercept-last
+    Cholesky factor); at nagq = 1 (Laplace, invariant to the factor chosen) that is the same
+    likelihood as the design's order with chol(S)."""
+    from hierbayes.likelihood import quadrature
+
+    data = _poisson(15, 6, slope_sd=0.4)
+    assert hb.Model("y ~ x + (1 + x | g)", data, family="poisson").backend == "latent"  # auto, q = 2
+    m = hb.Model("y ~ x + (1 + x | g)", data, family="poisson", backend="marginal")
+    assert m.backend == "quadrature"
+    g = m.design.groups[0]
+    S = np.array([[0.5, 0.1], [0.1, 0.2]])
+    order = glmm.term_order(g)
+    assert order.tolist() == [1, 0]
+    rev = glmm.likelihood(m.design, nagq=1)
+    rows, _ = quadrature.cluster_rows(m.design.y, m.design.X, g.Z, g.index, g.n_levels)
+    plain = quadrature.marginal_glmm(m.design.spec.family, rows, nagq=1)
+    beta = np.array([0.4, 0.3])
+    a = rev.value_and_grad(beta, np.linalg.cholesky(S[order][:, order]), grad=False)["per_cluster"]
+    b = plain.value_and_grad(beta, np.linalg.cholesky(S), grad=False)["per_cluster"]
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)

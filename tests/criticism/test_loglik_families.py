@@ -57,7 +57,7 @@ def test_pointwise_family_density_equals_scipy(family):
                "bernoulli": rng.integers(0, 2, len(df)), "binomial": rng.binomial(df["n"], 0.5),
                "student": rng.normal(size=len(df))}[family]
     lhs = "y | trials(n)" if family == "binomial" else "y"
-    m = hb.Model(f"{lhs} ~ x + (1 | g)", df, family=family)
+    m = hb.Model(f"{lhs} ~ x + (1 | g)", df, family=family, backend="latent")
     fit = Fit(_posterior(m.design, rng, m.spec.family.extra_params), m.design, m.priors,
               m.backend, m.layout, None)
     ll = fit.log_likelihood()["y"]

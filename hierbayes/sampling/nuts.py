@@ -201,10 +201,14 @@ def structure_key(*parts) -> str:
     return hashlib.sha1(pickle.dumps(parts)).hexdigest()
 
 
-def compile_native(model: pm.Model, key: str, timing: dict, native):
-    """The nutpie model of the native kernel; the starting-point function is cached per
-    model structure, the data buffer is packed anew (cheap) on every call."""
+def compile_native(model: pm.Model, key: str, timing: dict, native, kind: str = "gaussian"):
+    """The nutpie model of the native kernel (``kind``: the Gaussian collapsed kernel or the
+    GLMM quadrature callback); the starting-point function is cached per model structure,
+    the data buffer is packed anew (cheap) on every call."""
     from hierbayes.backend.native import bridge as native_mod
+
+    if kind == "glmm":
+        from hierbayes.backend.native import glmm_bridge as native_mod  # noqa: F811
 
     t0 = time.perf_counter()
     ckey = f"{key}-native"
@@ -230,6 +234,7 @@ class NativeDecision:
     reason: str | None = None
     design: object = None
     priors: dict | None = None
+    kind: str = "gaussian"  # which kernel: the Gaussian collapsed one or the GLMM callback
 
 
 def decide_native(design, priors: dict, backend: str, opts: SamplerOptions) -> NativeDecision:
@@ -249,11 +254,12 @@ def decide_native(design, priors: dict, backend: str, opts: SamplerOptions) -> N
         return NativeDecision(False, "the sampler is PyMC's NUTS (the kernel is a nutpie callback)")
     if opts.compiler not in ("auto", "native"):
         return NativeDecision(False, f"compiler={opts.compiler!r} was asked for")
-    from hierbayes.backend.native import bridge
+    from hierbayes.backend.native import bridge, glmm_bridge
 
-    why = bridge.unsupported(design, priors, backend)
+    kind = "glmm" if backend == "quadrature" else "gaussian"
+    why = (glmm_bridge if kind == "glmm" else bridge).unsupported(design, priors, backend)
     if why is None:
-        return NativeDecision(True, None, design, priors)
+        return NativeDecision(True, None, design, priors, kind)
     if opts.compiler == "native":
         raise ValueError(f"compiler='native' does not apply to this model: {why}.")
     return NativeDecision(False, why)
@@ -288,7 +294,7 @@ def run(
         import nutpie
 
         if native.use:
-            compiled = compile_native(model, key, timing, (native.design, native.priors))
+            compiled = compile_native(model, key, timing, (native.design, native.priors), native.kind)
             timing["compiler"] = "native"
         else:
             compiler = "jax" if opts.compiler in ("auto", "native") else opts.compiler

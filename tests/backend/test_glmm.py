@@ -152,3 +152,38 @@ def test_reversed_factor_gives_the_design_orders_likelihood():
     a = rev.value_and_grad(beta, np.linalg.cholesky(S[order][:, order]), grad=False)["per_cluster"]
     b = plain.value_and_grad(beta, np.linalg.cholesky(S), grad=False)["per_cluster"]
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("formula, family", [
+    ("y ~ x + (1 | g)", "poisson"),
+    ("y ~ x + (1 + x | g)", "poisson"),
+    ("y ~ x + (1 + x || g)", "negbinomial"),
+    ("y ~ x + (1 | g)", "bernoulli"),
+])
+def test_native_callback_equals_the_pymc_model(formula, family):
+    """The nutpie callback (priors, Jacobians, the quadrature likelihood) gives the PyMC
+    model's log-density and gradient at random points, and its draws' natural parameters."""
+    from hierbayes.backend.native import bridge, glmm_bridge
+
+    df = _poisson(12, 5, slope_sd=0.3)
+    if family == "bernoulli":
+        df["y"] = (df["y"] > df["y"].median()).astype(int)
+    m = hb.Model(formula, df, family=family, backend="marginal")
+    assert glmm_bridge.unsupported(m.design, m.priors, m.backend) is None
+    model = m.build()
+    _, slices = bridge.initial_point_fn(model)
+    buf, info = glmm_bridge.pack(m.design, m.priors, slices, model.hb_marginal_glmm)
+    shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    dets = model.compile_fn(model.replace_rvs_by_values([model[n] for n in info["expanded"][0]]),
+                            inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        x = rng.normal(size=info["n_dim"]) * 0.6
+        pt = {k: x[o:o + s].reshape(shapes[k]) for k, (o, s) in slices.items()}
+        got, got_g = glmm_bridge.logp_and_grad(buf, x)
+        want = float(logp(pt))
+        assert abs(got - want) <= 1e-8 * max(1.0, abs(want))
+        np.testing.assert_allclose(got_g, dlogp(pt), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(glmm_bridge.expand(buf, x),
+                                   np.concatenate([np.ravel(a) for a in dets(pt)]), rtol=1e-12, atol=1e-12)

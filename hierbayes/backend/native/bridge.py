@@ -40,6 +40,8 @@ _DEFAULTS = {"Normal": {"mu": 0.0, "sigma": 1.0}, "StudentT": {"mu": 0.0, "sigma
              "Cauchy": {"alpha": 0.0}, "LogNormal": {"mu": 0.0, "sigma": 1.0},
              "Uniform": {"lower": 0.0, "upper": 1.0}}
 _REAL = {"Flat", "Normal", "StudentT", "Cauchy"}
+#: priors the kernels evaluate on an unbounded coefficient
+REAL_LINE = frozenset(_REAL)
 
 
 def prior_rows(prior: Prior, size: int) -> np.ndarray | None:
@@ -368,7 +370,7 @@ def expand(buf: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def compile_model(design: Design, priors: dict[str, Prior], model, initial_points: dict,
-                  start=None):
+                  start=None, *, pack_fn=None, entry=None):
     """A nutpie compiled model that evaluates the log-density with the kernel.
 
     Parameters
@@ -383,6 +385,9 @@ def compile_model(design: Design, priors: dict[str, Prior], model, initial_point
     start : tuple, optional
         ``(initial_point, slices)`` from :func:`initial_point_fn`, reused across refits of
         one model structure.
+    pack_fn, entry : callables, optional
+        Another kernel's ``pack(design, priors, slices)`` and ``cfuncs()`` (the GLMM
+        callback, :mod:`hierbayes.backend.native.glmm_bridge`).
 
     Returns
     -------
@@ -391,8 +396,8 @@ def compile_model(design: Design, priors: dict[str, Prior], model, initial_point
     from nutpie.compile_pymc import CompiledPyMCModel
 
     initial_point, slices = start if start is not None else initial_point_fn(model, initial_points)
-    buf, info = pack(design, priors, slices)
-    logp_c, expand_c = kernel.cfuncs()
+    buf, info = (pack_fn or pack)(design, priors, slices)
+    logp_c, expand_c = (entry or kernel.cfuncs)()
     names, shapes, dims = info["expanded"]
     from hierbayes.backend.params import coords_for
 

@@ -48,9 +48,9 @@ _jit = d.jit
     H_LO, H_HI, H_ETA, H_NORM, H_XR, H_XL, H_NEXP,
     O_BPRI, O_BIDX, O_SIGPRI, O_PHIPRI, O_SDPRI, O_ORDER,
     O_K, O_Z, O_TT, O_NOBS, O_COUNT,
-    H_DIRECT, H_CORRELATED, H_SHARE,
+    H_DIRECT, H_CORRELATED, H_SHARE, O_GLMM,
     HEADER,
-) = range(30)
+) = range(31)
 
 #: H_DIRECT: how the likelihood is laid out
 POOLED = 0  # per pattern, cross-products K of its clusters; dense n x n algebra per pattern
@@ -665,6 +665,12 @@ def expand(x, buf, out):
                 out[k + q + a * q + b] = S[a, b, 0] / math.sqrt(S[a, a, 0] * S[b, b, 0])
 
 
+#: the prior, LKJ and packed-factor steps, shared with the GLMM kernel
+#: (:mod:`hierbayes.backend.native.glmm_kernel`), which uses the same header
+prior_dual = _prior_dual
+lkj_chol_logp = _lkj_chol_logp
+fill_packed = _fill_packed
+
 # ------------------------------------------------------------------------ C entry points
 
 LOGP_SIG = numba.types.int64(
@@ -687,6 +693,9 @@ EXPAND_SIG = numba.types.int64(
 def _buffer(ud):
     head = numba.carray(ud, (1,), np.float64)
     return numba.carray(ud, (int(head[0]),), np.float64)
+
+
+buffer_of = _buffer  # the buffer behind a callback's user-data pointer (GLMM kernel too)
 
 
 def _logp_c(dim, x_, out_, logp_, ud):

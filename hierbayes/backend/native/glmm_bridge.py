@@ -1,0 +1,155 @@
+"""nutpie models of the quadrature backend backed by the native GLMM callback
+(:mod:`hierbayes.backend.native.glmm_kernel`): the buffer, and why a model cannot use it.
+
+Through PyMC's graph and JAX every gradient of a quadrature model goes through a Python
+host callback (about a millisecond); the callback computes the same density (tested equal
+to the PyMC model's log-density and gradient) with no Python and no GIL, so the chains run
+in parallel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hierbayes import names
+from hierbayes.backend import glmm
+from hierbayes.backend.native import bridge, glmm_kernel, kernel
+from hierbayes.design.build import Design
+from hierbayes.spec.priors import Prior, half_line, lkj_eta, lkj_log_normaliser
+
+
+initial_point_fn = bridge.initial_point_fn  # the same jittered, transformed starting points
+
+
+def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str | None:
+    """Why the GLMM callback cannot compute this model's log-density (None when it can)."""
+    if backend != "quadrature":
+        return "the GLMM callback covers the quadrature backend"
+    g = design.groups[0]
+    for n in design.fixed_names:
+        p = priors[n]
+        if p.dist not in bridge.REAL_LINE or p.truncated_at is not None or bridge.prior_rows(p, 1) is None:
+            return f"prior of {n!r} ({p}) is not in the kernel"
+    sd = priors[names.sd(g.name)]
+    if not half_line(sd) or bridge.prior_rows(sd, g.q) is None:
+        return f"prior of 'sd_{g.name}' is not in the kernel"
+    if "alpha" in design.spec.family.extra_params:
+        a = priors["alpha"]
+        if not half_line(a) or bridge.prior_rows(a, 1) is None:
+            return "prior of 'alpha' is not in the kernel"
+    cp = priors.get(names.corr(g.name))
+    if g.q > 1 and g.correlated and cp is not None and cp.dist != "LKJ":
+        return f"prior of 'corr_{g.name}' is not LKJ"
+    return None
+
+
+def _glmm_section(mg, start: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The GLMM section's scalars (with absolute offsets of its arrays from ``start``) and
+    its arrays."""
+    rows = mg.rows
+    arrays = {
+        glmm_kernel.G_Y: rows.y, glmm_kernel.G_TRIALS: rows.trials, glmm_kernel.G_X: rows.X,
+        glmm_kernel.G_Z: rows.Z, glmm_kernel.G_OFFSET: rows.offset,
+        glmm_kernel.G_STARTS: rows.starts.astype(float), glmm_kernel.G_CONSTS: mg.constants,
+        glmm_kernel.G_NODES: mg.nodes, glmm_kernel.G_LOGW: mg.log_weights,
+    }
+    head = np.zeros(glmm_kernel.G_LEN)
+    head[glmm_kernel.G_CODE] = mg.code
+    head[glmm_kernel.G_N] = rows.y.size
+    head[glmm_kernel.G_C] = rows.n_clusters
+    head[glmm_kernel.G_K] = mg.nodes.shape[0]
+    head[glmm_kernel.G_CENTER] = mg.center
+    head[glmm_kernel.G_TOL] = mg.tol
+    head[glmm_kernel.G_MAXIT] = mg.max_iter
+    head[glmm_kernel.G_ALPHA] = 1.0 if mg.family.name == "negbinomial" else 0.0
+    k = start + glmm_kernel.G_LEN
+    for slot, arr in arrays.items():
+        head[slot] = k
+        k += np.size(arr)
+    return head, [np.ravel(np.asarray(a, dtype=float)) for a in arrays.values()]
+
+
+def _expanded(design: Design):
+    g = design.groups[0]
+    tdim = names.term_dim(g.name)
+    alpha = "alpha" in design.spec.family.extra_params
+    exp_names = ["beta"] + (["alpha"] if alpha else []) + [names.sd(g.name)]
+    exp_shapes = [(design.p,)] + ([()] if alpha else []) + [(g.q,)]
+    exp_dims = {"beta": ("coef",), names.sd(g.name): (tdim,)}
+    if g.q > 1 and g.correlated:
+        exp_names.append(names.corr(g.name))
+        exp_shapes.append((g.q, g.q))
+        exp_dims[names.corr(g.name)] = (tdim, names.bis(tdim))
+    return exp_names, exp_shapes, exp_dims
+
+
+def pack(design: Design, priors: dict[str, Prior], slices: dict, mg) -> tuple[np.ndarray, dict]:
+    """The callback's float buffer: the Gaussian kernel's header and prior sections, then
+    the GLMM section (see :mod:`hierbayes.backend.native.glmm_kernel`)."""
+    g = design.groups[0]
+    q, p = g.q, design.p
+    correlated = q > 1 and g.correlated
+    order = glmm.term_order(g)
+    coef = list(design.fixed_names)
+    if correlated:
+        xl = slices[names.value_var(names.chol(g.name), "cholesky-cov-packed")][0]
+    else:
+        xl = slices[names.value_var(names.sd(g.name), "log")][0]
+    alpha = "alpha" in design.spec.family.extra_params
+    xr = slices[names.value_var("alpha", "log")][0] if alpha else 0
+    slots = ([slices["beta"][0] + j for j in range(p)] if "beta" in slices
+             else [slices[f"beta_{n}"][0] for n in coef])
+    sections = {
+        kernel.O_BPRI: (np.concatenate([bridge.prior_rows(priors[n], 1) for n in coef])
+                        if p else np.zeros((0, kernel.PRIOR_WIDTH))),
+        kernel.O_BIDX: np.asarray(slots, float),
+        kernel.O_SIGPRI: bridge.prior_rows(priors["alpha"], 1) if alpha else np.zeros((1, kernel.PRIOR_WIDTH)),
+        kernel.O_SDPRI: bridge.prior_rows(priors[names.sd(g.name)], q)[order],
+        kernel.O_ORDER: np.asarray(order, float),
+    }
+    head = np.zeros(kernel.HEADER)
+    k = kernel.HEADER
+    for slot, arr in sections.items():
+        head[slot] = k
+        k += np.size(arr)
+    ghead, garrays = _glmm_section(mg, k)
+    head[kernel.O_GLMM] = k
+    total = k + ghead.size + sum(a.size for a in garrays)
+    exp_names, exp_shapes, exp_dims = _expanded(design)
+    eta = lkj_eta(priors, g.name)
+    n_dim = sum(s for _, s in slices.values())
+    scalars = {
+        kernel.H_LEN: total, kernel.H_NDIM: n_dim, kernel.H_P: p, kernel.H_Q: q,
+        kernel.H_ETA: eta, kernel.H_NORM: lkj_log_normaliser(eta, q) if correlated else 0.0,
+        kernel.H_CORRELATED: 1.0 if correlated else 0.0, kernel.H_XR: xr, kernel.H_XL: xl,
+        kernel.H_NEXP: int(sum(int(np.prod(s)) for s in exp_shapes)),
+    }
+    for slot, value in scalars.items():
+        head[slot] = value
+    data = [np.ravel(a) for a in sections.values()]
+    buf = np.ascontiguousarray(np.concatenate([head, *data, ghead, *garrays]), dtype=np.float64)
+    assert buf.size == total
+    return buf, {"n_dim": n_dim, "expanded": (exp_names, exp_shapes, exp_dims), "slices": slices}
+
+
+def logp_and_grad(buf: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Evaluate the callback's density from Python (tests, profiling)."""
+    out = np.zeros(x.size)
+    val = glmm_kernel.logp_grad(np.ascontiguousarray(x, dtype=float), buf, out)
+    return float(val), out
+
+
+def expand(buf: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The natural parameters at ``x`` (flat, in the order of ``info["expanded"]``)."""
+    out = np.zeros(int(buf[kernel.H_NEXP]))
+    glmm_kernel.expand(np.ascontiguousarray(x, dtype=float), buf, out)
+    return out
+
+
+def compile_model(design: Design, priors: dict[str, Prior], model, initial_points: dict, start=None):
+    """A nutpie compiled model whose log-density is the GLMM callback (see
+    :func:`hierbayes.backend.native.bridge.compile_model`)."""
+    return bridge.compile_model(
+        design, priors, model, initial_points, start=start,
+        pack_fn=lambda d, p, s: pack(d, p, s, model.hb_marginal_glmm), entry=glmm_kernel.cfuncs,
+    )

@@ -78,12 +78,33 @@ def check_priors(priors) -> None:
     check(priors)
 
 
-def build_model(design: Design, priors, backend: str, cdata: CollapsedData | None = None):
+def check_nagq(nagq, backend: str) -> int | None:
+    """``nagq`` (Gauss-Hermite nodes per effect) checked: a whole number >= 1, and only for
+    the quadrature backend.
+
+    Examples
+    --------
+    >>> check_nagq(None, "marginal") is None, check_nagq(5, "quadrature")
+    (True, 5)
+    """
+    if nagq is None:
+        return None
+    if isinstance(nagq, bool) or not isinstance(nagq, int) or nagq < 1:
+        raise ValueError(f"nagq must be a whole number >= 1 (1: Laplace), got {nagq!r}.")
+    if backend != "quadrature":
+        raise ValueError(f"nagq sets the quadrature of a GLMM's random effects; this model's "
+                         f"backend is {backend!r} (drop nagq, or pass backend='marginal' for a "
+                         "Bernoulli/binomial/Poisson/negative binomial model).")
+    return nagq
+
+
+def build_model(design: Design, priors, backend: str, cdata: CollapsedData | None = None,
+                nagq: int | None = None):
     """Build the PyMC model for ``backend`` ("marginal", "quadrature" or "latent")."""
     if backend == "quadrature":
         from hierbayes.backend import glmm
 
-        return glmm.build(design, priors)
+        return glmm.build(design, priors, nagq)
     if backend == "marginal":
         from hierbayes.backend import marginal
 

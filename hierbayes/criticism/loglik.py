@@ -50,14 +50,14 @@ def unit(design: Design, backend: str) -> str:
     return "obs"
 
 
-def _quadrature(design: Design, post) -> np.ndarray:
+def _quadrature(design: Design, post, nagq: int | None = None) -> np.ndarray:
     """Per-cluster marginal log-likelihoods of a quadrature fit, (D, C): the kernel's
     ``per_cluster`` values at every draw (the effects integrated out, as in the sampled
     density)."""
     from hierbayes.backend import glmm
 
     g = design.groups[0]
-    mg = glmm.likelihood(design)
+    mg = glmm.likelihood(design, nagq)  # the fit's own node count
     order = glmm.term_order(g)
     beta = _flat(post, "beta") if design.p else None
     L = covariance_cholesky(_flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
@@ -198,7 +198,8 @@ def log_likelihood(fit) -> xr.Dataset:
         values, coords = values[:, order], design.rows[order]
     else:
         if fit.backend == "quadrature":
-            values, coords = _quadrature(design, post), list(design.groups[0].levels)
+            nagq = (getattr(fit, "timing", None) or {}).get("nagq")
+            values, coords = _quadrature(design, post, nagq), list(design.groups[0].levels)
         else:
             values = _marginal(design, post) if fit.backend == "marginal" else _latent(design, post)
             coords = list(design.cluster_levels)

@@ -187,3 +187,21 @@ def test_native_callback_equals_the_pymc_model(formula, family):
         np.testing.assert_allclose(got_g, dlogp(pt), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(glmm_bridge.expand(buf, x),
                                    np.concatenate([np.ravel(a) for a in dets(pt)]), rtol=1e-12, atol=1e-12)
+
+
+def test_nagq_is_the_models_node_count_everywhere():
+    df = _poisson(15, 4)
+    lap = hb.Model("y ~ x + (1 | g)", df, family="poisson", nagq=1)
+    assert lap.build().hb_marginal_glmm.nagq == 1
+    assert lap.structure_key() != hb.Model("y ~ x + (1 | g)", df, family="poisson").structure_key()
+    fit = lap.fit(draws=50, tune=100, chains=1, seed=1, progressbar=False)
+    assert "quadrature, 1 nodes per effect" in "\n".join(fit.header())
+    ll = fit.log_likelihood()["y"].isel(chain=0, draw=0)
+    d0 = fit.posterior.isel(chain=0, draw=0)
+    want = glmm.likelihood(lap.design, nagq=1).value_and_grad(
+        d0["beta"].values, d0["sd_g"].values.reshape(1, 1), grad=False)["ll"]
+    assert float(ll.sum()) == pytest.approx(want, rel=1e-10)  # LOO with the fit's own nodes
+    with pytest.raises(ValueError, match="nagq must be a whole number >= 1"):
+        hb.Model("y ~ x + (1 | g)", df, family="poisson", nagq=0)
+    with pytest.raises(ValueError, match="nagq sets the quadrature .* backend is 'marginal'"):
+        hb.Model("x ~ 1 + (1 | g)", df, nagq=3)

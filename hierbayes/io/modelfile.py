@@ -20,7 +20,7 @@ else:  # pragma: no cover
 
 _SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "seed", "cores", "max_treedepth",
                  "mass_matrix", "compiler"}
-_TOP_KEYS = {"formula", "data", "family", "backend", "correlation", "priors", "sampler"}
+_TOP_KEYS = {"formula", "data", "family", "backend", "nagq", "correlation", "priors", "sampler"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class ModelFile:
     data: pd.DataFrame
     family: str = "gaussian"
     backend: str = "auto"
+    nagq: int | None = None
     correlation: object = None
     priors: dict = field(default_factory=dict)
     sampler: str = "nutpie"
@@ -42,7 +43,7 @@ class ModelFile:
 
         return Model(
             self.formula, self.data, correlation=self.correlation, family=self.family,
-            priors=self.priors or None, backend=self.backend,
+            priors=self.priors or None, backend=self.backend, nagq=self.nagq,
         )
 
 
@@ -96,6 +97,7 @@ def read(path: str | Path) -> ModelFile:
         data=_load_data(str(cfg["data"]), path.parent),
         family=cfg.get("family", "gaussian"),
         backend=cfg.get("backend", "auto"),
+        nagq=cfg.get("nagq"),
         correlation=corr_mod.from_dict(cfg.get("correlation"), f"the [correlation] table of {path}"),
         priors={k: _prior(k, v) for k, v in cfg.get("priors", {}).items()},
         sampler=name,

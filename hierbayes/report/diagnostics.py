@@ -108,7 +108,8 @@ class Context:
         The fit's backend (``"marginal"`` or ``"latent"``).
     marginal_reason : str, optional
         Why the marginal backend cannot take the model
-        (:func:`hierbayes.backend.marginal_unavailable`); None when it can.
+        (:func:`hierbayes.backend.marginal_unavailable`, or for a GLMM
+        :func:`hierbayes.backend.glmm.unavailable`); None when it can.
     target_accept : float, optional
         The fit's ``target_accept``.
     phi_sign_alias : str, optional
@@ -130,12 +131,15 @@ class Context:
         >>> Context.of(fit).backend, Context.of(fit).target_accept
         ('marginal', 0.95)
         """
-        from hierbayes.backend import marginal_unavailable
+        from hierbayes.backend import glmm, marginal_unavailable
 
         design = fit.design
+        # Gaussian: the exact collapsed backend; GLMMs: the quadrature one (backend="marginal")
+        why = (marginal_unavailable(design) if design.spec.family.collapsible
+               else glmm.unavailable(design))
         return cls(
             backend=fit.backend,
-            marginal_reason=marginal_unavailable(design),
+            marginal_reason=why,
             target_accept=getattr(fit.options, "target_accept", None),
             phi_sign_alias=getattr(design, "phi_sign_alias", None),
         )

@@ -161,3 +161,19 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys)
         main(["--debug", "fit", str(mfile), "--quiet"])
     with pytest.raises(ValueError, match="cannot read the formula"):
         main(["fit", str(mfile), "--quiet", "--debug"])
+
+
+def test_model_file_sets_the_quadrature_nodes(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame({"g": np.repeat(np.arange(8), 3), "x": np.tile([0.0, 1.0, 2.0], 8)})
+    df["y"] = np.random.default_rng(0).poisson(2.0, len(df))
+    df.to_csv(tmp_path / "d.csv", index=False)
+    path = tmp_path / "m.toml"
+    path.write_text('formula = "y ~ x + (1 | g)"\ndata = "d.csv"\nfamily = "poisson"\nnagq = 3\n')
+    model = modelfile.read(path).model()
+    assert model.backend == "quadrature" and model.nagq == 3
+    path.write_text('formula = "y ~ x + (1 | g)"\ndata = "d.csv"\nnagq = 3\n')  # Gaussian
+    with pytest.raises(ValueError, match="nagq sets the quadrature"):
+        modelfile.read(path).model()

@@ -49,13 +49,28 @@ def _advice(fit):
     return d.loc["R-hat", "advice"] + " " + d.loc["divergences", "advice"]
 
 
-def test_poisson_fit_is_never_told_to_use_the_marginal_backend():
-    fit = _bad_sampling(fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson", backend="latent")))
+def _crossed_counts():
+    df = _counts()
+    df["site"] = np.arange(len(df)) % 3
+    return df
+
+
+def test_a_model_the_marginal_backend_cannot_take_is_never_told_to_use_it():
+    """A Poisson model with crossed factors: the quadrature backend integrates out one factor
+    only, so no advice may suggest backend='marginal' (it would raise)."""
+    model = hb.Model("y ~ x + (1 | id) + (1 | site)", _crossed_counts(), family="poisson")
+    fit = _bad_sampling(fake_fit(model))
     assert fit.backend == "latent"
     text = _advice(fit)
     assert "marginal" not in text and "collapsed" not in text
     assert "target_accept from 0.8 to 0.95" in text
     assert "marginal" not in "\n".join(fit.summary().footer)
+
+
+def test_a_latent_glmm_fit_the_quadrature_backend_takes_is_told_to_use_it():
+    fit = _bad_sampling(fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson", backend="latent")))
+    assert "backend='marginal'" in _advice(fit)
+    assert hb.Model("y ~ x + (1 | id)", _counts(), family="poisson", backend="marginal").backend == "quadrature"
 
 
 def test_marginal_is_advised_only_where_it_applies_and_is_not_used():
@@ -141,10 +156,10 @@ def test_phi_at_both_signs_is_named_in_the_verdict_and_advice():
 
 
 def test_context_of_a_fit():
-    fit = fake_fit(hb.Model("y ~ x + (1 | id)", _counts(), family="poisson", backend="latent"))
+    fit = fake_fit(hb.Model("y ~ x + (1 | id) + (1 | site)", _crossed_counts(), family="poisson"))
     ctx = Context.of(fit)
     assert ctx.backend == "latent" and ctx.can_collapse is False
-    assert ctx.marginal_reason == "the poisson family has no marginal backend"
+    assert ctx.marginal_reason == "the quadrature backend integrates out one grouping factor; this model has 2"
     assert Context().can_collapse is None
 
 

@@ -294,10 +294,10 @@ class Model:
         corr = post[names.corr(g.name)].values if names.corr(g.name) in post else None
         sd = post[names.sd(g.name)].values
         nc, nd = sd.shape[:2]
-        L = recover.covariance_cholesky(sd.reshape(nc * nd, g.q),
-                                        None if corr is None else corr.reshape(nc * nd, g.q, g.q))
+        L = glmm.kernel_factors(g, sd.reshape(nc * nd, g.q),
+                                None if corr is None else corr.reshape(nc * nd, g.q, g.q))
+        L = L.reshape(nc, nd, g.q, g.q)
         order = glmm.term_order(g)
-        L = np.linalg.cholesky((L @ np.swapaxes(L, -1, -2))[:, order][:, :, order]).reshape(nc, nd, g.q, g.q)
         beta = post["beta"].values if self.design.p else np.zeros((nc, nd, 0))
         alpha = post["alpha"].values if "alpha" in post else None
         mg = self.build().hb_marginal_glmm

@@ -25,10 +25,10 @@ import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from hierbayes import names
 from hierbayes.backend import params
 from hierbayes.design.build import Design
 from hierbayes.likelihood import quadrature
+from hierbayes.likelihood.recover import covariance_cholesky
 from hierbayes.spec.priors import Prior
 
 #: families the quadrature kernel evaluates
@@ -92,6 +92,10 @@ def _evaluate(mg: quadrature.MarginalGLMM, beta, L, alpha, grad: bool) -> dict:
                                float(alpha), grad=grad)
 
 
+def _inputs(beta, L, alpha) -> list:
+    return [pt.as_tensor_variable(v, dtype="float64") for v in (beta, L, alpha)]
+
+
 class MarginalLogLik(Op):
     """``ll(beta, L, alpha)``: the marginal log-likelihood (scalar); its gradient is
     :class:`MarginalLogLikGrad` of the same kernel evaluation."""
@@ -100,9 +104,7 @@ class MarginalLogLik(Op):
         self.mg = mg
 
     def make_node(self, beta, L, alpha):
-        inputs = [pt.as_tensor_variable(beta, dtype="float64"), pt.as_tensor_variable(L, dtype="float64"),
-                  pt.as_tensor_variable(alpha, dtype="float64")]
-        return Apply(self, inputs, [pt.dscalar()])
+        return Apply(self, _inputs(beta, L, alpha), [pt.dscalar()])
 
     def perform(self, node, inputs, outputs):
         outputs[0][0] = np.asarray(_evaluate(self.mg, *inputs, grad=False)["ll"], dtype=float)
@@ -121,9 +123,7 @@ class MarginalLogLikGrad(Op):
         self.mg = mg
 
     def make_node(self, beta, L, alpha):
-        inputs = [pt.as_tensor_variable(beta, dtype="float64"), pt.as_tensor_variable(L, dtype="float64"),
-                  pt.as_tensor_variable(alpha, dtype="float64")]
-        return Apply(self, inputs, [pt.dvector(), pt.dmatrix(), pt.dscalar()])
+        return Apply(self, _inputs(beta, L, alpha), [pt.dvector(), pt.dmatrix(), pt.dscalar()])
 
     def perform(self, node, inputs, outputs):
         out = _evaluate(self.mg, *inputs, grad=True)
@@ -209,5 +209,14 @@ def term_order(group) -> np.ndarray:
     return np.arange(group.q)[::-1] if _reversed(group) else np.arange(group.q)
 
 
-__all__ = ["FAMILIES", "MarginalLogLik", "MarginalLogLikGrad", "build", "fingerprint", "likelihood",
-           "term_order", "unavailable", "names"]
+def kernel_factors(group, sd: np.ndarray, corr: np.ndarray | None) -> np.ndarray:
+    """Lower Cholesky factors of the effects' covariance in the kernel's term order, from
+    draws of ``sd`` (D, q) and ``corr`` (D, q, q; None without correlations), as the
+    design orders the terms: the ``L`` that :func:`likelihood`'s kernel takes per draw."""
+    L = covariance_cholesky(sd, corr)
+    order = term_order(group)
+    return np.linalg.cholesky((L @ np.swapaxes(L, -1, -2))[:, order][:, :, order])
+
+
+__all__ = ["FAMILIES", "MarginalLogLik", "MarginalLogLikGrad", "build", "fingerprint",
+           "kernel_factors", "likelihood", "term_order", "unavailable"]

@@ -58,11 +58,8 @@ def _quadrature(design: Design, post, nagq: int | None = None) -> np.ndarray:
 
     g = design.groups[0]
     mg = glmm.likelihood(design, nagq)  # the fit's own node count
-    order = glmm.term_order(g)
     beta = _flat(post, "beta") if design.p else None
-    L = covariance_cholesky(_flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
-    S = (L @ np.swapaxes(L, -1, -2))[:, order][:, :, order]
-    L = np.linalg.cholesky(S)
+    L = glmm.kernel_factors(g, _flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
     alpha = _flat(post, "alpha")
     D = L.shape[0]
     out = np.empty((D, g.n_levels))

@@ -257,7 +257,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     sections = {
         kernel.O_BPRI: (np.concatenate([prior_rows(priors[n], 1) for n in coef_names])
                         if p else np.zeros((0, kernel.PRIOR_WIDTH))),
-        kernel.O_BIDX: np.asarray(_coefficient_slots(slices, coef_names), float),
+        kernel.O_BIDX: np.asarray(coefficient_slots(slices, coef_names), float),
         kernel.O_SIGPRI: prior_rows(priors["sigma"], 1),
         kernel.O_PHIPRI: prior_rows(priors["phi"], 1) if corr is not None else np.zeros((1, kernel.PRIOR_WIDTH)),
         kernel.O_SDPRI: prior_rows(priors[names.sd(g.name)], q)[order],
@@ -266,11 +266,7 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
         kernel.O_NOBS: pat["nobs"], kernel.O_COUNT: pat["count"],
     }
     exp_names, exp_shapes, exp_dims = _expanded(design)
-    head = np.zeros(kernel.HEADER)
-    k = kernel.HEADER
-    for slot, arr in sections.items():
-        head[slot] = k
-        k += arr.size
+    head, k = section_offsets(sections)
     scalars = {
         kernel.H_LEN: k, kernel.H_NDIM: n_dim, kernel.H_P: p, kernel.H_Q: q,
         kernel.H_CORR: {None: 0, "ar1": 1, "car1": 2}[None if corr is None else corr.kind],
@@ -290,7 +286,18 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict,
     return buf, info
 
 
-def _coefficient_slots(slices: dict, coef_names: list[str]) -> list[int]:
+def section_offsets(sections: dict) -> tuple[np.ndarray, int]:
+    """A zero header (:data:`kernel.HEADER` slots) holding each section's offset in its
+    slot, the sections laid out in order after it; and the offset just past the last."""
+    head = np.zeros(kernel.HEADER)
+    k = kernel.HEADER
+    for slot, arr in sections.items():
+        head[slot] = k
+        k += np.size(arr)
+    return head, k
+
+
+def coefficient_slots(slices: dict, coef_names: list[str]) -> list[int]:
     """Where each fixed-effect coefficient sits in the sampled vector."""
     if "beta" in slices:
         return [slices["beta"][0] + k for k in range(len(coef_names))]
@@ -355,17 +362,18 @@ def _expanded(design: Design):
     return exp_names, exp_shapes, exp_dims
 
 
-def logp_and_grad(buf: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
-    """Evaluate the kernel from Python (tests, profiling)."""
+def logp_and_grad(buf: np.ndarray, x: np.ndarray, logp_grad=kernel.logp_grad) -> tuple[float, np.ndarray]:
+    """Evaluate the kernel (or another kernel's ``logp_grad`` on its buffer) from Python
+    (tests, profiling)."""
     out = np.zeros(x.size)
-    val = kernel.logp_grad(np.ascontiguousarray(x, dtype=float), buf, out)
+    val = logp_grad(np.ascontiguousarray(x, dtype=float), buf, out)
     return float(val), out
 
 
-def expand(buf: np.ndarray, x: np.ndarray) -> np.ndarray:
+def expand(buf: np.ndarray, x: np.ndarray, expand_fn=kernel.expand) -> np.ndarray:
     """The natural parameters at ``x`` (flat, in the order of ``info["expanded"]``)."""
     out = np.zeros(int(buf[kernel.H_NEXP]))
-    kernel.expand(np.ascontiguousarray(x, dtype=float), buf, out)
+    expand_fn(np.ascontiguousarray(x, dtype=float), buf, out)
     return out
 
 

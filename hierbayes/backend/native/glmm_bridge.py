@@ -97,21 +97,15 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict, mg) -> tuple[np
         xl = slices[names.value_var(names.sd(g.name), "log")][0]
     alpha = "alpha" in design.spec.family.extra_params
     xr = slices[names.value_var("alpha", "log")][0] if alpha else 0
-    slots = ([slices["beta"][0] + j for j in range(p)] if "beta" in slices
-             else [slices[f"beta_{n}"][0] for n in coef])
     sections = {
         kernel.O_BPRI: (np.concatenate([bridge.prior_rows(priors[n], 1) for n in coef])
                         if p else np.zeros((0, kernel.PRIOR_WIDTH))),
-        kernel.O_BIDX: np.asarray(slots, float),
+        kernel.O_BIDX: np.asarray(bridge.coefficient_slots(slices, coef), float),
         kernel.O_SIGPRI: bridge.prior_rows(priors["alpha"], 1) if alpha else np.zeros((1, kernel.PRIOR_WIDTH)),
         kernel.O_SDPRI: bridge.prior_rows(priors[names.sd(g.name)], q)[order],
         kernel.O_ORDER: np.asarray(order, float),
     }
-    head = np.zeros(kernel.HEADER)
-    k = kernel.HEADER
-    for slot, arr in sections.items():
-        head[slot] = k
-        k += np.size(arr)
+    head, k = bridge.section_offsets(sections)
     ghead, garrays = _glmm_section(mg, k)
     head[kernel.O_GLMM] = k
     total = k + ghead.size + sum(a.size for a in garrays)
@@ -134,16 +128,12 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict, mg) -> tuple[np
 
 def logp_and_grad(buf: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
     """Evaluate the callback's density from Python (tests, profiling)."""
-    out = np.zeros(x.size)
-    val = glmm_kernel.logp_grad(np.ascontiguousarray(x, dtype=float), buf, out)
-    return float(val), out
+    return bridge.logp_and_grad(buf, x, glmm_kernel.logp_grad)
 
 
 def expand(buf: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The natural parameters at ``x`` (flat, in the order of ``info["expanded"]``)."""
-    out = np.zeros(int(buf[kernel.H_NEXP]))
-    glmm_kernel.expand(np.ascontiguousarray(x, dtype=float), buf, out)
-    return out
+    return bridge.expand(buf, x, glmm_kernel.expand)
 
 
 def compile_model(design: Design, priors: dict[str, Prior], model, initial_points: dict, start=None):

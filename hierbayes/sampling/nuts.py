@@ -205,10 +205,9 @@ def compile_native(model: pm.Model, key: str, timing: dict, native, kind: str = 
     """The nutpie model of the native kernel (``kind``: the Gaussian collapsed kernel or the
     GLMM quadrature callback); the starting-point function is cached per model structure,
     the data buffer is packed anew (cheap) on every call."""
-    from hierbayes.backend.native import bridge as native_mod
+    from hierbayes.backend.native import bridge, glmm_bridge
 
-    if kind == "glmm":
-        from hierbayes.backend.native import glmm_bridge as native_mod  # noqa: F811
+    native_mod = glmm_bridge if kind == "glmm" else bridge
 
     t0 = time.perf_counter()
     ckey = f"{key}-native"

@@ -79,8 +79,10 @@ def prior_at(buf, off, v):
 
 
 @_jit
-def _prior_dual(buf, off, v):
-    """The prior stored at ``buf[off:off + PRIOR_WIDTH]`` at the dual ``v``."""
+def prior_dual(buf, off, v):
+    """The prior stored at ``buf[off:off + PRIOR_WIDTH]`` at the dual ``v`` (the prior, LKJ
+    and packed-factor steps are shared with :mod:`hierbayes.backend.native.glmm_kernel`,
+    which uses the same header)."""
     lp, dlp = prior_at(buf, off, v[0])
     return d.chain(v, lp, dlp)
 
@@ -89,7 +91,7 @@ def _prior_dual(buf, off, v):
 
 
 @_jit
-def _lkj_chol_logp(buf, L, q, n):
+def lkj_chol_logp(buf, L, q, n):
     """PyMC's ``LKJCholeskyCov`` log density of a lower-triangular ``L`` (duals), with the
     sd priors of the sampled term order."""
     eta = buf[H_ETA]
@@ -100,7 +102,7 @@ def _lkj_chol_logp(buf, L, q, n):
         for j in range(i + 1):
             var = d.add(var, d.mul(L[i, j], L[i, j]))
         sd = d.sqrt(var)
-        out = d.add(out, _prior_dual(buf, sdoff + PRIOR_WIDTH * i, sd))
+        out = d.add(out, prior_dual(buf, sdoff + PRIOR_WIDTH * i, sd))
         lcd = d.log(d.div(L[i, i], sd))
         out = d.add(out, d.scale(lcd, 2.0 * eta - 3.0 + q - i + 1.0))
         out = d.add(out, d.scale(d.log(sd), -float(i)))
@@ -108,7 +110,7 @@ def _lkj_chol_logp(buf, L, q, n):
 
 
 @_jit
-def _fill_packed(x, k, rows, L, logp):
+def fill_packed(x, k, rows, L, logp):
     """Rows ``0..rows-1`` of a lower-triangular ``L`` (duals) from the packed vector at
     ``x[k:]`` (row-major, diagonal on the log scale, whose log-Jacobian joins ``logp``);
     returns the next index of ``x`` and ``logp``."""
@@ -161,26 +163,26 @@ def unpack(x, buf):
         lj = d.add(d.log(T), d.scale(d.log(one_m_w), -1.0))
         lj = d.add(lj, d.scale(d.add(d.log(sigma2), d.log(v0)), -0.5))
         logp = d.add(logp, d.shift(lj, -2.0 * math.log(2.0)))
-        logp = d.add(logp, _prior_dual(buf, int(buf[O_SIGPRI]), sigma))
-        logp = d.add(logp, _prior_dual(buf, int(buf[O_PHIPRI]), phi))
+        logp = d.add(logp, prior_dual(buf, int(buf[O_SIGPRI]), sigma))
+        logp = d.add(logp, prior_dual(buf, int(buf[O_PHIPRI]), phi))
         if q == 1:
             L[0, 0] = r0
-            logp = d.add(logp, _prior_dual(buf, int(buf[O_SDPRI]), r0))
+            logp = d.add(logp, prior_dual(buf, int(buf[O_SDPRI]), r0))
         else:
             m = q - 1
-            k, logp = _fill_packed(x, xl, m, L, logp)  # L_o
+            k, logp = fill_packed(x, xl, m, L, logp)  # L_o
             # the intercept's row below the diagonal raw, its conditional sd on the diagonal
             for j in range(m):
                 L[m, j] = d.var(x, k + j)
             L[m, m] = r0
-            logp = d.add(logp, _lkj_chol_logp(buf, L, q, n))
+            logp = d.add(logp, lkj_chol_logp(buf, L, q, n))
     else:
         # PyMC's default transforms: log for sigma, interval for phi, log for a single
         # sd / independent sds, CholeskyCovPacked (log diagonal) for an LKJ factor
         xs = d.var(x, xr)
         sigma = d.exp(xs)
         logp = d.add(logp, xs)
-        logp = d.add(logp, _prior_dual(buf, int(buf[O_SIGPRI]), sigma))
+        logp = d.add(logp, prior_dual(buf, int(buf[O_SIGPRI]), sigma))
         corr = int(buf[H_CORR])
         if corr > 0:
             xp_ = d.var(x, xr + 1)
@@ -188,7 +190,7 @@ def unpack(x, buf):
             phi = d.shift(d.scale(d.sigmoid(xp_), hi - lo), lo)
             logp = d.add(logp, d.shift(d.add(d.log_sigmoid(xp_), d.log_sigmoid(d.scale(xp_, -1.0))),
                                      math.log(hi - lo)))
-            logp = d.add(logp, _prior_dual(buf, int(buf[O_PHIPRI]), phi))
+            logp = d.add(logp, prior_dual(buf, int(buf[O_PHIPRI]), phi))
         else:
             phi = d.const(0.0, n)
         if int(buf[H_CORRELATED]) == 0:
@@ -196,10 +198,10 @@ def unpack(x, buf):
                 v = d.var(x, xl + i)
                 L[i, i] = d.exp(v)
                 logp = d.add(logp, v)
-                logp = d.add(logp, _prior_dual(buf, int(buf[O_SDPRI]) + PRIOR_WIDTH * i, L[i, i]))
+                logp = d.add(logp, prior_dual(buf, int(buf[O_SDPRI]) + PRIOR_WIDTH * i, L[i, i]))
         else:
-            _, logp = _fill_packed(x, xl, q, L, logp)
-            logp = d.add(logp, _lkj_chol_logp(buf, L, q, n))
+            _, logp = fill_packed(x, xl, q, L, logp)
+            logp = d.add(logp, lkj_chol_logp(buf, L, q, n))
     return sigma, phi, L, logp
 
 
@@ -665,12 +667,6 @@ def expand(x, buf, out):
                 out[k + q + a * q + b] = S[a, b, 0] / math.sqrt(S[a, a, 0] * S[b, b, 0])
 
 
-#: the prior, LKJ and packed-factor steps, shared with the GLMM kernel
-#: (:mod:`hierbayes.backend.native.glmm_kernel`), which uses the same header
-prior_dual = _prior_dual
-lkj_chol_logp = _lkj_chol_logp
-fill_packed = _fill_packed
-
 # ------------------------------------------------------------------------ C entry points
 
 LOGP_SIG = numba.types.int64(
@@ -690,16 +686,14 @@ EXPAND_SIG = numba.types.int64(
 
 
 @_jit
-def _buffer(ud):
+def buffer_of(ud):
+    """The buffer behind a callback's user-data pointer (the GLMM callback's too)."""
     head = numba.carray(ud, (1,), np.float64)
     return numba.carray(ud, (int(head[0]),), np.float64)
 
 
-buffer_of = _buffer  # the buffer behind a callback's user-data pointer (GLMM kernel too)
-
-
 def _logp_c(dim, x_, out_, logp_, ud):
-    buf = _buffer(ud)
+    buf = buffer_of(ud)
     n = int(buf[H_NDIM])
     if dim != n:
         return -1
@@ -717,7 +711,7 @@ def _logp_c(dim, x_, out_, logp_, ud):
 
 
 def _expand_c(dim, n_expanded, x_, out_, ud):
-    buf = _buffer(ud)
+    buf = buffer_of(ud)
     n = int(buf[H_NDIM])
     if dim != n or n_expanded != int(buf[H_NEXP]):
         return -1

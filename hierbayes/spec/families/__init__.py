@@ -1,0 +1,78 @@
+"""Response families: each one an object that knows its likelihood, link and support.
+
+A family holds no PyMC objects (only ``backend/`` builds graphs): it names its PyMC
+distribution (``dist``) and turns a linear predictor and its extra parameters into that
+distribution's keyword arguments (:meth:`Family.dist_kwargs`, which works on PyTensor
+tensors); in numpy it gives the mean, the pointwise log density and replicated draws.
+
+================  ===========  ===============  =====================================
+family            link         extra parameters default priors of the extra parameters
+================  ===========  ===============  =====================================
+``gaussian``      identity     ``sigma``        HalfStudentT(3, 2.5 sd(y))
+``student``       identity     ``sigma``,       HalfStudentT(3, 2.5 sd(y)),
+                               ``nu``           Gamma(2, 0.1) (brms' default)
+``bernoulli``     logit/probit none
+``binomial``      logit/probit none (trials:    ``successes | trials(n)`` on the left of ``~``)
+``poisson``       log          none
+``negbinomial``   log          ``alpha``        Gamma(0.01, 0.01) on the size (brms' default)
+================  ===========  ===============  =====================================
+
+The negative binomial has mean ``mu`` and variance ``mu + mu^2 / alpha`` (PyMC's
+``NegativeBinomial(mu, alpha)``): small ``alpha`` is strong overdispersion, large
+``alpha`` approaches the Poisson.
+
+For the marginal GLMM likelihood (:mod:`hierbayes.likelihood.quadrature`) the non-Gaussian
+families give their log density with its first three derivatives in the linear predictor
+(:meth:`Family.eta_derivatives`), and the derivatives of the log density and of its first
+two eta-derivatives in their own parameters (:meth:`Family.param_derivatives`); numpy, stable
+at extreme linear predictors (``|eta|`` of 30 and more).
+"""
+
+from __future__ import annotations
+
+from hierbayes.spec.families.base import Family, FamilyWarning, inverse_link
+from hierbayes.spec.families.binary import Bernoulli, Binomial
+from hierbayes.spec.families.counts import NegativeBinomial, Poisson
+from hierbayes.spec.families.gaussian import Gaussian, StudentT
+
+__all__ = [
+    "FAMILIES", "Bernoulli", "Binomial", "Family", "FamilyWarning", "Gaussian",
+    "NegativeBinomial", "Poisson", "StudentT", "get", "inverse_link",
+]
+
+FAMILIES = {
+    "gaussian": Gaussian,
+    "normal": Gaussian,
+    "student": StudentT,
+    "studentt": StudentT,
+    "student_t": StudentT,
+    "bernoulli": Bernoulli,
+    "binomial": Binomial,
+    "poisson": Poisson,
+    "negbinomial": NegativeBinomial,
+    "negative_binomial": NegativeBinomial,
+}
+
+
+def get(family: str | Family) -> Family:
+    """Return the family object for a name such as ``"poisson"``; a family object passes
+    through (``Bernoulli(link="probit")``).
+
+    Examples
+    --------
+    >>> from hierbayes.spec.families import get
+    >>> get("bernoulli").link, get("poisson").name
+    ('logit', 'poisson')
+    """
+    if isinstance(family, Family):
+        return family
+    if not isinstance(family, str):
+        raise TypeError(
+            f"family must be a name such as 'poisson' or a family object, got {type(family).__name__}."
+        )
+    key = family.lower()
+    if key not in FAMILIES:
+        raise ValueError(
+            f"family {family!r} is not available; available families: {sorted(FAMILIES)}."
+        )
+    return FAMILIES[key]()

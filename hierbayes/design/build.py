@@ -304,7 +304,8 @@ def correlation_times(frame: pd.DataFrame, corr, where: str = "") -> np.ndarray:
     return time
 
 
-def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -> Design:
+def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *,
+                 check_support: bool = True) -> Design:
     """Validate ``data`` against ``spec`` and build the :class:`Design`.
 
     Parameters
@@ -314,6 +315,9 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     na_action : {"drop", "raise"}
         Rows with missing values in used columns are dropped with a warning that counts
         them (``"drop"``), or raise an error (``"raise"``).
+    check_support : bool
+        Check the response against the family's support; :func:`hierbayes.simulate` turns it
+        off for its placeholder response (the one it is about to draw).
 
     Examples
     --------
@@ -330,7 +334,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop") -
     data = data.loc[:, cols].reset_index(drop=True)
     clean, kept = _rows_used(data, cols, na_action)
     clean = _categories_in_user_order(clean)
-    y, trials = _response(spec, clean)
+    y, trials = _response(spec, clean, check_support)
     _check_finite(spec, clean, cols)
     X, coef_names, common = _fixed_effects(spec, clean)
     factors = _group_factors(spec, clean)
@@ -380,7 +384,8 @@ def _rows_used(data: pd.DataFrame, cols: list[str], na_action: str) -> tuple[pd.
     return clean.reset_index(drop=True), clean.index.to_numpy()
 
 
-def _response(spec: ModelSpec, clean: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+def _response(spec: ModelSpec, clean: pd.DataFrame,
+              check_support: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """The response (and binomial trials) as floats, checked against the family's support."""
     y_raw = clean[spec.response]
     binary = spec.family.name == "bernoulli" and pd.api.types.is_bool_dtype(y_raw)
@@ -402,7 +407,10 @@ def _response(spec: ModelSpec, clean: pd.DataFrame) -> tuple[np.ndarray, np.ndar
                 "hold the number of trials of each row."
             )
         trials = t_raw.to_numpy(dtype=float)
-    spec.family.validate(y, spec.response, trials)
+    if check_support:
+        spec.family.validate(y, spec.response, trials)
+    elif trials is not None:
+        spec.family.validate(np.zeros_like(trials), spec.response, trials)  # the trials' checks
     return y, trials
 
 

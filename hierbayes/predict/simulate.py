@@ -6,15 +6,16 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.design.build import build_design
+from hierbayes.spec.families import get as get_family
 from hierbayes.spec.formula import ModelSpec, parse
 from hierbayes import names
 from hierbayes.likelihood import arprocess
 
 
-def _spec(model_spec, correlation) -> ModelSpec:
+def _spec(model_spec, correlation, family) -> ModelSpec:
     """A ModelSpec from a formula, a ModelSpec or a Model (its spec)."""
     if isinstance(model_spec, str):
-        return parse(model_spec, correlation=correlation)
+        return parse(model_spec, correlation=correlation, family=family or "gaussian")
     spec = getattr(model_spec, "spec", model_spec)
     if not isinstance(spec, ModelSpec):
         raise TypeError(
@@ -26,18 +27,28 @@ def _spec(model_spec, correlation) -> ModelSpec:
             f"correlation={correlation!r} differs from the model's {spec.correlation!r}; "
             "give it once, in the model or here."
         )
+    if family is not None and get_family(family) != spec.family:
+        raise ValueError(
+            f"family={family!r} differs from the model's {spec.family!r}; give it once, in "
+            "the model or here."
+        )
     return spec
+
+
+def _needed(d, spec: ModelSpec) -> set[str]:
+    """The parameters the model's data-generating process needs (``beta`` may be omitted)."""
+    fam = spec.family
+    needed = {"beta", *fam.extra_params} | {names.sd(g.name) for g in d.groups}
+    if d.correlation is not None:
+        needed.add(names.PHI)
+        if not fam.collapsible:  # the latent AR process on the linear-predictor scale
+            needed.add(names.SD_AR)
+    return needed
 
 
 def _check_params(params: dict, d, spec: ModelSpec) -> None:
     """Every parameter the model needs is given, with the right shape; no unknown names."""
-    if spec.family.name != "gaussian":
-        raise ValueError(
-            f"simulate draws Gaussian responses; the model's family is {spec.family.name!r}."
-        )
-    needed = {"beta", "sigma"} | {names.sd(g.name) for g in d.groups}
-    if d.correlation is not None:
-        needed.add("phi")
+    needed = _needed(d, spec)
     allowed = needed | {names.corr(g.name) for g in d.groups}
     missing = sorted(needed - set(params) - {"beta"})
     if missing:
@@ -45,8 +56,9 @@ def _check_params(params: dict, d, spec: ModelSpec) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise KeyError(f"params has unknown names {unknown}; the model's parameters are {sorted(allowed)}.")
-    if float(params["sigma"]) <= 0:
-        raise ValueError(f"sigma must be positive, got {params['sigma']}.")
+    spec.family.check_params(params)
+    if names.SD_AR in needed and float(params[names.SD_AR]) <= 0:
+        raise ValueError(f"{names.SD_AR} must be positive, got {params[names.SD_AR]}.")
     for g in d.groups:
         sd = np.atleast_1d(np.asarray(params[names.sd(g.name)], dtype=float))
         if sd.shape != (g.q,) or np.any(sd < 0):
@@ -77,9 +89,16 @@ def simulate(
     params: dict,
     *,
     correlation=None,
+    family=None,
     seed: int | None = None,
 ) -> pd.DataFrame:
-    """Draw the response of a Gaussian mixed model at given parameter values.
+    """Draw the response of a mixed model of any family at given parameter values.
+
+    The random effects are drawn from their normal distribution, the linear predictor
+    ``eta = X beta + Z b`` formed, and the response drawn from the family at ``eta``
+    (:meth:`hierbayes.spec.families.Family.draw`): Gaussian residuals with the model's
+    AR(1)/CAR(1) correlation; for other families with a correlation, the latent AR process
+    (marginal sd ``sd_ar``) is added to ``eta`` first, as the latent backend models it.
 
     Parameters
     ----------
@@ -89,11 +108,16 @@ def simulate(
     data : DataFrame
         Predictors, grouping and time columns (the layout); the response column may be absent.
     params : dict
-        ``beta`` (dict label -> value, or array in design order), ``sigma``,
-        ``sd_<g>`` (array per term), ``corr_<g>`` (q x q correlation, optional, default
-        identity), ``phi`` (with a correlation).
+        ``beta`` (dict label -> value, or array in design order), the family's parameters
+        (``sigma``; ``nu``; ``alpha``: ``model.family.extra_params``), ``sd_<g>`` (array per
+        term), ``corr_<g>`` (q x q correlation, optional, default identity), ``phi`` (with a
+        correlation) and ``sd_ar`` (with a correlation, non-Gaussian families). The binomial
+        family takes its trials from ``data``.
     correlation : hb.AR1 or hb.CAR1, optional
         With a formula; a spec or model brings its own.
+    family : str or family object, optional
+        With a formula (default ``"gaussian"``), as ``hb.Model`` takes it; a spec or model
+        brings its own.
     seed : int, optional
         The whole data-generating process (random effects and residuals) is one call of one
         ``numpy.random.Generator``: the same seed gives the same data.
@@ -113,18 +137,27 @@ def simulate(
     ...                   correlation=hb.AR1(time="time", group="id"), seed=1)
     >>> sim.shape
     (200, 3)
+    >>> counts = hb.simulate("y ~ time + (1 | id)", layout,
+    ...                      {"beta": [0.5, 0.1], "sd_id": [0.4]}, family="poisson", seed=1)
+    >>> bool((counts.y >= 0).all() and (counts.y % 1 == 0).all())
+    True
     """
     rng = np.random.default_rng(seed)
-    spec = _spec(formula, correlation)
+    spec = _spec(formula, correlation, family)
     frame = data.copy().reset_index(drop=True)
-    frame[spec.response] = 0.0
-    # a placeholder response that is not constant, so the design checks pass
+    # a placeholder response (the design checks its type, not its support)
     frame[spec.response] = rng.standard_normal(len(frame))
-    d = build_design(spec, frame, na_action="raise")
+    d = build_design(spec, frame, na_action="raise", check_support=False)
     _check_params(params, d, spec)
-    mu = _add_random_part(d.X @ _coefficients(params, d), d, params, rng)
-    eps = _residuals(d, params, rng)
-    y = mu + eps
+    eta = _add_random_part(d.X @ _coefficients(params, d), d, params, rng)
+    fam = spec.family
+    if fam.collapsible:  # Gaussian: the residuals carry the correlation
+        y = eta + _residuals(d, float(params["sigma"]), params, rng)
+    else:
+        if d.correlation is not None:
+            eta = eta + _residuals(d, float(params[names.SD_AR]), params, rng)
+        family_params = {k: params[k] for k in fam.extra_params}
+        y = fam.draw(rng, eta, family_params, d.trials)
     out = data.copy()
     values = np.empty(len(frame))
     values[d.rows] = y
@@ -161,10 +194,10 @@ def _add_random_part(mu: np.ndarray, d, params: dict, rng: np.random.Generator) 
     return out
 
 
-def _residuals(d, params: dict, rng: np.random.Generator) -> np.ndarray:
-    """Residuals with sd ``sigma``, independent or the AR(1)/CAR(1) process along each
-    cluster's sorted rows (:func:`hierbayes.likelihood.arprocess.recursion`)."""
-    eps = rng.standard_normal(d.n) * float(params["sigma"])
+def _residuals(d, sd: float, params: dict, rng: np.random.Generator) -> np.ndarray:
+    """Normal residuals with marginal sd ``sd``, independent or the AR(1)/CAR(1) process
+    along each cluster's sorted rows (:func:`hierbayes.likelihood.arprocess.recursion`)."""
+    eps = rng.standard_normal(d.n) * sd
     if d.correlation is None:
         return eps
     lay = d.layout

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from hierbayes import names
+from hierbayes.spec.priors import Prior
+
 
 
 LINKS = {"identity", "log", "logit", "probit"}
@@ -89,6 +92,18 @@ class Family:
     def default_priors(self, s_y: float) -> dict[str, Prior]:
         """Default priors of :attr:`extra_params` given the response scale ``s_y``."""
         return {}
+
+    def check_params(self, params: dict) -> None:
+        """Raise a ValueError naming the parameter when a value of :attr:`extra_params`
+        given to :func:`hierbayes.simulate` is outside its range: finite, and positive for
+        the positive ones (``sigma``, ``nu``, ``alpha``). Families with other ranges
+        (probabilities, ordered vectors) extend it."""
+        for name in self.extra_params:
+            value = np.asarray(params[name], dtype=float)
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} must be finite, got {params[name]!r}.")
+            if names.is_positive(name) and np.any(value <= 0):
+                raise ValueError(f"{name} must be positive, got {params[name]!r}.")
 
     # -- support ------------------------------------------------------------------
     def validate(self, y: np.ndarray, column: str, trials: np.ndarray | None = None) -> None:

@@ -105,6 +105,8 @@ class Fit:
                 + (", cached" if t.get("cache_hit") else "")
                 + f", sampling {t.get('sampling_s', float('nan')):.1f} s)"
             )
+        if t.get("centering"):
+            lines.append("  Sampled effects: " + "; ".join(f"{k} {v}" for k, v in t["centering"].items()))
         lines.append("  Priors:")
         lines += ["    " + line for line in priors_mod.tree(self.priors).split("\n")]
         return lines

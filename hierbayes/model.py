@@ -10,6 +10,7 @@ import pandas as pd
 import xarray as xr
 
 from hierbayes import backend as backend_mod
+from hierbayes.backend import centring
 from hierbayes.likelihood import collapsed
 from hierbayes.likelihood import recover
 from hierbayes.sampling import nuts as sample
@@ -69,6 +70,13 @@ class Model:
     na_action : {"drop", "raise"}
         Rows with missing values in used columns: drop them with a warning that counts
         them, or raise.
+    centered : dict of str to bool, optional
+        For the grouping factors whose effects are sampled (all of them in the latent
+        backend; the factors not integrated out in the marginal one): ``True`` samples a
+        factor's effects centred (``b ~ N(0, S)``), ``False`` non-centred
+        (``b = F z``). Factors not named follow the rule of
+        :mod:`hierbayes.backend.centring` (centred where the data per level dominate the
+        spread of the levels); ``model.centering`` shows each decision.
 
     Examples
     --------
@@ -93,6 +101,7 @@ class Model:
         backend: str = "auto",
         na_action: str = "drop",
         nagq: int | None = None,
+        centered: dict[str, bool] | None = None,
     ) -> None:
         self.spec = parse(formula, family=family, correlation=correlation, priors=priors)
         self.design: Design = build_design(self.spec, data, na_action=na_action)
@@ -100,11 +109,16 @@ class Model:
         # and the design's frozen copy of the data, so that editing the caller's DataFrame
         # after hb.Model() changes no later refit
         self.inputs = dict(formula=formula, data=self.design.source, correlation=correlation,
-                           family=family, backend=backend, na_action=na_action, nagq=nagq)
+                           family=family, backend=backend, na_action=na_action, nagq=nagq,
+                           centered=centered)
         backend_mod.check_priors(self.spec.priors)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)
         self.nagq = backend_mod.check_nagq(nagq, self.backend)
+        if centered is not None and not isinstance(centered, dict):
+            raise TypeError(f"centered must be a dict of factor name to bool, got {type(centered).__name__}.")
+        self.centering: dict[str, centring.Centering] = centring.choose(
+            self.design, backend_mod.sampled_groups(self.design, self.backend), centered)
         self._cdata = collapsed.prepare(self.design) if self.backend == "marginal" else None
         self._pymc = None
 
@@ -124,7 +138,7 @@ class Model:
         """The PyMC model (built once)."""
         if self._pymc is None:
             self._pymc = backend_mod.build_model(self.design, self.priors, self.backend, self._cdata,
-                                                 nagq=self.nagq)
+                                                 nagq=self.nagq, centering=self.centering)
         return self._pymc
 
     def structure_key(self) -> str:
@@ -160,7 +174,8 @@ class Model:
         )
         corr = None if d.correlation is None else (d.correlation.kind,)
         # the family and link fix the likelihood graph too (logit and probit share shapes)
-        corr = (corr, repr(self.spec.family), d.trials is not None)
+        corr = (corr, repr(self.spec.family), d.trials is not None,
+                tuple((k, c.centered) for k, c in self.centering.items()))
         if self.backend == "quadrature":  # the kernel's Op holds the data: reuse for the same data only
             from hierbayes.backend import glmm
 
@@ -241,6 +256,8 @@ class Model:
         raw, timing = sample.run(pm_model, self.structure_key(), opts, native=native)
         timing["build_s"] = t_build
         timing["ridge"] = self.ridge_coordinates
+        if self.centering:
+            timing["centering"] = {k: c.describe() for k, c in self.centering.items()}
         if self.backend == "quadrature":
             timing["nagq"] = pm_model.hb_marginal_glmm.nagq
         idata = self._tidy(raw)

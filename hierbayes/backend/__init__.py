@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hierbayes.likelihood.collapsed import CollapsedData, prepare
+from hierbayes.likelihood.collapsed import CollapsedData, collapsed_group, prepare
 from hierbayes.design.build import Design
 
 
@@ -98,9 +98,22 @@ def check_nagq(nagq, backend: str) -> int | None:
     return nagq
 
 
+def sampled_groups(design: Design, backend: str) -> list:
+    """The grouping factors whose effects NUTS samples under ``backend`` (the others are
+    integrated out): all for the latent backend, all but the collapsed one for the
+    marginal backend, none for the quadrature backend."""
+    if backend == "latent":
+        return list(design.groups)
+    if backend == "marginal":
+        cg = collapsed_group(design)
+        return [g for g in design.groups if g.name != cg.name]
+    return []
+
+
 def build_model(design: Design, priors, backend: str, cdata: CollapsedData | None = None,
-                nagq: int | None = None):
-    """Build the PyMC model for ``backend`` ("marginal", "quadrature" or "latent")."""
+                nagq: int | None = None, centering=None):
+    """Build the PyMC model for ``backend`` ("marginal", "quadrature" or "latent"), the
+    sampled factors parameterised per ``centering`` (:mod:`hierbayes.backend.centring`)."""
     if backend == "quadrature":
         from hierbayes.backend import glmm
 
@@ -108,7 +121,8 @@ def build_model(design: Design, priors, backend: str, cdata: CollapsedData | Non
     if backend == "marginal":
         from hierbayes.backend import marginal
 
-        return marginal.build(design, priors, cdata if cdata is not None else prepare(design))
+        return marginal.build(design, priors, cdata if cdata is not None else prepare(design),
+                              centering)
     from hierbayes.backend import latent
 
-    return latent.build(design, priors)
+    return latent.build(design, priors, centering)

@@ -19,15 +19,26 @@ def _data(name: str, value: np.ndarray):
     return pm.Data(name, value, shape=value.shape)
 
 
-def random_part(design: Design, priors: dict[str, Prior], groups=None):
-    """``sum_g Z_g b_g[index]`` over ``groups`` (default: all), non-centred:
-    ``b_<g> = z_<g> F^T`` (``F F^T = S``), ``z ~ N(0, 1)``. Returns a length-N tensor."""
+def random_part(design: Design, priors: dict[str, Prior], groups=None, centering=None):
+    """``sum_g Z_g b_g[index]`` over ``groups`` (default: all). Returns a length-N tensor.
+
+    Each factor non-centred, ``b_<g> = z_<g> F^T`` (``F F^T = S``, ``z ~ N(0, 1)``), or
+    centred, ``b_<g> ~ N(0, S)``, as ``centering[name].centered`` says
+    (:func:`hierbayes.backend.centring.choose`; default: non-centred).
+    """
     out = pt.zeros(design.n)
     for g in design.groups if groups is None else groups:
-        F, _ = params.re_covariance(g, priors)
+        F, S = params.re_covariance(g, priors)
         tdim = names.term_dim(g.name)
-        z = pm.Normal(names.offsets(g.name), 0.0, 1.0, dims=(g.name, tdim))
-        b = pm.Deterministic(names.effects(g.name), pt.dot(z, F.T), dims=(g.name, tdim))
+        dims = (g.name, tdim)
+        if centering is not None and centering[g.name].centered:
+            if g.q == 1 or not g.correlated:
+                b = pm.Normal(names.effects(g.name), 0.0, pt.diag(F), dims=dims)
+            else:
+                b = pm.MvNormal(names.effects(g.name), mu=pt.zeros(g.q), cov=S, dims=dims)
+        else:
+            z = pm.Normal(names.offsets(g.name), 0.0, 1.0, dims=dims)
+            b = pm.Deterministic(names.effects(g.name), pt.dot(z, F.T), dims=dims)
         idx = _data(f"idx_{g.name}", g.index)
         Z = _data(f"Z_{g.name}", g.Z)
         out = out + (Z * b[idx]).sum(axis=1)
@@ -68,9 +79,9 @@ def latent_ar_process(design: Design, phi, sd_ar):
     return U[_data("ar_c", cc), _data("ar_k", kk)]
 
 
-def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
-    """PyMC model with non-centred random effects for every group factor and the family's
-    likelihood.
+def build(design: Design, priors: dict[str, Prior], centering=None) -> pm.Model:
+    """PyMC model with sampled random effects for every group factor (centred or
+    non-centred per ``centering``, :func:`random_part`) and the family's likelihood.
 
     Gaussian with AR(1)/CAR(1) residuals: the whitened Gaussian likelihood (DESIGN.md
     step 1) on the padded (cluster x occasion) layout. Other families with a correlation:
@@ -85,7 +96,7 @@ def build(design: Design, priors: dict[str, Prior]) -> pm.Model:
         phi = params.ar_phi(design, priors)
         X = _data("X", design.X)
         mu = pt.dot(X, beta) if design.p else pt.zeros(design.n)
-        mu = mu + random_part(design, priors)
+        mu = mu + random_part(design, priors, centering=centering)
         y = design.y
         if design.correlation is not None and fam.collapsible:
             sigma = fp["sigma"]

@@ -15,12 +15,13 @@ from hierbayes.spec.priors import Prior
 from hierbayes.backend import params, reparam
 
 
-def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedData) -> pm.Model:
+def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedData,
+          centering=None) -> pm.Model:
     """PyMC model with the collapsed log-likelihood as a potential.
 
     With several grouping factors (crossed or nested), the factor of
     :func:`~hierbayes.likelihood.collapsed.collapsed_group` is integrated out and the others are
-    non-centred latent effects whose ``Z b`` is an offset of the collapsed likelihood.
+    sampled effects (centred or not per ``centering``) whose ``Z b`` is an offset of the collapsed likelihood.
 
     The precomputed arrays are ``pm.Data`` (named ``cd_<key>``) so a compiled model can be
     reused with new data of the same shape.
@@ -43,10 +44,10 @@ def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedDa
         else:
             offset = None
             others = [g for g in design.groups if g.name != cg.name]
-            if others:  # hybrid: the other factors latent (non-centred), as an offset
+            if others:  # hybrid: the other factors sampled, as an offset
                 from hierbayes.backend.latent import random_part
 
-                r = random_part(design, priors, others)
+                r = random_part(design, priors, others, centering)
                 offset = r[shared["pos"]] * shared["mask"]
             ll = collapsed.loglik_padded(
                 pt, shared, cdata.corr, beta, sigma, phi, S, q, offset=offset

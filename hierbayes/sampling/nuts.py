@@ -168,7 +168,12 @@ def compile_nutpie(model: pm.Model, key: str, timing: dict, compiler: str = "jax
         COMPILED.put(key, compiled)
         timing["cache_hit"] = False
     else:
-        compiled = _relabel(compiled.with_data(**data), model)
+        # the compiled graph holds only the data its log-density uses (an AR layout array
+        # of a model without correlation is pruned away): refresh those
+        known = getattr(compiled, "_shared_data", None)
+        if known is None:
+            known = getattr(compiled, "shared_data", data)
+        compiled = _relabel(compiled.with_data(**{k: v for k, v in data.items() if k in known}), model)
         timing["cache_hit"] = True
     timing["compile_s"] = time.perf_counter() - t0
     return compiled

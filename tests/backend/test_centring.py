@@ -43,6 +43,32 @@ def test_rule_centres_data_rich_factors_and_not_sparse_ones():
     assert c["s"].source == "rule" and c["s"].describe().startswith("non-centred (median")
 
 
+def test_a_weakly_identified_slope_keeps_a_factor_non_centred():
+    """40 rows per subject: the intercept is data-rich (ratio ~26), but the slope on a
+    two-level condition (+-0.5) with sd 0.2 is not (ratio 40 * 0.25 * 0.04 = 0.4)."""
+    rng = np.random.default_rng(5)
+    S, n = 300, 40
+    g = np.repeat(np.arange(S), n)
+    c = np.where(rng.random(S * n) < 0.5, -0.5, 0.5)
+    y = rng.normal(0, 0.8, S)[g] + rng.normal(0, 0.2, S)[g] * c + rng.normal(size=S * n)
+    df = pd.DataFrame({"g": g, "c": c, "y": y})
+    ratio_intercept = centring.precision_ratio(y - y.mean(), g, S)
+    assert ratio_intercept > 10
+    m = hb.Model("y ~ c + (1 + c | g)", df, backend="latent")
+    assert not m.centering["g"].centered
+    assert 0.2 < m.centering["g"].ratio < 0.8
+
+
+def test_non_gaussian_families_need_a_larger_ratio():
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(100), 30)
+    eta = rng.normal(0, 0.5, 100)[g]
+    df = pd.DataFrame({"g": g, "y": (rng.random(g.size) < 1 / (1 + np.exp(-eta))).astype(int)})
+    c = hb.Model("y ~ 1 + (1 | g)", df, family="bernoulli", backend="latent").centering["g"]
+    # 30 rows x p(1-p) 0.25 x sd^2 0.25: ratio ~1.9, centred for a Gaussian, not here
+    assert 1.0 < c.ratio < centring.THRESHOLD_NON_GAUSSIAN and not c.centered
+
+
 def test_only_sampled_factors_are_parameterised():
     df = _crossed(30, 8, 1.0, 0.5, 1.0)
     assert hb.Model("y ~ x + (1 | s)", df).centering == {}  # integrated out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import arviz as az
@@ -77,6 +78,25 @@ class Model:
         (``b = F z``). Factors not named follow the rule of
         :mod:`hierbayes.backend.centring` (centred where the data per level dominate the
         spread of the levels); ``model.centering`` shows each decision.
+    sigma : str, optional
+        A formula for the residual sd (Gaussian and Student-t families), log-linear:
+        ``sigma="~ Sex"`` is ``log sigma_i = x_i' beta_sigma`` (brms' ``bf(y ~ ..., sigma ~
+        Sex)``). Fixed effects only. Coefficients ``beta_sigma`` (dims ``coef_sigma``),
+        prior keys ``sigma_Intercept``, ``sigma_SexM`` (``beta_sigma``: every slope);
+        without it ``sigma`` is one scalar. nlme's variance functions:
+
+        - ``weights = varIdent(form = ~ 1 | Sex)`` is ``sigma="~ Sex"``; nlme reports the
+          ratio of each level's sd to the reference level's, here ``exp(sigma_SexM)``
+          (``sigma_Intercept`` is the log sd of the reference level).
+        - ``varExp(form = ~ x)`` (sd ``sigma exp(t x)``) is ``sigma="~ x"``: ``t`` is
+          ``sigma_x``.
+        - ``varPower(form = ~ x)`` (sd ``sigma |x|^t``) is ``sigma="~ np.log(np.abs(x))"``
+          (rows with ``x = 0`` give an infinite value and are refused).
+
+        With ``correlation``, the residuals are ``e_i = sigma_i u_i`` with ``u`` the
+        unit-variance AR(1)/CAR(1) process, as nlme combines ``weights`` with
+        ``correlation``. The collapsed marginal backend takes it (padded layout); the
+        native kernel does not (JAX evaluates it; ``fit.timing["native_reason"]``).
 
     Examples
     --------
@@ -102,15 +122,17 @@ class Model:
         na_action: str = "drop",
         nagq: int | None = None,
         centered: dict[str, bool] | None = None,
+        sigma: str | None = None,
     ) -> None:
-        self.spec = parse(formula, family=family, correlation=correlation, priors=priors)
+        self.spec = parse(formula, family=family, correlation=correlation, priors=priors,
+                          sigma=sigma)
         self.design: Design = build_design(self.spec, data, na_action=na_action)
         # what rebuilds this model in another process (prior sweeps, SBC): plain data only,
         # and the design's frozen copy of the data, so that editing the caller's DataFrame
         # after hb.Model() changes no later refit
         self.inputs = dict(formula=formula, data=self.design.source, correlation=correlation,
                            family=family, backend=backend, na_action=na_action, nagq=nagq,
-                           centered=centered)
+                           centered=centered, sigma=sigma)
         backend_mod.check_priors(self.spec.priors)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)
@@ -176,6 +198,8 @@ class Model:
         # the family and link fix the likelihood graph too (logit and probit share shapes)
         corr = (corr, repr(self.spec.family), d.trials is not None,
                 tuple((k, c.centered) for k, c in self.centering.items()))
+        if d.dpars:  # a parameter formula: its terms and shape fix the graph too
+            corr = corr + (tuple((k, b.names, b.X.shape) for k, b in d.dpars.items()),)
         if self.backend == "quadrature":  # the kernel's Op holds the data: reuse for the same data only
             from hierbayes.backend import glmm
 
@@ -345,6 +369,11 @@ class Model:
             if self.layout == "pooled"
             else recover.draw_random_effects
         )
+        rs = None
+        if "sigma" in self.design.dpars:  # a residual sd per row
+            rs = self.design.dpars["sigma"].rows(flat(names.dpar_coef("sigma")))
+            draw = functools.partial(recover.draw_random_effects, row_sigma=rs)
+        sigma = flat("sigma") if rs is None else np.ones(nc * nd)
         others = [h for h in self.design.groups if h.name != g.name]
         if others:  # hybrid: condition on the latent factors' draws
             from hierbayes.predict.predictive import linear_predictor
@@ -357,10 +386,10 @@ class Model:
             }
             offset = linear_predictor(self.design, np.zeros((D, 0)), bs, groups=others)
             b = recover.draw_random_effects(
-                self.design, flat("beta"), flat("sigma"), phi, L_S, rng, offset=offset
+                self.design, flat("beta"), sigma, phi, L_S, rng, offset=offset, row_sigma=rs
             )
         else:
-            b = draw(self.design, flat("beta"), flat("sigma"), phi, L_S, rng)
+            b = draw(self.design, flat("beta"), sigma, phi, L_S, rng)
         tdim = names.term_dim(g.name)
         return xr.DataArray(
             b.reshape(nc, nd, g.n_levels, g.q),
@@ -375,6 +404,8 @@ class Model:
             f"  family: {self.spec.family.name} ({self.spec.family.link} link); correlation: "
             f"{d.correlation.describe() if d.correlation else 'none'}",
             f"  backend: {self.backend}" + (f" ({self.layout} layout)" if self.layout else ""),
+            *[f"  {k}: ~ {rhs} ({self.spec.family.dpar_links[k]} link, coefficients "
+              f"{names.dpar_coef(k)})" for k, rhs in self.spec.dpars.items()],
             f"  {d.n} observations; groups: "
             + (", ".join(f"{g.name} ({g.n_levels} levels: {', '.join(g.terms)})" for g in d.groups) or "none"),
             "  priors:",

@@ -91,6 +91,34 @@ def value_var(name: str, transform: str) -> str:
     return f"{name}_{transform}__"
 
 
+def dpar_coef(dpar: str) -> str:
+    """The coefficients of a distributional parameter's formula (``beta_sigma``, dims
+    :func:`dpar_dim`): ``log sigma_i = x_i' beta_sigma``."""
+    return f"{FIXED}_{dpar}"
+
+
+def dpar_dim(dpar: str) -> str:
+    """The dim of :func:`dpar_coef`'s coefficients (``coef_sigma``)."""
+    return f"{COEF_DIM}_{dpar}"
+
+
+def dpar_prior_key(dpar: str, coef: str) -> str:
+    """The prior key (and summary label) of one coefficient of a parameter's formula:
+    ``sigma_Intercept``, ``sigma_SexM`` (brms' ``b_sigma_SexM``, without the ``b_``);
+    ``beta_sigma`` sets every non-intercept one, as ``beta`` does for the mean."""
+    return f"{dpar}_{coef}"
+
+
+def is_dpar_coef(name: str) -> bool:
+    """Whether ``name`` is a distributional parameter's coefficient vector (``beta_sigma``)."""
+    return any(name == dpar_coef(k) for k in DPARS)
+
+
+#: the family parameters that can take a formula somewhere (``Family.dpar_links``); a
+#: family adding one adds it here
+DPARS = ("sigma", "zi", "hu")
+
+
 def term_dim(group: str) -> str:
     """The dim of ``group``'s random-effect terms (``Intercept``, slopes)."""
     return group + "__term"
@@ -191,7 +219,13 @@ def hyperparameters(design) -> list[Hyperparameter]:
     out = [Hyperparameter(n, FIXED, {COEF_DIM: n}, "fixed") for n in design.fixed_names]
     for g in design.groups:
         out += _group_hyperparameters(g.name, list(g.terms), g.q)
-    out += [Hyperparameter(label(n), n, {}, "residual") for n in design.spec.family.extra_params]
+    dpars = getattr(design, "dpars", {}) or {}
+    for n in design.spec.family.extra_params:
+        if n in dpars:  # a formula: its coefficients instead of one scalar
+            out += [Hyperparameter(dpar_prior_key(n, c), dpar_coef(n), {dpar_dim(n): c}, "residual")
+                    for c in dpars[n].names]
+        else:
+            out.append(Hyperparameter(label(n), n, {}, "residual"))
     kind = getattr(getattr(design, "correlation", None), "kind", None)
     out += [Hyperparameter(label(n, kind), n, {}, "correlation") for n in (PHI, SD_AR)]
     return out
@@ -240,7 +274,8 @@ def is_hyperparameter(name: str) -> bool:
     opposed to random effects and sampler internals."""
     if name.endswith("__"):
         return False
-    return name == FIXED or name in SCALARS or is_group_sd(name) or is_group_corr(name)
+    return (name == FIXED or name in SCALARS or is_group_sd(name) or is_group_corr(name)
+            or is_dpar_coef(name))
 
 
 def is_reported(name: str) -> bool:
@@ -248,6 +283,8 @@ def is_reported(name: str) -> bool:
     random effects and the parameters of hierarchical priors on the scalars
     (``sigma_sigma``), not the per-coefficient ``beta_<name>``, PyMC's transformed values
     or the latent backend's ``z_*``."""
+    if is_dpar_coef(name):
+        return True
     if name.endswith("__") or name.startswith(FIXED + "_"):
         return False
     return (

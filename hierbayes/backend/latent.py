@@ -105,14 +105,22 @@ def build(design: Design, priors: dict[str, Prior], centering=None) -> pm.Model:
             mask = _data("mask", lay.mask.astype(float))
             e = (_data("y_obs", y) - mu)[pos] * mask
             a, inv_s2 = _ar_coefficients(design, phi)
-            w = arprocess.whiten(pt, e, a, inv_s2)
             n = float(design.n)
-            ll = (
-                -0.5 * n * np.log(2 * np.pi)
-                - n * pt.log(sigma)
-                - 0.5 * (w * w).sum() / sigma**2
-                + 0.5 * (pt.log(inv_s2) * mask).sum()
-            )
+            if "sigma" in design.dpars:
+                # nlme's weights with a correlation: e_i = sigma_i u_i, u the unit-variance
+                # AR process, so u = e / sigma is whitened and log|diag(sigma)| enters
+                rs = sigma[pos] * mask + (1.0 - mask)
+                w = arprocess.whiten(pt, e / rs, a, inv_s2)
+                ll = (-0.5 * n * np.log(2 * np.pi) - pt.log(sigma).sum() - 0.5 * (w * w).sum()
+                      + 0.5 * (pt.log(inv_s2) * mask).sum())
+            else:
+                w = arprocess.whiten(pt, e, a, inv_s2)
+                ll = (
+                    -0.5 * n * np.log(2 * np.pi)
+                    - n * pt.log(sigma)
+                    - 0.5 * (w * w).sum() / sigma**2
+                    + 0.5 * (pt.log(inv_s2) * mask).sum()
+                )
             pm.Potential("loglik", ll)
             return model
         if design.correlation is not None:

@@ -33,7 +33,8 @@ def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedDa
             # ridge-aligned coordinates of the same prior (random intercept vs AR(1))
             sigma, phi, _, S = reparam.ridge_parameters(design, priors)
         else:
-            sigma = params.residual_sd(priors)
+            # a sigma formula: beta_sigma instead of the scalar sigma (rows below)
+            sigma = None if "sigma" in design.dpars else params.residual_sd(priors)
             phi = params.ar_phi(design, priors)
             _, S = params.re_covariance(cg, priors)
         shared = {k: pm.Data(f"cd_{k}", v, shape=v.shape) for k, v in cdata.arrays.items()}
@@ -49,8 +50,11 @@ def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedDa
 
                 r = random_part(design, priors, others, centering)
                 offset = r[shared["pos"]] * shared["mask"]
+            rs = None
+            if "sigma" in design.dpars:
+                rs = collapsed.row_sigma(pt, shared, params.dpar_coefficients(design, priors, "sigma"))
             ll = collapsed.loglik_padded(
-                pt, shared, cdata.corr, beta, sigma, phi, S, q, offset=offset
+                pt, shared, cdata.corr, beta, sigma, phi, S, q, offset=offset, row_sigma=rs
             )
         pm.Potential("loglik", ll.sum())
     return model

@@ -22,6 +22,8 @@ def coords_for(design: Design) -> dict[str, list]:
         coords[g.name] = list(g.levels)
         coords[names.term_dim(g.name)] = list(g.terms)
         coords[names.bis(names.term_dim(g.name))] = list(g.terms)
+    for k, blk in design.dpars.items():
+        coords[names.dpar_dim(k)] = list(blk.names)
     return coords
 
 
@@ -73,18 +75,43 @@ def make_dist(name: str, prior: Prior, **kw):
 def fixed_effects(design: Design, priors: dict[str, Prior]):
     """``beta`` with dims ``coef``: one vector variable when the priors share a family."""
     coef_names = list(design.fixed_names)
-    if not coef_names:
+    return _coefficients(names.FIXED, names.COEF_DIM, coef_names, [priors[n] for n in coef_names])
+
+
+def _coefficients(var: str, dim: str, labels: list[str], ps: list[Prior]):
+    """A coefficient vector ``var`` (dims ``dim``): one vector variable when the priors
+    share a family, else one variable per coefficient (``<var>_<label>``) stacked."""
+    if not labels:
         return pt.zeros(0)
-    ps = [priors[n] for n in coef_names]
     same = all(p.dist == ps[0].dist and set(p.params) == set(ps[0].params)
                and p.truncated_at is None for p in ps)
     if same and not any(p.hyperpriors for p in ps):
         params = {
             k: np.array([float(np.asarray(p.params[k])) for p in ps]) for k in ps[0].params
         }
-        return _dist_class(ps[0])("beta", **params, dims="coef")
-    parts = [make_rv(f"beta_{n}", priors[n]) for n in coef_names]
-    return pm.Deterministic("beta", pt.stack(parts), dims="coef")
+        return _dist_class(ps[0])(var, **params, dims=dim)
+    parts = [make_rv(f"{var}_{n}", p) for n, p in zip(labels, ps)]
+    return pm.Deterministic(var, pt.stack(parts), dims=dim)
+
+
+def dpar_coefficients(design: Design, priors: dict[str, Prior], name: str):
+    """The coefficients ``beta_<name>`` (dims ``coef_<name>``) of a parameter's formula."""
+    blk = design.dpars[name]
+    return _coefficients(names.dpar_coef(name), names.dpar_dim(name), list(blk.names),
+                         [priors[names.dpar_prior_key(name, c)] for c in blk.names])
+
+
+def dpar_rows(design: Design, priors: dict[str, Prior], name: str, X=None):
+    """A distributional parameter per design row: ``inverse_link(X beta_<name>)``
+    (``exp`` for ``sigma``); ``X`` a tensor of its design rows (default: ``pm.Data``
+    of ``design.dpars[name].X``), e.g. on the padded layout."""
+    from hierbayes.spec.families import inverse_link
+
+    blk = design.dpars[name]
+    coef = dpar_coefficients(design, priors, name)
+    if X is None:
+        X = pm.Data(f"X_{name}", blk.X, shape=blk.X.shape)
+    return inverse_link(blk.link, (X * coef).sum(axis=-1), xp=pt)
 
 
 def residual_sd(priors: dict[str, Prior]):
@@ -92,8 +119,10 @@ def residual_sd(priors: dict[str, Prior]):
 
 
 def family_params(design: Design, priors: dict[str, Prior]) -> dict:
-    """The family's own parameters (``sigma``, ``nu``, ``alpha``), by name."""
-    return {k: make_rv(k, priors[k]) for k in design.spec.family.extra_params}
+    """The family's own parameters (``sigma``, ``nu``, ``alpha``), by name: a scalar
+    variable each, or a length-N tensor (:func:`dpar_rows`) for one with a formula."""
+    return {k: dpar_rows(design, priors, k) if k in design.dpars else make_rv(k, priors[k])
+            for k in design.spec.family.extra_params}
 
 
 def ar_phi(design: Design, priors: dict[str, Prior]):

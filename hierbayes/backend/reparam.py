@@ -44,6 +44,8 @@ def applies(design: Design, priors: dict[str, Prior] | None = None) -> bool:
     fam = design.spec.family
     if getattr(fam, "name", None) != "gaussian" or len(design.groups) != 1:
         return False
+    if design.dpars:  # a residual sd per row has no single sigma^2 on the ridge
+        return False
     g = design.groups[0]
     corr = design.correlation
     if corr is None or corr.kind not in ("ar1", "car1") or corr.group != g.name:

@@ -86,16 +86,18 @@ def _marginal(design: Design, post) -> np.ndarray:
     beta, sigma, phi = _flat(post, "beta"), _flat(post, "sigma"), _flat(post, "phi")
     L = covariance_cholesky(_flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
     S = L @ np.swapaxes(L, -1, -2)
-    out = np.empty((sigma.size, cd.n_clusters))
-    for d in range(sigma.size):
+    bs = _flat(post, names.dpar_coef("sigma"))  # a sigma formula: an sd per row
+    out = np.empty((L.shape[0], cd.n_clusters))
+    for d in range(L.shape[0]):
         offset = None
         if others:
             b = {h.name: _flat(post, names.effects(h.name))[d : d + 1] for h in others}
             rows = linear_predictor(design, np.zeros((1, 0)), b, groups=others)[0]
             offset = design.layout.pad(rows)
+        rs = None if bs is None else collapsed.row_sigma(np, cd.arrays, bs[d])
         out[d] = collapsed.loglik_padded(
-            np, cd.arrays, cd.corr, beta[d], sigma[d], None if phi is None else phi[d], S[d],
-            cd.q, offset=offset,
+            np, cd.arrays, cd.corr, beta[d], None if sigma is None else sigma[d],
+            None if phi is None else phi[d], S[d], cd.q, offset=offset, row_sigma=rs,
         )
     return out
 
@@ -115,7 +117,10 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
     if not fam.collapsible:
         return _latent_family(design, post, chunk)
     sigma, phi = _flat(post, "sigma"), _flat(post, "phi")
-    D = sigma.size
+    bs = _flat(post, names.dpar_coef("sigma"))
+    if bs is not None:  # a sigma formula: the sd of every row and draw, (D, N)
+        sigma = design.dpars["sigma"].rows(bs)
+    D = sigma.shape[0]
     corr = design.correlation
     if corr is None:
         out = np.empty((D, design.n))
@@ -127,11 +132,20 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
     for s in range(0, D, chunk):
         sl = slice(s, min(s + chunk, D))
         e = design.y[None] - _conditional_mean(design, post, sl)  # (n, N)
-        sd = sigma[sl][:, None]
+        sd = sigma[sl][:, None] if bs is None else sigma[sl]
         if corr is None:
             out[sl] = -0.5 * LOG_2PI - np.log(sd) - 0.5 * (e / sd) ** 2
             continue
         for k, d in enumerate(range(sl.start, sl.stop)):
+            if bs is not None:  # e_i = sigma_i u_i: whiten u, and log|diag(sigma)| per cluster
+                u = lay.pad(e[k] / sigma[d])
+                a, inv_s2 = arprocess.coefficients(
+                    np, corr.kind, phi[d], ar["lag"], ar["inner"], ar["odd"]
+                )
+                w = arprocess.whiten(np, u, a, inv_s2)
+                out[d] = (-0.5 * LOG_2PI * lay.sizes - lay.pad(np.log(sigma[d])).sum(axis=1)
+                          - 0.5 * (w * w).sum(axis=1) + 0.5 * (np.log(inv_s2) * mask).sum(axis=1))
+                continue
             ep = lay.pad(e[k])
             a, inv_s2 = arprocess.coefficients(
                 np, corr.kind, phi[d], ar["lag"], ar["inner"], ar["odd"]
@@ -157,12 +171,15 @@ def _latent_family(design: Design, post, chunk: int = 256) -> np.ndarray:
         )
     D = post.sizes["chain"] * post.sizes["draw"]
     params = {k: _flat(post, k) for k in fam.extra_params}
+    for k, blk in design.dpars.items():  # a formula: the parameter per row and draw, (D, N)
+        params[k] = blk.rows(_flat(post, names.dpar_coef(k)))
     trials = None if design.trials is None else design.trials[None]
     out = np.empty((D, design.n))
     for s in range(0, D, chunk):
         sl = slice(s, min(s + chunk, D))
         eta = _conditional_mean(design, post, sl)
-        out[sl] = fam.logpdf(design.y[None], eta, {k: v[sl][:, None] for k, v in params.items()}, trials)
+        rows = {k: v[sl] if k in design.dpars else v[sl][:, None] for k, v in params.items()}
+        out[sl] = fam.logpdf(design.y[None], eta, rows, trials)
     return out
 
 

@@ -124,6 +124,12 @@ def log_prior(idata, design: Design, priors: dict[str, Prior]) -> xr.Dataset:
             [prior_logpdf(priors[n], beta.sel(coef=n).values, n) for n in coef_names], axis=-1
         )
         out["beta"] = _like(beta, lp)
+    for k, blk in design.dpars.items():  # a parameter formula's coefficients (beta_sigma)
+        var, dim = names.dpar_coef(k), names.dpar_dim(k)
+        coefs = post[var].transpose("chain", "draw", dim)
+        lp = np.stack([prior_logpdf(priors[names.dpar_prior_key(k, c)], coefs.sel({dim: c}).values,
+                                    names.dpar_prior_key(k, c)) for c in blk.names], axis=-1)
+        out[var] = _like(coefs, lp)
     for g in design.groups:
         tdim = names.term_dim(g.name)
         sd = post[names.sd(g.name)].transpose("chain", "draw", tdim)

@@ -89,6 +89,30 @@ class ClusterLayout:
 
 
 @dataclass(frozen=True)
+class DparBlock:
+    """The design of one distributional parameter's formula (``sigma="~ Sex"``).
+
+    ``X`` (N, k) in design row order, ``names`` its column labels (``Intercept``, ``SexM``),
+    ``link`` the family's link for the parameter (``"log"``: ``sigma_i = exp(X_i beta)``),
+    ``terms`` formulae's design information (``evaluate_new_data`` builds ``X`` for new rows).
+    """
+
+    name: str
+    X: np.ndarray
+    names: tuple[str, ...]
+    link: str
+    terms: object = field(default=None, repr=False, compare=False)
+
+    def rows(self, coefs: np.ndarray, X: np.ndarray | None = None) -> np.ndarray:
+        """The parameter per row for coefficient draws ``coefs`` (D, k): (D, N), the
+        inverse link of ``coefs @ X.T`` (``X`` default: the design's own rows)."""
+        from hierbayes.spec.families import inverse_link
+
+        X = self.X if X is None else X
+        return inverse_link(self.link, np.atleast_2d(coefs) @ X.T)
+
+
+@dataclass(frozen=True)
 class Design:
     """Numeric arrays of a model, in cluster-sorted row order.
 
@@ -112,6 +136,8 @@ class Design:
     common_terms: object = field(default=None, repr=False, compare=False)
     trials: np.ndarray | None = None
     source: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    #: distributional parameters with a formula, by name (empty: every family parameter a scalar)
+    dpars: dict = field(default_factory=dict, compare=False)
 
     @property
     def n(self) -> int:
@@ -338,6 +364,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
     _check_finite(spec, clean, cols)
     X, coef_names, common = _fixed_effects(spec, clean)
     factors = _group_factors(spec, clean)
+    dpars = _dpar_blocks(spec, clean)
     order, clusters = _cluster_order(spec, clean, factors)
     groups = tuple(
         GroupBlock(
@@ -363,6 +390,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
         common_terms=common,
         trials=None if trials is None else trials[order],
         source=data,
+        dpars={k: DparBlock(k, b.X[order], b.names, b.link, b.terms) for k, b in dpars.items()},
     )
 
 
@@ -452,6 +480,28 @@ def _fixed_effects(spec: ModelSpec, clean: pd.DataFrame):
     coef_names = _term_labels(dm)
     _check_rank(X, coef_names, "fixed-effect")
     return X, coef_names, dm.common
+
+
+def _dpar_blocks(spec: ModelSpec, clean: pd.DataFrame) -> dict[str, DparBlock]:
+    """Each distributional parameter's design matrix (full column rank), before the sort."""
+    out = {}
+    for name, rhs in spec.dpars.items():
+        dm = formulae.design_matrices(rhs, clean, extra_namespace=mundlak.NAMESPACE)
+        if dm.common is None:
+            raise ValueError(f"{name}={rhs!r} has no terms; write e.g. '~ 1 + Sex'.")
+        X = np.asarray(dm.common.design_matrix, dtype=float)
+        labels = _term_labels(dm)
+        bad = ~np.isfinite(X).all(axis=0)
+        if bad.any():  # varPower's np.log(np.abs(x)) at x = 0
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name}={rhs!r}: column {labels[j]!r} is not finite in "
+                f"{int((~np.isfinite(X[:, j])).sum())} row(s) (e.g. the log of 0); remove or "
+                "shift those values (np.log(np.abs(x) + c)) or drop the rows."
+            )
+        _check_rank(X, labels, f"{name}-formula")
+        out[name] = DparBlock(name, X, tuple(labels), spec.family.dpar_links[name], dm.common)
+    return out
 
 
 @dataclass(frozen=True)

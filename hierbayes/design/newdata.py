@@ -10,7 +10,7 @@ that names the column and the level.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import formulae
 import numpy as np
@@ -72,6 +72,8 @@ class NewRows:
     row_labels: pd.Index
     time: np.ndarray | None = None
     cluster: np.ndarray | None = None
+    #: the design matrix of each parameter formula on the new rows (``{"sigma": X}``)
+    dpars: dict = field(default_factory=dict)
 
     @property
     def m(self) -> int:
@@ -126,6 +128,8 @@ def _required_columns(design: Design, groups: str) -> tuple[list[str], list[str]
     """(columns that must be present, correlation columns used when present)."""
     spec = design.spec
     need = set(_var_names(spec.fixed)) if design.p else set()
+    for rhs in spec.dpars.values():
+        need |= _var_names(rhs)
     if groups != "none":
         for gt in spec.group_terms:
             need |= _var_names(gt.expr) | set(gt.factor_columns)
@@ -182,7 +186,12 @@ def new_rows(design: Design, data: pd.DataFrame, groups: str = "existing") -> Ne
     X = _fixed_rows(design, frame)
     new_groups = [] if groups == "none" else [_group_rows(design, g, frame) for g in design.groups]
     time, cluster = _correlation_rows(design, frame, corr_cols)
-    return NewRows(X=X, groups=tuple(new_groups), row_labels=data.index, time=time, cluster=cluster)
+    dpars = {}
+    for k, blk in design.dpars.items():  # the parameter formulas on the new rows
+        Xk = _evaluate(blk.terms, frame, f"{k} formula")
+        dpars[k] = Xk[:, None] if Xk.ndim == 1 else Xk
+    return NewRows(X=X, groups=tuple(new_groups), row_labels=data.index, time=time,
+                   cluster=cluster, dpars=dpars)
 
 
 def _check_new_data(design: Design, data, groups: str) -> list[str]:
@@ -211,6 +220,8 @@ def _missing_message(design: Design, missing: list[str], groups: str, have: list
     """Name the missing columns by role: fixed-effect columns are needed whatever
     ``groups`` is; only for missing cluster/time columns does ``groups='none'`` help."""
     fixed = set(_var_names(design.spec.fixed)) - {design.spec.response} if design.p else set()
+    for rhs in design.spec.dpars.values():  # a parameter formula's columns: needed too
+        fixed |= _var_names(rhs)
     need_fixed = [c for c in missing if c in fixed]
     other = [c for c in missing if c not in fixed]
     parts = []

@@ -20,7 +20,8 @@ else:  # pragma: no cover
 
 _SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "seed", "cores", "max_treedepth",
                  "mass_matrix", "compiler"}
-_TOP_KEYS = {"formula", "data", "family", "backend", "nagq", "correlation", "priors", "sampler"}
+_TOP_KEYS = {"formula", "data", "family", "backend", "nagq", "correlation", "priors", "sampler",
+             "sigma"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class ModelFile:
     priors: dict = field(default_factory=dict)
     sampler: str = "nutpie"
     fit_kwargs: dict = field(default_factory=dict)
+    #: a formula for the residual sd (``sigma = "~ Sex"``), as ``hb.Model(sigma=...)``
+    sigma: str | None = None
 
     def model(self):
         from hierbayes.model import Model
@@ -44,6 +47,7 @@ class ModelFile:
         return Model(
             self.formula, self.data, correlation=self.correlation, family=self.family,
             priors=self.priors or None, backend=self.backend, nagq=self.nagq,
+            sigma=self.sigma,
         )
 
 
@@ -102,4 +106,5 @@ def read(path: str | Path) -> ModelFile:
         priors={k: _prior(k, v) for k, v in cfg.get("priors", {}).items()},
         sampler=name,
         fit_kwargs=sampler,
+        sigma=cfg.get("sigma"),
     )

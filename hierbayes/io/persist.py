@@ -191,6 +191,7 @@ def _metadata(fit, columns: list[dict]) -> dict:
             "family_repr": repr(spec.family),
             "correlation": None if corr is None else {"type": corr.kind, "time": corr.time, "group": corr.group},
             "priors": {k: p.to_dict() for k, p in spec.priors.items()},
+            "dpars": dict(spec.dpars),  # parameter formulas ({"sigma": "Sex"}), by keyword
         },
         "priors": {k: p.to_dict() for k, p in fit.priors.items()},
         "backend": fit.backend,
@@ -428,6 +429,7 @@ def read(path, *, allow_version_mismatch: bool = False) -> dict:
         family=_family(s, path),
         correlation=correlation_from_dict(s["correlation"]),
         priors={k: Prior.from_dict(v) for k, v in s["priors"].items()},
+        **dict(s.get("dpars") or {}),  # sigma="Sex": the keyword of parse() per parameter
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the missing-value count was reported at fit time

@@ -132,6 +132,19 @@ def prepare(design: Design, layout: str = "auto") -> CollapsedData:
     group = collapsed_group(design)
     corr = design.correlation
     pad = padded_arrays(design, group)
+    if "sigma" in design.dpars:
+        # a residual sd per row (sigma="~ x"): R = diag(sigma_i) R(phi) diag(sigma_i) is not
+        # shared by clusters, so the padded layout, with the sigma-formula rows padded by 0
+        if layout == "pooled":
+            raise ValueError(
+                "the pooled layout needs one residual sd for every row; with a sigma formula "
+                "the collapsed likelihood uses the padded layout (layout='padded' or 'auto')."
+            )
+        layout = "padded"
+        pad["Xs"] = design.layout.pad(design.dpars["sigma"].X)
+        if corr is None:  # unused arrays would be data the compiled graph lacks (cache refits)
+            for k in ("lag", "inner", "odd"):
+                pad.pop(k)
     if len(design.groups) > 1:
         # hybrid: the other factors stay latent and enter as a per-draw offset, which the
         # pooled layout's precomputed cross-products cannot take
@@ -223,18 +236,29 @@ def _const_terms(xp, nobs, count, sigma, logdet_S, logdet_M, q):
     )
 
 
-def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None):
+def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None, row_sigma=None):
     """Per-cluster collapsed log-likelihood on the padded layout (returns shape (C,)).
 
     The q x q algebra per cluster is unrolled (:mod:`hierbayes.likelihood.smallmat`) into
     elementwise operations on cluster-length vectors. ``offset`` (C, T), zero in padded
     slots, is subtracted from the response: the other factors' ``Z b`` of a hybrid model.
+
+    ``row_sigma`` (C, T), 1 in padded slots, is a residual sd per row (``sigma="~ x"``;
+    ``sigma`` is then ignored): the residual covariance is ``D R(phi) D`` with
+    ``D = diag(sigma_i)`` (nlme's variance function with a correlation), so ``e`` and ``Z``
+    are divided by ``sigma_i`` before the whitening, the Woodbury step runs at unit residual
+    variance, and ``log|D| = sum log sigma_i`` enters the determinant.
     """
     Y, X, Z = arrays["Y"], arrays["X"], arrays["Z"]
     e = Y - (X * beta).sum(axis=-1)
     if offset is not None:
         e = e - offset
-    a, inv_s2 = arprocess.coefficients(xp, corr, phi, arrays["lag"], arrays["inner"], arrays["odd"])
+    if row_sigma is not None:
+        e = e / row_sigma
+        Z = Z / row_sigma[:, :, None]
+        sigma = 1.0
+    a, inv_s2 = arprocess.coefficients(xp, corr, phi, arrays.get("lag"), arrays.get("inner"),
+                                       arrays.get("odd"))
     ew = arprocess.whiten(xp, e, a, inv_s2)
     Zw = arprocess.whiten(xp, Z, a, inv_s2)
     rr = (ew * ew).sum(axis=1)
@@ -250,7 +274,15 @@ def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None):
     ll = ll - 0.5 * (rr - quad) / s2
     if a is not None:
         ll = ll + 0.5 * xp.log(inv_s2).sum(axis=1)
+    if row_sigma is not None:
+        ll = ll - xp.log(row_sigma).sum(axis=1)
     return ll
+
+
+def row_sigma(xp, arrays, beta_sigma):
+    """The padded (C, T) residual sds ``exp(X_sigma beta_sigma)`` of a sigma formula
+    (``arrays["Xs"]``, zero rows in padded slots, where the sd is then 1)."""
+    return xp.exp((arrays["Xs"] * beta_sigma).sum(axis=-1))
 
 
 def precision_matrix(xp, a, inv_s2, T):
@@ -307,10 +339,12 @@ def loglik_pooled(xp, arrays, corr, beta, sigma, phi, S, q: int, T: int | None =
     return ll
 
 
-def loglik(xp, data: CollapsedData, beta, sigma, phi, S):
+def loglik(xp, data: CollapsedData, beta, sigma, phi, S, beta_sigma=None):
     """Total collapsed log-likelihood (a scalar) in either layout; ``S`` the q x q
-    random-effect covariance."""
+    random-effect covariance; ``beta_sigma`` the sigma formula's coefficients, if any
+    (``sigma`` is then ignored)."""
     if data.layout == "pooled":
         T = data.arrays["Z"].shape[1]
         return loglik_pooled(xp, data.arrays, data.corr, beta, sigma, phi, S, data.q, T).sum()
-    return loglik_padded(xp, data.arrays, data.corr, beta, sigma, phi, S, data.q).sum()
+    rs = None if beta_sigma is None else row_sigma(xp, data.arrays, beta_sigma)
+    return loglik_padded(xp, data.arrays, data.corr, beta, sigma, phi, S, data.q, row_sigma=rs).sum()

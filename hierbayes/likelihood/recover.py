@@ -37,6 +37,7 @@ def draw_random_effects(
     rng: np.random.Generator,
     chunk: int = 250,
     offset: np.ndarray | None = None,
+    row_sigma: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw ``b`` (D, C, q) given D flattened posterior draws.
 
@@ -56,6 +57,10 @@ def draw_random_effects(
         Per-draw offset in design row order, subtracted from the response: the other
         factors' ``Z b`` of a hybrid model, so the collapsed factor's effects are drawn
         conditionally on the latent ones.
+    row_sigma : (D, N) array, optional
+        A residual sd per row and draw, in design row order (a sigma formula; ``sigma`` is
+        then ignored): ``e`` and ``Z`` are divided by it before the whitening, and the
+        conditional is computed at unit residual variance (``R = D R(phi) D``).
 
     Examples
     --------
@@ -78,13 +83,18 @@ def draw_random_effects(
             off[:, lay.mask] = offset[sl][:, lay.pos[lay.mask]]
             e = e - off
         Zcols = [np.broadcast_to(Z[None, :, :, k], e.shape) for k in range(q)]
+        if row_sigma is not None:
+            rs = np.ones(e.shape)
+            rs[:, lay.mask] = row_sigma[sl][:, lay.pos[lay.mask]]
+            e = e / rs
+            Zcols = [zc / rs for zc in Zcols]
         if corr is not None:
             ph = phi[sl][:, None, None]
             a, inv_s2 = ar_coefficients(np, corr, ph, lay.lag[None], inner[None], odd[None])
             e = _whiten_batched(e, a, inv_s2)
             Zcols = [_whiten_batched(zc, a, inv_s2) for zc in Zcols]
         # per-cluster q x q algebra, unrolled over (draw, cluster) arrays
-        s2 = (sigma[sl] ** 2)[:, None]
+        s2 = (sigma[sl] ** 2)[:, None] if row_sigma is None else np.ones((n, 1))
         v = [(zc * e).sum(axis=-1) for zc in Zcols]
         M = [
             [s2 * S_inv_all[sl, i, j][:, None] + (Zcols[i] * Zcols[j]).sum(axis=-1) for j in range(i + 1)]

@@ -32,7 +32,7 @@ from hierbayes import names
 from hierbayes.likelihood import arprocess
 from hierbayes.design.build import Design
 from hierbayes.design.newdata import GROUP_MODES, NewRows, new_rows
-from hierbayes.predict.predictive import ParameterDraws, parameter_draws, thin
+from hierbayes.predict.predictive import ParameterDraws, family_param_rows, parameter_draws, thin
 
 KINDS = ("mean", "response")
 
@@ -128,9 +128,14 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
     D, M = pd_.n, new.m
     out = np.zeros((D, M))
     conditioned = np.zeros(M, dtype=bool)
+    # a sigma formula: e_i = sigma_i u_i with u the unit-variance AR process (nlme), so the
+    # fitted residuals are divided by their sd and the new rows' part scaled by theirs
+    rowwise = "sigma" in pd_.dpar_coefs
+    sd_new = family_param_rows(pd_, design, new.dpars)["sigma"] if rowwise else None
     if design.correlation is None or new.cluster is None:
         if kind == "response":
-            out += pd_.sigma[:, None] * rng.standard_normal((D, M))
+            sd = sd_new if rowwise else pd_.sigma[:, None]
+            out += sd * rng.standard_normal((D, M))
         return out, conditioned
     lay = design.layout
     fitted = {lab: c for c, lab in enumerate(design.cluster_levels)}
@@ -153,8 +158,12 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
             K = np.swapaxes(np.linalg.solve(R_oo, R_on), 1, 2)  # (D, nn, no) = R_no R_oo^-1
             cov = R_nn - K @ R_on
             obs_rows = np.array([lay.pos[c, : lay.sizes[c]] for c, _ in members])  # (m, no)
-            e_obs = _fitted_residuals(design, pd_, obs_rows.ravel()).reshape(D, *obs_rows.shape)
-            out[:, new_pos] += np.einsum("dno,dmo->dmn", K, e_obs)
+            e_obs = _fitted_residuals(design, pd_, obs_rows.ravel())
+            if rowwise:
+                e_obs = e_obs / pd_.sigma[:, obs_rows.ravel()]
+            e_obs = e_obs.reshape(D, *obs_rows.shape)
+            mean = np.einsum("dno,dmo->dmn", K, e_obs)
+            out[:, new_pos] += sd_new[:, new_pos] * mean if rowwise else mean
             conditioned[new_pos.ravel()] = True
         else:
             cov = R_nn
@@ -163,7 +172,8 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
             jitter = 1e-10 * np.eye(tn.size)  # a new time equal to a fitted one: variance 0
             L = np.linalg.cholesky(cov + jitter)
             z = rng.standard_normal((D, len(members), tn.size))
-            out[:, new_pos] += pd_.sigma[:, None, None] * np.einsum("dnk,dmk->dmn", L, z)
+            sd = sd_new[:, new_pos] if rowwise else pd_.sigma[:, None, None]
+            out[:, new_pos] += sd * np.einsum("dnk,dmk->dmn", L, z)
     return out, conditioned
 
 
@@ -269,7 +279,8 @@ def predict(
         resid, conditioned = _residual_part(design, new, pd_, groups, kind, rng)
         values = mu + resid
     else:
-        values, conditioned = _family_values(fam, mu, pd_, new_data, new, kind, fit.spec.trials, rng), None
+        values, conditioned = _family_values(fam, mu, pd_, new_data, new, kind, fit.spec.trials, rng,
+                                             design), None
 
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     draws = xr.DataArray(
@@ -281,13 +292,14 @@ def predict(
     return Prediction(draws, _table(values, new, status, conditioned, design, prob), kind, groups, prob)
 
 
-def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: str, trials_col, rng):
+def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: str, trials_col, rng,
+                   design: Design):
     """Non-Gaussian families: the response mean ``g^-1(eta)`` (a probability for the
     Bernoulli and binomial, a rate for count families) or a draw of a new response (the
     binomial takes its trials from the new data's trials column)."""
     if kind == "mean":
         return fam.mean(eta)
-    params = {k: pd_.extra[k][:, None] for k in fam.extra_params}
+    params = family_param_rows(pd_, design, new.dpars)
     trials = None
     if fam.needs_trials:
         if trials_col not in new_data.columns:

@@ -26,12 +26,15 @@ def linear_predictor(
 
 
 def residual_draws(design: Design, sigma: np.ndarray, phi: np.ndarray | None, rng) -> np.ndarray:
-    """Residuals ``e`` (D, N) with the fitted within-cluster correlation.
+    """Residuals ``e`` (D, N) with the fitted within-cluster correlation; ``sigma`` (D,),
+    or (D, N) for a residual sd per row (a sigma formula).
 
     AR(1)/CAR(1): ``e_k = a_k e_{k-1} + sqrt(1 - a_k^2) sigma eps_k`` along each cluster's
     time-sorted rows, ``a_k = phi^(t_k - t_{k-1})``.
     """
     D = sigma.shape[0]
+    if sigma.ndim == 2:  # a residual sd per row: e_i = sigma_i u_i, u the unit-variance process
+        return residual_draws(design, np.ones(D), phi, rng) * sigma
     eps = rng.standard_normal((D, design.n)) * sigma[:, None]
     if design.correlation is None:
         return eps
@@ -52,7 +55,9 @@ class ParameterDraws:
     ``beta`` (D, p); ``sigma`` (D,); ``phi`` (D,) or None; ``b[g]`` (D, levels, q) for every
     grouping factor whose random effects are in the posterior (levels in the design's
     order); ``chol[g]`` (D, q, q) Cholesky factors of the random-effect covariance.
-    ``chains`` and ``draws`` are the coordinates of the flattened draws.
+    ``chains`` and ``draws`` are the coordinates of the flattened draws. With a formula
+    for a family parameter (``sigma="~ Sex"``), ``dpar_coefs[name]`` holds its coefficient
+    draws (D, k) and ``sigma`` / ``extra[name]`` its value per design row (D, N).
     """
 
     beta: np.ndarray
@@ -63,10 +68,11 @@ class ParameterDraws:
     chains: np.ndarray
     draws: np.ndarray
     extra: dict = field(default_factory=dict)
+    dpar_coefs: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
-        return self.sigma.shape[0]
+        return self.chains.shape[0]
 
 
 def thin(posterior, n_draws: int | None):
@@ -119,16 +125,34 @@ def _flat_draws(post, design: Design) -> ParameterDraws:
         sd = draws(names.sd(g.name), tdim)
         corr = draws(names.corr(g.name), tdim, names.bis(tdim)) if names.corr(g.name) in post else None
         chol[g.name] = covariance_cholesky(sd, corr)
+    extra = {k: draws(k) for k in (*design.spec.family.extra_params, "sd_ar") if k in post}
+    coefs = {k: draws(names.dpar_coef(k), names.dpar_dim(k)) for k in design.dpars
+             if names.dpar_coef(k) in post}
+    extra.update({k: design.dpars[k].rows(c) for k, c in coefs.items()})
     return ParameterDraws(
         beta=beta,
-        sigma=draws("sigma") if "sigma" in post else None,
+        sigma=extra.get("sigma"),
         phi=draws("phi") if "phi" in post else None,
         b=b,
         chol=chol,
         chains=post["chain"].values,
         draws=post["draw"].values,
-        extra={k: draws(k) for k in (*design.spec.family.extra_params, "sd_ar") if k in post},
+        extra=extra,
+        dpar_coefs=coefs,
     )
+
+
+def family_param_rows(pd_: ParameterDraws, design: Design, X_new: dict | None = None) -> dict:
+    """The family's parameters ready to broadcast against (D, rows): a scalar parameter as
+    (D, 1), one with a formula as (D, rows), on the design's rows or, with ``X_new``
+    (``{name: X}``, e.g. :attr:`~hierbayes.design.newdata.NewRows.dpars`), on new rows."""
+    out = {}
+    for k in design.spec.family.extra_params:
+        if k in pd_.dpar_coefs:
+            out[k] = pd_.extra[k] if X_new is None else design.dpars[k].rows(pd_.dpar_coefs[k], X_new[k])
+        else:
+            out[k] = pd_.extra[k][:, None]
+    return out
 
 
 def fitted_draws(pd_: ParameterDraws, design: Design, rng) -> np.ndarray:
@@ -148,7 +172,7 @@ def fitted_draws(pd_: ParameterDraws, design: Design, rng) -> np.ndarray:
         # a fresh draw of the latent AR(1) process of the linear predictor (new occasions
         # of the same clusters)
         mu = mu + residual_draws(design, pd_.extra["sd_ar"], pd_.phi, rng)
-    params = {k: pd_.extra[k][:, None] for k in fam.extra_params}
+    params = family_param_rows(pd_, design)
     trials = None if design.trials is None else design.trials[None, :]
     return fam.draw(rng, mu, params, trials)
 

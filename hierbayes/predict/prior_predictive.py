@@ -227,12 +227,16 @@ def sample_prior_predictive(
         z = rng.standard_normal((draws, g.n_levels, g.q))
         b[g.name] = np.einsum("dqr,dnr->dnq", chol[g.name], z)
     # responses from the model's family, as the posterior predictive draws them
+    extra = {k: prior[k].values for k in (*design.spec.family.extra_params, "sd_ar") if k in prior}
+    coefs = {k: prior[names.dpar_coef(k)].transpose("draw", names.dpar_dim(k)).values
+             for k in design.dpars}
+    extra.update({k: design.dpars[k].rows(c) for k, c in coefs.items()})  # (draws, N)
     pd_ = ParameterDraws(
         beta=prior["beta"].transpose("draw", "coef").values,
-        sigma=prior["sigma"].values if "sigma" in prior else None,
+        sigma=extra.get("sigma"),
         phi=prior["phi"].values if "phi" in prior else None,
         b=b, chol=chol, chains=np.zeros(draws, dtype=int), draws=np.arange(draws),
-        extra={k: prior[k].values for k in (*design.spec.family.extra_params, "sd_ar") if k in prior},
+        extra=extra, dpar_coefs=coefs,
     )
     y = fitted_draws(pd_, design, rng)
     return PriorPredictive(

@@ -12,10 +12,12 @@ from hierbayes import names
 from hierbayes.likelihood import arprocess
 
 
-def _spec(model_spec, correlation, family) -> ModelSpec:
+def _spec(model_spec, correlation, family, sigma) -> ModelSpec:
     """A ModelSpec from a formula, a ModelSpec or a Model (its spec)."""
     if isinstance(model_spec, str):
-        return parse(model_spec, correlation=correlation, family=family or "gaussian")
+        return parse(model_spec, correlation=correlation, family=family or "gaussian", sigma=sigma)
+    if sigma is not None:
+        raise ValueError("sigma= goes with a formula; a spec or model brings its own sigma formula.")
     spec = getattr(model_spec, "spec", model_spec)
     if not isinstance(spec, ModelSpec):
         raise TypeError(
@@ -38,7 +40,8 @@ def _spec(model_spec, correlation, family) -> ModelSpec:
 def _needed(d, spec: ModelSpec) -> set[str]:
     """The parameters the model's data-generating process needs (``beta`` may be omitted)."""
     fam = spec.family
-    needed = {"beta", *fam.extra_params} | {names.sd(g.name) for g in d.groups}
+    extra = {names.dpar_coef(p) if p in d.dpars else p for p in fam.extra_params}
+    needed = {"beta", *extra} | {names.sd(g.name) for g in d.groups}
     if d.correlation is not None:
         needed.add(names.PHI)
         if not fam.collapsible:  # the latent AR process on the linear-predictor scale
@@ -56,7 +59,7 @@ def _check_params(params: dict, d, spec: ModelSpec) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise KeyError(f"params has unknown names {unknown}; the model's parameters are {sorted(allowed)}.")
-    spec.family.check_params(params)
+    spec.family.check_params({k: v for k, v in params.items() if k in spec.family.extra_params})
     if names.SD_AR in needed and float(params[names.SD_AR]) <= 0:
         raise ValueError(f"{names.SD_AR} must be positive, got {params[names.SD_AR]}.")
     for g in d.groups:
@@ -91,6 +94,7 @@ def simulate(
     correlation=None,
     family=None,
     seed: int | None = None,
+    sigma: str | None = None,
 ) -> pd.DataFrame:
     """Draw the response of a mixed model of any family at given parameter values.
 
@@ -112,12 +116,19 @@ def simulate(
         (``sigma``; ``nu``; ``alpha``: ``model.family.extra_params``), ``sd_<g>`` (array per
         term), ``corr_<g>`` (q x q correlation, optional, default identity), ``phi`` (with a
         correlation) and ``sd_ar`` (with a correlation, non-Gaussian families). The binomial
-        family takes its trials from ``data``.
+        family takes its trials from ``data``. A model with a sigma formula
+        (``hb.Model(..., sigma="~ Sex")``) takes ``beta_sigma`` (dict label -> value, or an
+        array in the formula's column order) instead of ``sigma``: row ``i`` gets the sd
+        ``exp(x_i' beta_sigma)``, and with a correlation ``e_i = sigma_i u_i``, ``u`` the
+        unit-variance AR process.
     correlation : hb.AR1 or hb.CAR1, optional
         With a formula; a spec or model brings its own.
     family : str or family object, optional
         With a formula (default ``"gaussian"``), as ``hb.Model`` takes it; a spec or model
         brings its own.
+    sigma : str, optional
+        With a formula: a formula for the residual sd (``"~ Sex"``, as
+        ``hb.Model(sigma=...)``); ``params`` then gives ``beta_sigma``.
     seed : int, optional
         The whole data-generating process (random effects and residuals) is one call of one
         ``numpy.random.Generator``: the same seed gives the same data.
@@ -143,7 +154,7 @@ def simulate(
     True
     """
     rng = np.random.default_rng(seed)
-    spec = _spec(formula, correlation, family)
+    spec = _spec(formula, correlation, family, sigma)
     frame = data.copy().reset_index(drop=True)
     # a placeholder response (the design checks its type, not its support)
     frame[spec.response] = rng.standard_normal(len(frame))
@@ -152,11 +163,14 @@ def simulate(
     eta = _add_random_part(d.X @ _coefficients(params, d), d, params, rng)
     fam = spec.family
     if fam.collapsible:  # Gaussian: the residuals carry the correlation
-        y = eta + _residuals(d, float(params["sigma"]), params, rng)
+        sd = None if "sigma" in d.dpars else float(params["sigma"])
+        y = eta + _residuals(d, sd, params, rng)
     else:
         if d.correlation is not None:
             eta = eta + _residuals(d, float(params[names.SD_AR]), params, rng)
-        family_params = {k: params[k] for k in fam.extra_params}
+        family_params = {k: params[k] for k in fam.extra_params if k not in d.dpars}
+        for k, blk in d.dpars.items():  # a formula for the parameter: one value per row
+            family_params[k] = blk.rows(_coefficients(params, d, names.dpar_coef(k), blk.names))[0]
         y = fam.draw(rng, eta, family_params, d.trials)
     out = data.copy()
     values = np.empty(len(frame))
@@ -165,18 +179,20 @@ def simulate(
     return out
 
 
-def _coefficients(params: dict, d) -> np.ndarray:
-    """``beta`` as a vector in the design's column order (a dict: missing labels are 0)."""
-    beta = params.get("beta", {})
+def _coefficients(params: dict, d, key: str = "beta", labels=None) -> np.ndarray:
+    """``params[key]`` as a vector in the order of ``labels`` (default: the design's
+    fixed-effect columns; a dict: missing labels are 0)."""
+    labels = list(d.fixed_names if labels is None else labels)
+    beta = params.get(key, {})
     if isinstance(beta, dict):
-        unknown = set(beta) - set(d.fixed_names)
+        unknown = set(beta) - set(labels)
         if unknown:
-            raise KeyError(f"beta has labels {sorted(unknown)} not in the model's {list(d.fixed_names)}.")
-        beta = np.array([float(beta.get(n, 0.0)) for n in d.fixed_names])
+            raise KeyError(f"{key} has labels {sorted(unknown)} not in the model's {labels}.")
+        beta = np.array([float(beta.get(n, 0.0)) for n in labels])
     beta = np.asarray(beta, dtype=float)
-    if beta.shape != (d.p,):
+    if beta.shape != (len(labels),):
         raise ValueError(
-            f"beta needs {d.p} values, one per column {list(d.fixed_names)}, got shape {beta.shape}; "
+            f"{key} needs {len(labels)} values, one per column {labels}, got shape {beta.shape}; "
             "or give a dict label -> value."
         )
     return beta
@@ -194,10 +210,19 @@ def _add_random_part(mu: np.ndarray, d, params: dict, rng: np.random.Generator) 
     return out
 
 
-def _residuals(d, sd: float, params: dict, rng: np.random.Generator) -> np.ndarray:
+def _residuals(d, sd: float | None, params: dict, rng: np.random.Generator) -> np.ndarray:
     """Normal residuals with marginal sd ``sd``, independent or the AR(1)/CAR(1) process
-    along each cluster's sorted rows (:func:`hierbayes.likelihood.arprocess.recursion`)."""
-    eps = rng.standard_normal(d.n) * sd
+    along each cluster's sorted rows (:func:`hierbayes.likelihood.arprocess.recursion`).
+    ``sd=None`` with a sigma formula: ``e_i = sigma_i u_i``, ``u`` with unit variance."""
+    if sd is None:
+        blk = d.dpars["sigma"]
+        row_sd = blk.rows(_coefficients(params, d, names.dpar_coef("sigma"), blk.names))[0]
+        return row_sd * _process(d, rng.standard_normal(d.n), params)
+    return _process(d, rng.standard_normal(d.n) * sd, params)
+
+
+def _process(d, eps: np.ndarray, params: dict) -> np.ndarray:
+    """Independent innovations ``eps`` carried through the AR(1)/CAR(1) recursion, if any."""
     if d.correlation is None:
         return eps
     lay = d.layout

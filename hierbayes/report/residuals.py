@@ -113,6 +113,12 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
     resid = np.asarray(design.y, float) - fitted
     if not standardize:
         return resid
+    if "sigma" in design.dpars:  # a sigma formula: each row by its own sd (nlme's pearson)
+        blk = design.dpars["sigma"]
+        coefs = align(posterior_var(idata, names.dpar_coef("sigma")), names.dpar_dim("sigma"),
+                      blk.names, names.dpar_coef("sigma"))
+        flat = coefs.stack(sample=("chain", "draw")).transpose("sample", names.dpar_dim("sigma")).values
+        return standardized_residuals(resid, blk.rows(flat).mean(axis=0))
     return standardized_residuals(resid, float(posterior_var(idata, "sigma").mean()))
 
 

@@ -52,6 +52,9 @@ class ModelSpec:
     correlation: AR1 | CAR1 | None = None
     priors: dict[str, Prior] = field(default_factory=dict)
     trials: str | None = None
+    #: formulas of distributional parameters, by parameter name (``{"sigma": "1 + Sex"}``:
+    #: the right-hand side, on the family's link scale, :attr:`Family.dpar_links`)
+    dpars: dict[str, str] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -61,6 +64,10 @@ class ModelSpec:
         names -= set(ENCODINGS)  # C(x, Sum): formulae lists the bare contrast name as a variable
         if self.trials is not None:
             names.add(self.trials)
+        for rhs_d in self.dpars.values():
+            # rows with missing values in a parameter formula's columns drop with the rest
+            names |= set(formulae.model_description(f"{self.response} ~ {rhs_d}").var_names) - {""}
+        names -= set(ENCODINGS)
         if self.correlation is not None:
             names |= {self.correlation.time, self.correlation.group}
         return sorted(names)
@@ -119,6 +126,8 @@ def parse(
     family: str | families.Gaussian = "gaussian",
     correlation: AR1 | CAR1 | None = None,
     priors: dict[str, Prior] | None = None,
+    *,
+    sigma: str | None = None,
 ) -> ModelSpec:
     """Parse a mixed-model formula into a :class:`ModelSpec`.
 
@@ -134,6 +143,11 @@ def parse(
         left-hand side: ``"k | trials(n) ~ x + (1 | g)"``.
     correlation : AR1, CAR1 or None
     priors : dict of str to Prior, optional
+    sigma : str, optional
+        A formula for the family's ``sigma`` on its link scale (log for the Gaussian and
+        Student-t families): ``"~ Sex"`` is ``log sigma_i = x_i' beta_sigma``. Fixed
+        effects only (formulae syntax, an intercept unless ``0 +``); see
+        :func:`parse_dpars`.
 
     Examples
     --------
@@ -141,6 +155,8 @@ def parse(
     >>> s = parse("y ~ time + treatment + (1 + time | id)")
     >>> s.fixed, s.group_terms
     ('time + treatment', (GroupTerm(expr='1 + time', factor='id', correlated=True),))
+    >>> parse("y ~ time + (1 | id)", sigma="~ treatment").dpars
+    {'sigma': 'treatment'}
     """
     if not isinstance(formula, str) or "~" not in formula:
         raise ValueError(
@@ -181,7 +197,62 @@ def parse(
         correlation=correlation,
         priors=dict(priors or {}),
         trials=trials,
+        dpars=parse_dpars(fam, sigma=sigma),
     )
+
+
+def parse_dpars(family: families.Family, **formulas: str | None) -> dict[str, str]:
+    """The formulas of a family's distributional parameters, checked: ``{name: rhs}``.
+
+    Each keyword is one parameter (``sigma="~ Sex"``); None means the parameter stays one
+    scalar. A parameter the family does not let take a formula (not in its
+    :attr:`~hierbayes.spec.families.Family.dpar_links`) is a ValueError naming the
+    family's parameters; group terms ``(1 | g)`` are refused (fixed effects only). The
+    left-hand side may be omitted (``"~ Sex"``, ``"Sex"``) or be the parameter's own name
+    (``"sigma ~ Sex"``, as brms' ``bf()`` writes it).
+
+    Examples
+    --------
+    >>> from hierbayes.spec import families
+    >>> parse_dpars(families.get("gaussian"), sigma="~ Sex")
+    {'sigma': 'Sex'}
+    >>> parse_dpars(families.get("poisson"), sigma="~ Sex")
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma='~ Sex': the poisson family has no parameter 'sigma' that takes a formula (its parameters: none; the gaussian and student families take sigma=).
+    """
+    out = {}
+    for name, text in formulas.items():
+        if text is None:
+            continue
+        where = f"{name}={text!r}"
+        if name not in family.dpar_links:
+            own = ", ".join(family.dpar_links) or "none"
+            takers = sorted({f.name for f in families.FAMILIES.values() if name in f.dpar_links})
+            also = f"; the {' and '.join(takers)} families take {name}=" if takers else ""
+            raise ValueError(
+                f"{where}: the {family.name} family has no parameter {name!r} that takes a "
+                f"formula (its parameters: {own}{also})."
+            )
+        if not isinstance(text, str):
+            raise TypeError(f"{where}: a parameter formula is a string such as '~ Sex'.")
+        lhs, rhs = text.split("~", 1) if "~" in text else ("", text)
+        if lhs.strip() not in ("", name):
+            raise ValueError(
+                f"{where}: the left of '~' must be empty or {name!r} (write '~ Sex')."
+            )
+        rhs = rhs.strip()
+        if not rhs:
+            raise ValueError(f"{where} has no right-hand side; write e.g. '~ Sex' or '~ 1'.")
+        for _, part in _split_top_level(rhs):
+            if _group_term(part) is not None or "|" in part:
+                raise ValueError(
+                    f"{where}: group terms such as {part!r} are not supported in a parameter "
+                    "formula (fixed effects only); remove it."
+                )
+        check_syntax(f"{name} ~ {rhs}", name)
+        out[name] = rhs
+    return out
 
 
 _TRIALS = re.compile(r"^([A-Za-z_][\w.]*)\s*\|\s*trials\(\s*([A-Za-z_][\w.]*)\s*\)$")

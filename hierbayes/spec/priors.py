@@ -16,6 +16,12 @@ deviation of a predictor column:
   s_z = 1 for an intercept.
 - ``corr_<group>``: LKJ(eta=1), uniform over correlation matrices (brms' default).
 - ``phi``: Uniform(-1, 1) for AR(1), Uniform(0, 1) for CAR(1).
+- a parameter with a formula (``sigma="~ Sex"``: ``log sigma_i = x_i' beta_sigma``) has no
+  scalar prior; its coefficients are keyed ``sigma_Intercept``, ``sigma_SexM`` (brms'
+  ``Intercept_sigma``, ``b_sigma_SexM``; ``beta_sigma`` sets every non-intercept one):
+  ``sigma_Intercept`` StudentT(nu=3, mu=log s_y, sigma=2.5) (the intercept on the log-sd
+  scale, centred at the response's sd), each other coefficient Normal(0, 1 / s_x) (one
+  log unit, a factor e, per sd of the predictor).
 
 For families with a non-identity link (Bernoulli, binomial, Poisson, negative binomial)
 the same rules hold on the link scale with ``s_y = 1`` and the intercept centred at 0
@@ -382,7 +388,13 @@ def _owners(design) -> list[tuple[str, str, str | None]]:
     out = [("beta", "the key that sets every non-intercept coefficient", None)]
     out += [(n, f"the coefficient of the predictor {n!r}", n)
             for n in design.fixed_names if n != "Intercept"]
-    out += [(k, f"the {names.label(k)} of the {fam.name} family", None) for k in fam.extra_params]
+    dpars = getattr(design, "dpars", {}) or {}
+    out += [(k, f"the {names.label(k)} of the {fam.name} family", None)
+            for k in fam.extra_params if k not in dpars]
+    for k, blk in dpars.items():
+        out.append((names.dpar_coef(k), f"the key that sets every non-intercept {k} coefficient", None))
+        out += [(names.dpar_prior_key(k, c), f"the {k}-formula coefficient of {c!r}", None)
+                for c in blk.names]
     for g in design.groups:
         out.append((names.sd(g.name), f"the sds of the grouping factor {g.name!r}", g.name))
         if len(g.terms) > 1 and g.correlated:
@@ -459,7 +471,16 @@ def default_priors(design) -> dict[str, Prior]:
     for j, n in enumerate(coef_names):
         if n != "Intercept":
             out[n] = Prior("Normal", mu=0.0, sigma=float(2.5 * s_y / _sd(X[:, j])))
-    out.update(design.spec.family.default_priors(s_y))
+    dpars = getattr(design, "dpars", {}) or {}
+    out.update({k: v for k, v in design.spec.family.default_priors(s_y).items() if k not in dpars})
+    for k, blk in dpars.items():
+        for j, c in enumerate(blk.names):
+            out[names.dpar_prior_key(k, c)] = (
+                # sigma's intercept centred at log sd(y); another parameter's (zi, hu) at 0
+                Prior("StudentT", nu=3, mu=float(np.log(s_y)) if k == "sigma" else 0.0, sigma=2.5)
+                if c == "Intercept"
+                else Prior("Normal", mu=0.0, sigma=float(1.0 / _sd(blk.X[:, j])))
+            )
     for g in design.groups:
         scales = [
             float(2.5 * s_y / (1.0 if t == "Intercept" else _sd(g.Z[:, k])))
@@ -492,16 +513,21 @@ def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prio
                 f"prior for {key!r} must be an hb.Prior, e.g. hb.Prior('Normal', mu=0, sigma=1); "
                 f"got {type(prior).__name__}."
             )
+        dpar = next((k for k in getattr(design, "dpars", {}) or {} if key == names.dpar_coef(k)), None)
         if key == "beta":
             for n in design.fixed_names:
                 if n != "Intercept":
                     priors[n] = prior
+        elif dpar is not None:
+            for c in design.dpars[dpar].names:
+                if c != "Intercept":
+                    priors[names.dpar_prior_key(dpar, c)] = prior
         elif key in priors:
             priors[key] = prior
         else:
             raise KeyError(
                 f"no parameter named {key!r} to put a prior on; parameters are "
-                f"{sorted(priors) + ['beta']}."
+                f"{sorted(priors) + ['beta'] + [names.dpar_coef(k) for k in getattr(design, 'dpars', {}) or {}]}."
             )
     coefs = set(design.fixed_names)
     for key in priors:

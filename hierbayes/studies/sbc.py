@@ -40,7 +40,10 @@ def _truth_and_params(prior_ds, design) -> tuple[pd.DataFrame, list[dict]]:
         d = prior_ds.isel(draw=i)
         p = {"beta": d["beta"].transpose("coef").values}
         for name in (*design.spec.family.extra_params, names.PHI, names.SD_AR):
-            if name in d:  # a vector family parameter (cut-points) keeps its shape
+            if name in design.dpars:  # a parameter formula: its coefficients (hb.simulate draws rows)
+                coef = names.dpar_coef(name)
+                p[coef] = d[coef].transpose(names.dpar_dim(name)).values
+            elif name in d:  # a vector family parameter (cut-points) keeps its shape
                 value = d[name].values
                 p[name] = float(value) if value.ndim == 0 else value
         for g in design.groups:
@@ -62,7 +65,7 @@ def _sbc_fit(task: FitTask) -> dict:
     inputs = dict(task.inputs)
     inputs["data"] = simulate(inputs["formula"], inputs["data"], ex["params"],
                               correlation=inputs["correlation"], family=inputs["family"],
-                              seed=ex["sim_seed"])
+                              seed=ex["sim_seed"], sigma=inputs.get("sigma"))
     fit = Model(priors=task.priors, **inputs).fit(seed=task.seed, progressbar=False, **task.fit_kwargs)
     post = hyperparameters(fit.idata, fit.design)
     L = ex["n_ranks"]

@@ -168,6 +168,9 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
         return "the kernel covers the Gaussian family"
     if len(design.groups) != 1:
         return "the kernel covers one grouping factor"
+    if design.dpars:
+        return (f"the kernel has one residual sd; this model has a formula for "
+                f"{', '.join(design.dpars)}")
     g = design.groups[0]
     coef_names = list(design.fixed_names)
     for n in coef_names:

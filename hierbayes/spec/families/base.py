@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy import special
@@ -70,6 +71,9 @@ class Family:
     collapsible = False
     needs_trials = False
     support = "real numbers"
+    #: the parameters that may take a formula (``hb.Model(..., sigma="~ Sex")``) and the
+    #: link each is modelled on: ``{"sigma": "log"}`` for the Gaussian family
+    dpar_links: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         if self.link not in self.links:
@@ -97,8 +101,11 @@ class Family:
         """Raise a ValueError naming the parameter when a value of :attr:`extra_params`
         given to :func:`hierbayes.simulate` is outside its range: finite, and positive for
         the positive ones (``sigma``, ``nu``, ``alpha``). Families with other ranges
-        (probabilities, ordered vectors) extend it."""
+        (probabilities, ordered vectors) extend it. A parameter with a formula
+        (``sigma="~ Sex"``) is not among ``params``: its coefficients are unbounded."""
         for name in self.extra_params:
+            if name not in params:
+                continue
             value = np.asarray(params[name], dtype=float)
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{name} must be finite, got {params[name]!r}.")

@@ -25,6 +25,7 @@ class Gaussian(Family):
     name = "gaussian"
     dist = "Normal"
     collapsible = True
+    dpar_links = {"sigma": "log"}
 
     @property
     def extra_params(self):

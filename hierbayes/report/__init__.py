@@ -25,6 +25,7 @@ from hierbayes.report.diagnostics import (
 from hierbayes.report.html import write_report
 from hierbayes.report.ols import cluster_ols
 from hierbayes.report.plots import (
+    plot_caterpillar,
     plot_ppc,
     plot_ppc_bars,
     plot_ppc_density,
@@ -54,6 +55,7 @@ __all__ = [
     "diagnose",
     "hdi_bounds",
     "hyper_posterior",
+    "plot_caterpillar",
     "plot_ppc",
     "plot_ppc_bars",
     "plot_ppc_density",

@@ -11,7 +11,8 @@ from hierbayes.predict.predictive import posterior_predictive
 from hierbayes.report.diagnostics import verdict_lines
 from hierbayes.report.html import write_report
 from hierbayes.report.plots import (
-    plot_ppc, plot_shrinkage_arrows, plot_shrinkage_densities, ppc_caption, rank_plot,
+    plot_caterpillar, plot_ppc, plot_shrinkage_arrows, plot_shrinkage_densities, ppc_caption,
+    rank_plot, trace_plot,
 )
 from hierbayes.report.residuals import ppc_lag1_autocorr, residual_summary, within_group_residuals
 from hierbayes.report.shrinkage import shrinkage_frame, shrinkage_table
@@ -32,8 +33,27 @@ def ppc_lag1(fit, y_rep: np.ndarray) -> pd.Series:
     )
 
 
+def loo_table(fit) -> tuple[pd.DataFrame | None, str | None]:
+    """PSIS-LOO of ``fit`` as a one-row table (ELPD, its se, p_loo, unit, Pareto k counts),
+    or None and the reason when the fit has no pointwise log-likelihood (a latent AR
+    process, whose draws are not kept)."""
+    from hierbayes.criticism.comparison import loo
+
+    try:
+        res = loo(fit)
+    except (ValueError, NotImplementedError) as err:
+        return None, str(err)
+    row = {"elpd_loo": res.elpd_loo, "se": res.se, "p_loo": res.p_loo,
+           "units": res.n_units, "left out": res.unit}
+    row.update(res.k_counts().to_dict())
+    return pd.DataFrame([row], index=["PSIS-LOO"]), None
+
+
 def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
-    """Write a self-contained HTML report (and PNG figures) of ``fit`` into ``out_dir``.
+    """Write a self-contained HTML report (and PNG figures) of ``fit`` into ``out_dir``:
+    the summary with the diagnostics' verdicts, the diagnostics table, the PSIS-LOO table,
+    residual and shrinkage tables, shrinkage and posterior predictive figures, a caterpillar
+    plot of every factor's random effects, trace and rank plots of the hyperparameters.
 
     Examples
     --------
@@ -44,6 +64,11 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
     text = str(fit.summary()) + "\n\n" + verdict_lines(diag)
     tables: dict[str, pd.DataFrame] = {"Diagnostics": diag}
     figures = {}
+    loo, why_not = loo_table(fit)
+    if loo is not None:
+        tables["Leave-one-out cross-validation (PSIS-LOO)"] = loo
+    else:
+        text += f"\n\nPSIS-LOO not available: {why_not}"
     if d.groups and all(names.effects(g.name) in fit.posterior for g in d.groups):
         resid = within_group_residuals(fit.idata, d)
         tables["Standardized within-group residuals"] = residual_summary(resid).to_frame().T
@@ -56,5 +81,10 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
         figures[ppc_caption(family)] = plot_ppc(d.y, y_rep, family)
         if d.correlation is not None:
             tables["Posterior predictive check: lag-1 residual autocorrelation"] = ppc_lag1(fit, y_rep).to_frame().T
+    for g in d.groups:
+        if names.effects(g.name) in fit.posterior:
+            figures[f"Random effects of {g.name}: posterior means and 94% intervals"] = (
+                plot_caterpillar(fit.idata, g.name))
+    figures["Trace plots of the hyperparameters"] = trace_plot(fit.idata, compact=True)
     figures["Rank plots of the hyperparameters"] = rank_plot(fit.idata)
     return write_report(out_dir, text, tables, figures, title=f"hierbayes: {d.spec.formula}")

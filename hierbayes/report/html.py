@@ -31,6 +31,15 @@ figcaption { font-size: 90%; color: #555; }
 .meta { color: #777; font-size: 85%; }
 """
 
+# the page's only script: a figure the browser cannot decode is a console error, so that a
+# broken report is visible to a headless browser (tests/report/test_report_browser.py)
+_CHECK_FIGURES = (
+    '<script>window.addEventListener("load", function () {'
+    ' for (const img of document.images) {'
+    ' if (!(img.complete && img.naturalWidth > 0)) {'
+    ' console.error("figure did not render: " + img.alt); } } });</script>'
+)
+
 
 def _slug(name: str) -> str:
     s = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
@@ -128,6 +137,7 @@ def write_report(
             f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{esc(name)} ({esc(fname)})</figcaption></figure>"
         )
+    parts.append(_CHECK_FIGURES)
     parts.append("</body></html>")
     path = out / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")

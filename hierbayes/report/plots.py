@@ -397,4 +397,70 @@ def trace_plot(idata, var_names: list[str] | None = None, **kwargs) -> Figure:
     --------
     >>> fig = trace_plot(idata, compact=True)
     """
-    return _figure_of(az.plot_trace(hyper_posterior(idata, var_names), **kwargs))
+    fig = _figure_of(az.plot_trace(hyper_posterior(idata, var_names), **kwargs))
+    fig.set_layout_engine("constrained")  # titles clear of the tick labels above them
+    return fig
+
+
+def plot_caterpillar(idata, group: str, prob: float = 0.94, max_levels: int = 60,
+                     figsize=None) -> Figure:
+    """Caterpillar plot of one factor's random effects: each level's posterior mean and
+    central ``prob`` interval, per term, levels sorted by their mean.
+
+    With more than ``max_levels`` levels an evenly spaced subset of the sorted levels is
+    drawn (the title says how many), so the plot keeps the shape of the whole spread.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Its posterior holds ``b_<group>`` (dims ``(chain, draw, group, <group>__term)``).
+    group : str
+        The grouping factor.
+    prob : float
+        Mass of the interval.
+    max_levels : int
+        Levels drawn at most per term.
+    figsize : tuple, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per term.
+
+    Examples
+    --------
+    >>> fig = plot_caterpillar(idata, "id")
+    >>> [ax.get_title().split(":")[0] for ax in fig.axes]
+    ['Intercept', 'time']
+    """
+    from hierbayes import names
+
+    var = names.effects(group)
+    if var not in idata.posterior:
+        have = sorted(v for v in idata.posterior.data_vars if names.is_effects(v))
+        raise KeyError(f"the posterior has no {var!r} (random effects of {group!r}); it has {have}.")
+    b = idata.posterior[var]
+    term_dim = names.term_dim(group)
+    level_dim = next(d for d in b.dims if d not in ("chain", "draw", term_dim))
+    flat = b.stack(sample=("chain", "draw")).transpose(level_dim, term_dim, "sample").values
+    lo_q, hi_q = (1 - prob) / 2, 1 - (1 - prob) / 2
+    mean = flat.mean(axis=-1)
+    lo, hi = np.quantile(flat, [lo_q, hi_q], axis=-1)
+    terms = [str(t) for t in b[term_dim].values]
+    n_levels = flat.shape[0]
+    fig = Figure(figsize=figsize or (3.6 * len(terms), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(terms), squeeze=False)[0]
+    for k, (ax, term) in enumerate(zip(axes, terms)):
+        order = np.argsort(mean[:, k])
+        if n_levels > max_levels:
+            order = order[np.linspace(0, n_levels - 1, max_levels).round().astype(int)]
+        pos = np.arange(order.size)
+        ax.hlines(pos, lo[order, k], hi[order, k], color=POST_COLOR, lw=1.2)
+        ax.plot(mean[order, k], pos, "o", color=POST_COLOR, ms=2.5)
+        ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
+        shown = f" ({order.size} of {n_levels} levels)" if n_levels > max_levels else ""
+        ax.set_title(f"{term}: b_{group}{shown}", fontsize=9)
+        ax.set_yticks([])
+        ax.set_xlabel(f"effect ({prob:.0%} interval)")
+    axes[0].set_ylabel(f"{group} levels, sorted")
+    return fig

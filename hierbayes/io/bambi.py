@@ -35,6 +35,8 @@ import re
 import warnings
 from typing import Any
 
+import numpy as np
+
 from hierbayes import names
 from hierbayes.design.build import build_design
 from hierbayes.spec.formula import parse
@@ -300,7 +302,8 @@ def _sd_prior(tname: str, prior: Any) -> Prior:
     mu = args.pop("mu", 0.0)
     sigma = args.pop("sigma", None)
     nested = sigma is not None and hasattr(sigma, "args")
-    if prior.name != "Normal" or not nested or args or float(mu) != 0.0:
+    centred = not hasattr(mu, "args") and bool(np.all(np.asarray(mu, dtype=float) == 0.0))
+    if prior.name != "Normal" or not nested or args or not centred:
         raise ValueError(
             f"the bambi prior of the group term {tname!r} is {prior}; hierbayes takes a group "
             "term's prior as Normal(mu=0, sigma=<prior of the sd>), e.g. "

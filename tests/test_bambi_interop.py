@@ -102,6 +102,14 @@ def test_from_bambi_bernoulli_probit_and_fit(small):
     assert fit.posterior["beta"].sizes["draw"] == 100
 
 
+def test_from_bambi_categorical_group_slope(small):
+    hs = lambda s: bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=s))
+    b = bmb.Model("y ~ s + (1 + s | g)", small, priors={"1|g": hs(1.0), "s|g": hs(0.25)})
+    m = hb.Model.from_bambi(b)
+    assert m.design.groups[0].terms == ("Intercept", "s[b]")
+    assert m.priors["sd_g"] == hb.Prior("HalfNormal", sigma=[1.0, 0.25])
+
+
 def test_from_bambi_other_families_and_sigma_formula(small):
     assert hb.Model.from_bambi(bmb.Model("p(k, n) ~ x + (1 | g)", small, family="binomial")
                                ).spec.formula == "k | trials(n) ~ x + (1 | g)"
@@ -140,7 +148,7 @@ def test_from_bambi_correlation_and_kwargs(small):
      "group term '1\\|g'"),
     (lambda d: bmb.Model("y ~ x + (1 + x | g)", d, priors={
         "1|g": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=1))}),
-     "set every term's prior"),
+     "set a prior on every term of 'g'"),
     (lambda d: bmb.Model("y ~ x", d, priors={"sigma": 1.0}), "fixes 'sigma'"),
     (lambda d: bmb.Model("y ~ x", d, auto_scale=False), "auto_scale=False"),
 ])

@@ -318,20 +318,23 @@ def _group_sd(factor: str, parts: dict[str, Prior], design) -> Prior:
     if group is None:
         raise ValueError(f"the bambi group factor {factor!r} is not a grouping factor of the "
                          f"hierbayes model ({[g.name for g in design.groups]}).")
-    labels = {("1" if t == "Intercept" else t): t for t in group.terms}
-    missing = sorted(set(labels) - set(parts))
+    # each hierbayes term of the factor and the bambi term it comes from ("1" for the
+    # intercept; a categorical slope "s" gives the terms "s[b]", "s[c]", ...)
+    owner = {t: next((e for e in parts if (e == "1" and t == "Intercept") or t == e
+                      or t.startswith(f"{e}[")), None) for t in group.terms}
+    missing = [t for t, e in owner.items() if e is None]
     first = next(iter(parts.values()))
     if missing or any(p.dist != first.dist or set(p.params) != set(first.params)
                       for p in parts.values()):
         raise ValueError(
             f"the bambi priors of the terms of {factor!r} ({', '.join(f'{e}|{factor}' for e in parts)}) "
-            f"cannot make one hierbayes prior for sd_{factor}: set every term's prior "
-            f"({', '.join(f'{e}|{factor}' for e in labels)}) with the same sd distribution, "
+            f"cannot make one hierbayes prior for sd_{factor}: set a prior on every term of "
+            f"{factor!r} (hierbayes terms {list(group.terms)}) with the same sd distribution, "
             f"or pass priors={{'sd_{factor}': hb.Prior(...)}} to from_bambi.")
-    if len(parts) == 1 or all(p == first for p in parts.values()):
+    if all(p == first for p in parts.values()):
         return first
-    params = {k: [parts[e].params[k] for e in labels] for k in first.params}
-    return Prior(first.dist, **params)
+    return Prior(first.dist, **{k: [parts[owner[t]].params[k] for t in group.terms]
+                                for k in first.params})
 
 
 def _dpar_priors(bmb_model: Any, dpar: str, comp: Any, design, skip: set[str]) -> dict[str, Prior]:

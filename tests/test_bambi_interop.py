@@ -63,6 +63,8 @@ def test_formula_rewrite():
     assert bambi_formula("y ~ x + (1 | g) + (0 + x | h)") == "y ~ x + (1 | g) + (0 + x | h)"
     assert bambi_formula("y ~ (np.log(x) | g)") == "y ~ (np.log(x) || g)"
     assert bambi_formula("p(k, n) ~ x", "binomial") == "k | trials(n) ~ x"
+    with pytest.raises(ValueError, match="transformation"):
+        bambi_formula("weighted(y, w) ~ x")
     with pytest.raises(ValueError, match="0/1 column"):
         bambi_formula("y['yes'] ~ x", "bernoulli")
 

@@ -1,8 +1,8 @@
 """A bambi model read as a hierbayes model: formula, family, link, the priors its user set,
 and its data (what :meth:`hierbayes.Model.from_bambi` builds from).
 
-Nothing here imports bambi: the model is read through its attributes (bambi 0.15 to 0.17),
-so hierbayes does not need bambi installed to run.
+Nothing here imports bambi: the model is read through its attributes (written against,
+and tested with, bambi 0.17), so hierbayes does not need bambi installed to run.
 
 What is carried over, and how:
 
@@ -26,7 +26,10 @@ What is carried over, and how:
 - **Data**: ``bmb_model.data`` (bambi's copy, with its ``categorical=`` columns);
   ``dropna=True`` becomes ``na_action="drop"``, else ``"raise"`` (bambi's own behaviour).
 
-Whatever cannot be carried over exactly raises an error that names it.
+Whatever cannot be carried over exactly raises an error that names it: another family or
+link, a response transformation (``censored``, ``weighted``, ``y['level']``), potentials,
+a parameter bambi fixes at a value, a prior on a centred intercept, a group prior that is not
+``Normal(mu=0, sigma=<prior of the sd>)``, and bambi's flat priors (``auto_scale=False``).
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ def model_inputs(bmb_model: Any, overridden: set[str] | frozenset = frozenset())
     'y ~ time + (1 + time || id)'
     """
     family, link = _family(bmb_model)
+    if getattr(bmb_model, "potentials", None):
+        raise ValueError("the bambi model has potentials (extra terms in its log density); "
+                         "hierbayes has no equivalent: drop them or fit it with bambi.")
     formula_obj = bmb_model.formula
     main = getattr(formula_obj, "main", formula_obj)
     out: dict[str, Any] = {"formula": formula(str(main), family)}
@@ -136,6 +142,11 @@ def formula(main: str, family: str = "gaussian") -> str:
                 f"the binomial response {lhs!r} is not p(successes, trials) with two columns; "
                 "write it as p(k, n) with k and n columns of the data.")
         lhs = f"{m.group(1)} | trials({m.group(2)})"
+    elif "(" in lhs:
+        raise ValueError(
+            f"the bambi response {lhs!r} is a transformation hierbayes does not take "
+            "(censored, truncated, weighted, ...); hierbayes' response is a column "
+            "(or k | trials(n) for the binomial family).")
     elif "[" in lhs:
         raise ValueError(
             f"the response {lhs!r} picks a level of a column; hierbayes takes a 0/1 column: "

@@ -56,6 +56,11 @@ def test_bambi_prior_accepted_by_model_and_prior_sweep_check(small):
     with pytest.raises(ValueError, match="hierarchical"):
         hb.Model("y ~ x + (1 | g)", small,
                  priors={"x": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=1))})
+    # prior_sweep converts its settings before checking the keys (no fit runs here)
+    with pytest.raises(KeyError, match="no parameter named 'nope' to sweep"):
+        hb.prior_sweep(m, {"nope": [bmb.Prior("HalfNormal", sigma=1)]})
+    with pytest.raises(TypeError, match="prior for 'sd_g' must be an hb.Prior"):
+        hb.prior_sweep(m, {"sd_g": ["HalfNormal"]})
 
 
 def test_formula_rewrite():

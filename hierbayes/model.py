@@ -144,6 +144,45 @@ class Model:
         self._cdata = collapsed.prepare(self.design) if self.backend == "marginal" else None
         self._pymc = None
 
+    @classmethod
+    def from_bambi(cls, bmb_model, correlation=None, **kwargs) -> "Model":
+        """The hierbayes model of a ``bambi.Model``: its formula, family and link, the priors
+        its user set and its data (:mod:`hierbayes.io.bambi` says what maps to what).
+
+        bambi's group terms are independent, so ``(1 + x | g)`` becomes ``(1 + x || g)``;
+        the priors bambi chose itself are replaced by hierbayes' defaults. Whatever has no
+        exact hierbayes equivalent (another family or link, a fixed parameter, a prior on a
+        centred intercept, a group prior that is not ``Normal(0, <sd prior>)``) raises an
+        error naming it.
+
+        Parameters
+        ----------
+        bmb_model : bambi.Model
+            Not fitted, not changed.
+        correlation : hb.AR1 or hb.CAR1, optional
+            Residual correlation (bambi has none).
+        **kwargs
+            Other :class:`Model` arguments (``backend``, ``centered``, ...). ``priors``
+            are merged over the converted ones (yours win); ``family``, ``formula`` or
+            ``na_action`` replace the converted value.
+
+        Examples
+        --------
+        >>> import bambi as bmb, hierbayes as hb                                # doctest: +SKIP
+        >>> b = bmb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1"),
+        ...               priors={"time": bmb.Prior("Normal", mu=0, sigma=1)})  # doctest: +SKIP
+        >>> m = hb.Model.from_bambi(b, correlation=hb.AR1(time="time", group="id"))  # doctest: +SKIP
+        >>> m.priors["time"]                                                     # doctest: +SKIP
+        Prior('Normal', mu=0, sigma=1)
+        """
+        from hierbayes.io import bambi as bambi_io
+
+        extra = dict(kwargs.pop("priors", None) or {})
+        inputs = bambi_io.model_inputs(bmb_model, overridden=set(extra))
+        inputs["priors"] = {**inputs["priors"], **extra}
+        inputs.update(kwargs)
+        return cls(correlation=correlation, **inputs)
+
     @property
     def ridge_coordinates(self) -> bool:
         """Whether the marginal model samples its prior in ridge-aligned coordinates."""

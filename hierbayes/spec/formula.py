@@ -15,7 +15,7 @@ from formulae.categorical import ENCODINGS
 
 from hierbayes.spec import families
 from hierbayes.spec.correlation import AR1, CAR1
-from hierbayes.spec.priors import Prior
+from hierbayes.spec.priors import Prior, as_prior
 from hierbayes.spec.syntax import check_syntax
 
 
@@ -195,7 +195,7 @@ def parse(
         group_terms=tuple(groups),
         family=fam,
         correlation=correlation,
-        priors=dict(priors or {}),
+        priors={k: as_prior(v, k) for k, v in (priors or {}).items()},
         trials=trials,
         dpars=parse_dpars(fam, sigma=sigma),
     )

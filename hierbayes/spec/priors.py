@@ -184,6 +184,69 @@ class Prior:
         return out if d.get("truncated_at") is None else out.truncated(d["truncated_at"])
 
 
+def as_prior(prior: Any, key: str | None = None) -> Prior:
+    """``prior`` as an :class:`Prior`: an ``hb.Prior`` as it is, a ``bambi.Prior`` converted
+    (same PyMC distribution name and parameters; bambi is not imported).
+
+    A bambi prior with a nested prior (a hierarchical prior, ``Normal(mu=0,
+    sigma=Prior("HalfNormal", ...))``) is refused: in hierbayes a group's effects get their
+    sd prior under ``sd_<g>`` (:meth:`hierbayes.Model.from_bambi` converts bambi's group
+    terms). So is one with a custom ``dist`` callable.
+
+    Raises
+    ------
+    TypeError
+        For anything else, naming ``key`` and the type.
+    ValueError
+        For a hierarchical or custom-callable bambi prior.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.spec.priors import as_prior
+    >>> as_prior(hb.Prior("Normal", mu=0, sigma=1))
+    Prior('Normal', mu=0, sigma=1)
+    >>> import bambi as bmb                                      # doctest: +SKIP
+    >>> as_prior(bmb.Prior("HalfNormal", sigma=2.5), "sigma")    # doctest: +SKIP
+    Prior('HalfNormal', sigma=2.5)
+    """
+    where = f"prior for {key!r}" if key is not None else "prior"
+    if isinstance(prior, Prior):
+        return prior
+    if _is_bambi_prior(prior):
+        if getattr(prior, "dist", None) is not None:
+            raise ValueError(
+                f"the bambi {where} uses a custom dist callable ({prior.dist!r}); hierbayes "
+                "takes a PyMC distribution name and its parameters: hb.Prior('Normal', mu=0, sigma=1).")
+        nested = [k for k, v in prior.args.items() if _is_bambi_prior(v) or isinstance(v, Prior)]
+        if nested:
+            raise ValueError(
+                f"the bambi {where} is hierarchical ({prior}: a prior on {', '.join(nested)}); "
+                "hierbayes puts the sd of a group's effects under 'sd_<g>' "
+                "(priors={'sd_g': hb.Prior('HalfNormal', sigma=1)}); hb.Model.from_bambi "
+                "converts a bambi group term's prior so.")
+        return Prior(str(prior.name), **{k: _plain(v) for k, v in prior.args.items()})
+    raise TypeError(
+        f"{where} must be an hb.Prior (or a bambi.Prior), e.g. hb.Prior('Normal', mu=0, "
+        f"sigma=1); got {type(prior).__name__}."
+    )
+
+
+def _is_bambi_prior(obj: Any) -> bool:
+    cls = type(obj)
+    return (cls.__name__ == "Prior" and cls.__module__.split(".")[0] == "bambi"
+            and hasattr(obj, "args") and hasattr(obj, "name"))
+
+
+def _plain(v: Any) -> Any:
+    """A bambi parameter value (0-d numpy arrays of pytensor's floatX) as a Python number
+    or a float array."""
+    arr = np.asarray(v)
+    if arr.dtype.kind in "biuf":
+        return arr.item() if arr.ndim == 0 else arr.astype(float)
+    return v
+
+
 def _exact(v: Any) -> tuple:
     """A parameter value as an exact, hashable tuple (numbers by value, at full precision)."""
     if isinstance(v, Prior):
@@ -502,17 +565,14 @@ def default_priors(design) -> dict[str, Prior]:
 def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prior]:
     """Merge user priors into the defaults, by parameter name.
 
-    ``"beta"`` sets every fixed effect except the intercept. Unknown names raise an error
+    ``"beta"`` sets every fixed effect except the intercept; a ``bambi.Prior`` is converted
+    (:func:`as_prior`). Unknown names raise an error
     listing the valid ones. A prior on the whole line for a positive parameter (``sigma``,
     ``sd_<g>``, ``nu``, ``alpha``, ``sd_ar``) is truncated at 0 (:func:`positive_prior`).
     """
     priors = default_priors(design)
     for key, prior in (overrides or {}).items():
-        if not isinstance(prior, Prior):
-            raise TypeError(
-                f"prior for {key!r} must be an hb.Prior, e.g. hb.Prior('Normal', mu=0, sigma=1); "
-                f"got {type(prior).__name__}."
-            )
+        prior = as_prior(prior, key)
         dpar = next((k for k in getattr(design, "dpars", {}) or {} if key == names.dpar_coef(k)), None)
         if key == "beta":
             for n in design.fixed_names:

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hierbayes.studies.parallel import FitTask, run_all, task_seeds
-from hierbayes.spec.priors import Prior
+from hierbayes.spec.priors import Prior, as_prior
 
 
 def expand_settings(grid) -> list[dict[str, Prior]]:
@@ -102,11 +102,10 @@ def prior_sweep(
     ...                                          for s in (0.1, 1.0, 10.0)]}, seed=1)  # doctest: +SKIP
     >>> hb.plot_prior_sweep(table)                                                     # doctest: +SKIP
     """
-    settings = expand_settings(grid)
+    # a bambi.Prior is converted (as_prior); anything else is refused, naming the key
+    settings = [{k: as_prior(v, k) for k, v in s.items()} for s in expand_settings(grid)]
     for s in settings:
-        for k, v in s.items():
-            if not isinstance(v, Prior):
-                raise TypeError(f"prior setting for {k!r} must be an hb.Prior, got {type(v).__name__}.")
+        for k in s:
             if k != "beta" and k not in model.priors:
                 raise KeyError(
                     f"no parameter named {k!r} to sweep; parameters are {sorted(model.priors) + ['beta']}."

@@ -5,17 +5,18 @@ distribution (``dist``) and turns a linear predictor and its extra parameters in
 distribution's keyword arguments (:meth:`Family.dist_kwargs`, which works on PyTensor
 tensors); in numpy it gives the mean, the pointwise log density and replicated draws.
 
-================  ===========  ===============  =====================================
-family            link         extra parameters default priors of the extra parameters
-================  ===========  ===============  =====================================
-``gaussian``      identity     ``sigma``        HalfStudentT(3, 2.5 sd(y))
-``student``       identity     ``sigma``,       HalfStudentT(3, 2.5 sd(y)),
-                               ``nu``           Gamma(2, 0.1) (brms' default)
-``bernoulli``     logit/probit none
-``binomial``      logit/probit none (trials:    ``successes | trials(n)`` on the left of ``~``)
-``poisson``       log          none
-``negbinomial``   log          ``alpha``        Gamma(0.01, 0.01) on the size (brms' default)
-================  ===========  ===============  =====================================
+================  ============  =================  =============================================
+family            link          extra parameters   default priors of the extra parameters
+================  ============  =================  =============================================
+``gaussian``      identity      ``sigma``          HalfStudentT(3, 2.5 sd(y))
+``student``       identity      ``sigma``, ``nu``  HalfStudentT(3, 2.5 sd(y)); Gamma(2, 0.1)
+                                                   (brms' default)
+``bernoulli``     logit/probit  none
+``binomial``      logit/probit  none               (trials: ``successes | trials(n)`` on the
+                                                   left of ``~``)
+``poisson``       log           none
+``negbinomial``   log           ``alpha``          Gamma(0.01, 0.01) on the size (brms' default)
+================  ============  =================  =============================================
 
 The negative binomial has mean ``mu`` and variance ``mu + mu^2 / alpha`` (PyMC's
 ``NegativeBinomial(mu, alpha)``): small ``alpha`` is strong overdispersion, large

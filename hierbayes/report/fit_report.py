@@ -53,7 +53,8 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
         figures["Per-cluster shrinkage: OLS estimate to posterior mean"] = plot_shrinkage_arrows(frame)
         y_rep = posterior_predictive(fit.idata, d, n_draws=n_ppc, seed=seed)
         family = d.spec.family.name
-        figures[ppc_caption(family)] = plot_ppc(d.y, y_rep, family)
+        levels = {"levels": d.response_levels} if d.response_levels else {}
+        figures[ppc_caption(family)] = plot_ppc(d.y, y_rep, family, **levels)
         if d.correlation is not None:
             tables["Posterior predictive check: lag-1 residual autocorrelation"] = ppc_lag1(fit, y_rep).to_frame().T
     figures["Rank plots of the hyperparameters"] = rank_plot(fit.idata)

@@ -7,8 +7,10 @@ K ordered levels, K - 1 increasing cut-points ``c_1 < ... < c_{K-1}`` and
 with ``F`` the logistic (``link="logit"``, proportional odds) or the standard normal
 (``link="probit"``) distribution function, ``c_0 = -inf`` and ``c_K = +inf``. A larger
 linear predictor moves mass to higher levels. The cut-points play the intercept's part,
-so the fixed-effect design has no intercept column: ``y ~ x`` and ``y ~ 0 + x`` give the
-same model (categorical predictors keep their treatment contrasts either way).
+so the fixed-effect design has no intercept column: ``y ~ x`` (the intercept dropped) and
+``y ~ 0 + x`` or ``y ~ x - 1`` give the same model. Write categorical predictors with the
+intercept (``y ~ x + arm``: treatment contrasts); without it formulae codes every level,
+which the cut-points already span, and the design refuses it.
 
 Responses are coded ``0 .. K-1`` in the design (``Design.y``), in the order of
 ``Design.response_levels``; the cut-point labels are ``"1|2"``, ``"2|3"``, ... built from
@@ -142,6 +144,21 @@ def _log_diff_cdf(link: str, hi, lo):
         return la + np.log(-np.expm1(lb - la))
 
 
+def _probit_p(eta, cutpoints, xp):
+    """Ordered-probit level probabilities (``eta.shape + (K,)``) in ``xp`` (numpy or
+    ``pytensor.tensor``) from ``erfc``: ``Phi(hi) - Phi(lo)`` as ``(erfc(-hi/r2) -
+    erfc(-lo/r2)) / 2``, or in the upper tail (``lo > 0``) as ``(erfc(lo/r2) - erfc(hi/r2))
+    / 2``, so that no level's probability is the difference of two numbers near 1."""
+    erfc = special.erfc if xp is np else xp.erfc
+    z = (cutpoints - eta[..., None]) / np.sqrt(2.0)
+    edge = xp.ones_like(z[..., :1]) * np.inf
+    hi = xp.concatenate([z, edge], axis=-1)
+    lo = xp.concatenate([-edge, z], axis=-1)
+    upper = 0.5 * (erfc(lo) - erfc(hi))
+    lower = 0.5 * (erfc(-hi) - erfc(-lo))
+    return xp.where(lo > 0, upper, lower)
+
+
 @dataclass(frozen=True)
 class Cumulative(Family):
     """Ordered categories: ``P(y <= k) = F(c_k - eta)`` with ``K - 1`` ordered cut-points
@@ -151,7 +168,8 @@ class Cumulative(Family):
     Categorical (its category order) or, with ``levels=`` (lowest first), values whose
     labels are among those levels; an unordered Categorical or strings without ``levels``
     are refused. The model has no intercept (the cut-points are one per level boundary):
-    it is dropped from ``y ~ x``, and ``y ~ 0 + x`` is the same model. The cut-points
+    it is dropped from ``y ~ x``; ``y ~ 0 + x`` is the same model for numeric predictors
+    (categoricals need the intercept in the formula for their contrasts). The cut-points
     (``cutpoints``, dims ``cutpoint``, labelled ``"1|2"``, ...) have brms' prior, an
     ordered vector of StudentT(3, 0, 2.5) (prior key ``cutpoints``); the latent backend
     only.
@@ -189,7 +207,9 @@ class Cumulative(Family):
 
     @property
     def dist(self) -> str:
-        return "OrderedLogistic" if self.link == "logit" else "OrderedProbit"
+        # probit: a Categorical on probabilities built from erfc (:func:`_probit_p`), since
+        # PyMC's OrderedProbit computes them with erfcx, which has no JAX implementation
+        return "OrderedLogistic" if self.link == "logit" else "Categorical"
 
     @property
     def extra_params(self):
@@ -229,14 +249,18 @@ class Cumulative(Family):
             raise ValueError(
                 f"cutpoints must be a vector of K - 1 values (K ordered levels), got {params[CUTPOINTS]!r}."
             )
+        if self.levels is not None and c.size != len(self.levels) - 1:
+            raise ValueError(
+                f"cutpoints needs {len(self.levels) - 1} values for the {len(self.levels)} "
+                f"levels {list(self.levels)}, got {c.size}."
+            )
         if not np.all(np.isfinite(c)) or np.any(np.diff(c) <= 0):
             raise ValueError(f"cutpoints must be finite and strictly increasing, got {c.tolist()}.")
 
     def dist_kwargs(self, eta, params, trials=None, xp=np):
-        out = {"eta": eta, "cutpoints": params[CUTPOINTS], "compute_p": False}
         if self.link == "probit":
-            out["sigma"] = 1.0
-        return out
+            return {"p": _probit_p(eta, params[CUTPOINTS], xp)}
+        return {"eta": eta, "cutpoints": params[CUTPOINTS], "compute_p": False}
 
     # -- numpy ---------------------------------------------------------------------
     def cdf(self, x):
@@ -254,11 +278,11 @@ class Cumulative(Family):
         [[0.5, 0.5], [0.5, 0.5]]
         """
         eta = np.asarray(eta, dtype=float)[..., None]
-        cum = self.cdf(np.asarray(cutpoints, dtype=float) - eta)
-        shape = np.broadcast_shapes(eta.shape[:-1], cum.shape[:-1])
-        cum = np.broadcast_to(cum, shape + cum.shape[-1:])
-        full = np.concatenate([np.zeros(shape + (1,)), cum, np.ones(shape + (1,))], axis=-1)
-        return np.diff(full, axis=-1)
+        c = np.asarray(cutpoints, dtype=float)
+        ext = np.concatenate([np.full(c.shape[:-1] + (1,), -np.inf), c,
+                              np.full(c.shape[:-1] + (1,), np.inf)], axis=-1)
+        # each level's probability to full relative precision, also far in the tails
+        return np.exp(_log_diff_cdf(self.link, ext[..., 1:] - eta, ext[..., :-1] - eta))
 
     def logpdf(self, y, eta, params, trials=None):
         c = np.asarray(params[CUTPOINTS], dtype=float)

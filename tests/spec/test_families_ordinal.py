@@ -296,3 +296,20 @@ def test_sbc_of_an_ordinal_random_intercept_model():
     assert res.fits.error.isna().all(), res.fits.error.tolist()
     assert list(res.ranks.columns) == ["cutpoint[1|2]", "cutpoint[2|3]", "x", "sd(Intercept | g)"]
     assert (res.uniformity(bins=5).p_value > 0.001).all()
+
+
+def test_model_file_takes_a_family_table(tmp_path):
+    df = _frame(["lo", "mid", "hi", "lo", "hi", "mid", "mid", "lo"], 2)
+    df.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "m.toml").write_text(
+        'formula = "y ~ x + (1 | g)"\ndata = "d.csv"\n'
+        '[family]\nname = "cumulative"\nlink = "probit"\nlevels = ["lo", "mid", "hi"]\n')
+    from hierbayes.io import modelfile
+
+    model = modelfile.read(tmp_path / "m.toml").model()
+    assert model.spec.family == Cumulative(link="probit", levels=("lo", "mid", "hi"))
+    assert model.design.response_levels == ("lo", "mid", "hi")
+    (tmp_path / "bad.toml").write_text(
+        'formula = "y ~ x + (1 | g)"\ndata = "d.csv"\n[family]\nname = "cumulative"\nlevel = 1\n')
+    with pytest.raises(ValueError, match="level"):
+        modelfile.read(tmp_path / "bad.toml")

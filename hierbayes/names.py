@@ -1,7 +1,8 @@
 """The names of a model's parameters, dims and summary labels: built here and nowhere else.
 
 A fit's posterior holds ``beta[coef]``, the family's scalars (``sigma``, ``nu``, ``alpha``),
-the residual correlation's ``phi`` (or ``sd_ar`` with ``phi`` for a latent AR process) and, for
+the residual correlation's ``phi`` (or ``sd_ar`` with ``phi`` for a latent AR process), an
+ordinal family's ``cutpoints[cutpoint]`` (summary rows ``cutpoint[1|2]``) and, for
 each grouping factor ``g``, ``sd_g[g__term]``, ``corr_g[g__term, g__term_bis]`` (correlated
 terms) and the random effects ``b_g[g, g__term]``; the latent backend samples ``z_g`` (the
 non-centred effects). Saved files and user code rely on these names: change them here only.

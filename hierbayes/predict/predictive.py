@@ -184,7 +184,8 @@ def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed
 
     Uses the random effects of the fitted clusters (``b_<g>``), so it replicates new
     observations of the same clusters; draws come from the model's family (counts for
-    Poisson, 0/1 for Bernoulli, ...). For a non-Gaussian family with an AR(1) correlation
+    Poisson, 0/1 for Bernoulli, level indices 0 .. K-1 into ``design.response_levels``
+    for an ordinal family, as ``design.y`` codes them, ...). For a non-Gaussian family with an AR(1) correlation
     the latent process is drawn afresh from its fitted ``phi`` and ``sd_ar``.
 
     Examples

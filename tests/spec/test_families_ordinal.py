@@ -313,3 +313,19 @@ def test_model_file_takes_a_family_table(tmp_path):
         'formula = "y ~ x + (1 | g)"\ndata = "d.csv"\n[family]\nname = "cumulative"\nlevel = 1\n')
     with pytest.raises(ValueError, match="level"):
         modelfile.read(tmp_path / "bad.toml")
+
+
+def test_cutpoint_prior_is_overridable_and_starts_ordered():
+    df = _frame([1, 2, 3, 1, 2, 3, 1, 1, 2, 3, 3, 3])
+    prior = hb.Prior("Normal", mu=0, sigma=5)
+    m = hb.Model("y ~ x + (1 | g)", df, family="cumulative", priors={"cutpoints": prior})
+    assert m.priors["cutpoints"] == prior
+    model = m.build()
+    rv = model["cutpoints"]
+    assert model.rvs_to_transforms[rv].name == "ordered"
+    start = model.initial_point()
+    c = model.rvs_to_values[rv]
+    # the ordered transform's value: first cut-point, then log gaps; the start is the
+    # logistic quantiles of the observed cumulative shares (4/12, 7/12)
+    first, log_gap = start[c.name]
+    np.testing.assert_allclose([first, first + np.exp(log_gap)], [-np.log(2), np.log(7 / 5)])

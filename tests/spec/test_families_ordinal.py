@@ -62,9 +62,11 @@ def test_logpdf_is_finite_in_the_tails_and_broadcasts_draws(link):
                                    rtol=1e-10)
 
 
-def test_registry_names_and_marginal_backends_refuse_it():
+def test_registry_names_and_links():
     assert families.get("cumulative") == families.get("ordinal") == Cumulative()
-    assert Cumulative(link="probit").dist == "OrderedProbit"
+    assert Cumulative().dist == "OrderedLogistic"
+    # probit: a Categorical on erfc-built probabilities (OrderedProbit's erfcx has no JAX op)
+    assert Cumulative(link="probit").dist == "Categorical"
     with pytest.raises(ValueError, match="takes link"):
         Cumulative(link="log")
 

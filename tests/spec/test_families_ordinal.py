@@ -331,3 +331,23 @@ def test_cutpoint_prior_is_overridable_and_starts_ordered():
     # logistic quantiles of the observed cumulative shares (4/12, 7/12)
     first, log_gap = start[c.name]
     np.testing.assert_allclose([first, first + np.exp(log_gap)], [-np.log(2), np.log(7 / 5)])
+
+
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_pymc_likelihood_equals_the_familys_logpdf(link, fast_mode):
+    import pytensor
+
+    sim = hb.simulate("y ~ x + (1 | g)", _layout(8, 6, seed=7), PARAMS, family="cumulative", seed=8)
+    fam = Cumulative(link=link)
+    m = hb.Model("y ~ x + (1 | g)", sim, family=fam, backend="latent")
+    model = m.build()
+    rng = np.random.default_rng(9)
+    point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
+    outs = model.replace_rvs_by_values([model["cutpoints"], model["beta"], model["b_g"]])
+    c, beta, b = pytensor.function(model.value_vars, outs, on_unused_input="ignore", mode=fast_mode)(
+        **{v.name: point[v.name] for v in model.value_vars})
+    d = m.design
+    eta = d.X @ beta + b[d.groups[0].index, 0]
+    want = fam.logpdf(d.y, eta, {"cutpoints": c}).sum()
+    got = model.compile_logp(vars=[model["y"]], jacobian=False, mode=fast_mode)(point)
+    np.testing.assert_allclose(got, want, rtol=1e-10)

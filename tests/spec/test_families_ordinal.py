@@ -291,13 +291,26 @@ def test_sbc_of_an_ordinal_random_intercept_model():
     lay["y"] = np.arange(len(lay)) % 3 + 1  # replaced by each simulation
     priors = {"x": hb.Prior("Normal", mu=0, sigma=1), "sd_g": hb.Prior("HalfNormal", sigma=1.0),
               "cutpoints": hb.Prior("Normal", mu=0, sigma=1.5)}
-    # levels fixed on the family: a simulated data set without some level keeps all three
-    model = hb.Model("y ~ x + (1 | g)", lay, family=Cumulative(levels=["1", "2", "3"]),
-                     priors=priors)
+    # hb.sbc fixes the levels on the family: a simulated data set without some level keeps
+    # all three
+    model = hb.Model("y ~ x + (1 | g)", lay, family="cumulative", priors=priors)
     res = hb.sbc(model, 30, seed=11, n_ranks=49, draws=250, tune=400, max_workers=2)
     assert res.fits.error.isna().all(), res.fits.error.tolist()
     assert list(res.ranks.columns) == ["cutpoint[1|2]", "cutpoint[2|3]", "x", "sd(Intercept | g)"]
     assert (res.uniformity(bins=5).p_value > 0.001).all()
+
+
+def test_sbc_fixes_the_levels_of_an_ordinal_family():
+    from hierbayes.studies.sbc import _fixed_levels
+
+    lay = _layout(4, 3)
+    lay["y"] = np.arange(len(lay)) % 3 + 1
+    model = hb.Model("y ~ x + (1 | g)", lay, family="cumulative")
+    fam = _fixed_levels(model)["family"]
+    assert fam == Cumulative(levels=("1", "2", "3"))
+    # a data set drawn without its top level keeps all three levels and both cut-points
+    lay["y"] = np.arange(len(lay)) % 2 + 1
+    assert hb.Model("y ~ x + (1 | g)", lay, family=fam).design.response_levels == ("1", "2", "3")
 
 
 def test_model_file_takes_a_family_table(tmp_path):

@@ -226,6 +226,8 @@ class Fit:
         from hierbayes.report import plot_ppc
 
         y_rep = posterior_predictive(self.idata, self.design, n_draws=n_draws, seed=seed)
+        if self.design.response_levels:  # ordinal: a bar per level, labelled
+            kwargs.setdefault("levels", self.design.response_levels)
         return plot_ppc(self.design.y, y_rep, self.spec.family.name, **kwargs)
 
     def report(self, out_dir, n_ppc: int = 200, seed: int = 0):

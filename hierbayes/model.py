@@ -42,8 +42,10 @@ class Model:
         Residual correlation within clusters.
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
-        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
-        :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``. Bernoulli,
+        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"cumulative"`` (alias
+        ``"ordinal"``: ordered levels, cut-points instead of an intercept; latent backend),
+        or an object of :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``
+        or ``Cumulative(levels=["low", "mid", "high"])``. Bernoulli,
         binomial, Poisson and negative binomial models with one grouping factor can integrate
         its effects out by adaptive Gauss-Hermite quadrature (``backend``); other
         non-Gaussian models use the latent backend.

@@ -1,7 +1,8 @@
 """The names of a model's parameters, dims and summary labels: built here and nowhere else.
 
 A fit's posterior holds ``beta[coef]``, the family's scalars (``sigma``, ``nu``, ``alpha``),
-the residual correlation's ``phi`` (or ``sd_ar`` with ``phi`` for a latent AR process) and, for
+the residual correlation's ``phi`` (or ``sd_ar`` with ``phi`` for a latent AR process), an
+ordinal family's ``cutpoints[cutpoint]`` (summary rows ``cutpoint[1|2]``) and, for
 each grouping factor ``g``, ``sd_g[g__term]``, ``corr_g[g__term, g__term_bis]`` (correlated
 terms) and the random effects ``b_g[g, g__term]``; the latent backend samples ``z_g`` (the
 non-centred effects). Saved files and user code rely on these names: change them here only.
@@ -32,6 +33,9 @@ PHI = "phi"
 SD_AR = "sd_ar"
 #: the scalar model parameters that are not per group (family parameters and AR)
 SCALARS = ("sigma", "nu", "alpha", "phi", "sd_ar")
+#: the cut-points of an ordinal (cumulative) family and their dim, labelled ``"1|2"``
+CUTPOINTS = "cutpoints"
+CUTPOINT_DIM = "cutpoint"
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
 POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar")
 
@@ -117,6 +121,25 @@ def is_dpar_coef(name: str) -> bool:
 #: the family parameters that can take a formula somewhere (``Family.dpar_links``); a
 #: family adding one adds it here
 DPARS = ("sigma", "zi", "hu")
+
+
+def cutpoint_labels(levels) -> list[str]:
+    """The labels of the cut-points between consecutive ordered ``levels`` (the coords of
+    :data:`CUTPOINT_DIM`): ``"low|mid"``.
+
+    Examples
+    --------
+    >>> cutpoint_labels(["1", "2", "3"])
+    ['1|2', '2|3']
+    """
+    levels = [str(v) for v in levels]
+    return [f"{a}|{b}" for a, b in zip(levels[:-1], levels[1:])]
+
+
+def cutpoint_label(label: str) -> str:
+    """Summary label of one cut-point of an ordinal family: ``cutpoint[1|2]`` (brms'
+    ``Intercept[1]``)."""
+    return f"{CUTPOINTS[:-1]}[{label}]"
 
 
 def term_dim(group: str) -> str:
@@ -216,11 +239,18 @@ def hyperparameters(design) -> list[Hyperparameter]:
     >>> hyperparameters(design)[3].index
     {'id__term': 'time', 'id__term_bis': 'Intercept'}
     """
-    out = [Hyperparameter(n, FIXED, {COEF_DIM: n}, "fixed") for n in design.fixed_names]
+    levels = tuple(getattr(design, "response_levels", ()) or ())
+    out = []
+    if levels:  # an ordinal family's cut-points, in the intercept's place
+        out += [Hyperparameter(cutpoint_label(c), CUTPOINTS, {CUTPOINT_DIM: c}, "fixed")
+                for c in cutpoint_labels(levels)]
+    out += [Hyperparameter(n, FIXED, {COEF_DIM: n}, "fixed") for n in design.fixed_names]
     for g in design.groups:
         out += _group_hyperparameters(g.name, list(g.terms), g.q)
     dpars = getattr(design, "dpars", {}) or {}
     for n in design.spec.family.extra_params:
+        if n == CUTPOINTS:
+            continue
         if n in dpars:  # a formula: its coefficients instead of one scalar
             out += [Hyperparameter(dpar_prior_key(n, c), dpar_coef(n), {dpar_dim(n): c}, "residual")
                     for c in dpars[n].names]
@@ -274,8 +304,8 @@ def is_hyperparameter(name: str) -> bool:
     opposed to random effects and sampler internals."""
     if name.endswith("__"):
         return False
-    return (name == FIXED or name in SCALARS or is_group_sd(name) or is_group_corr(name)
-            or is_dpar_coef(name))
+    return (name == FIXED or name in SCALARS or name == CUTPOINTS or is_group_sd(name)
+            or is_group_corr(name) or is_dpar_coef(name))
 
 
 def is_reported(name: str) -> bool:

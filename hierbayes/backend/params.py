@@ -24,6 +24,8 @@ def coords_for(design: Design) -> dict[str, list]:
         coords[names.bis(names.term_dim(g.name))] = list(g.terms)
     for k, blk in design.dpars.items():
         coords[names.dpar_dim(k)] = list(blk.names)
+    if design.response_levels:
+        coords[names.CUTPOINT_DIM] = names.cutpoint_labels(design.response_levels)
     return coords
 
 
@@ -121,8 +123,28 @@ def residual_sd(priors: dict[str, Prior]):
 def family_params(design: Design, priors: dict[str, Prior]) -> dict:
     """The family's own parameters (``sigma``, ``nu``, ``alpha``), by name: a scalar
     variable each, or a length-N tensor (:func:`dpar_rows`) for one with a formula."""
-    return {k: dpar_rows(design, priors, k) if k in design.dpars else make_rv(k, priors[k])
-            for k in design.spec.family.extra_params}
+    out = {}
+    for k in design.spec.family.extra_params:
+        if k == names.CUTPOINTS:
+            out[k] = cutpoints(design, priors)
+        elif k in design.dpars:
+            out[k] = dpar_rows(design, priors, k)
+        else:
+            out[k] = make_rv(k, priors[k])
+    return out
+
+
+def cutpoints(design: Design, priors: dict[str, Prior]):
+    """The K - 1 cut-points of an ordinal family (dims ``cutpoint``): the prior of
+    ``priors["cutpoints"]`` on each, under PyMC's ordered transform (brms' ordered
+    cut-points), starting at the link's quantiles of the observed cumulative frequencies
+    (equal starting values would be outside the ordered support)."""
+    from pymc.distributions.transforms import ordered
+
+    fam, K = design.spec.family, len(design.response_levels)
+    start = fam.initial_cutpoints(design.y, K)
+    return make_rv(names.CUTPOINTS, priors[names.CUTPOINTS], dims=names.CUTPOINT_DIM,
+                   transform=ordered, initval=start)
 
 
 def ar_phi(design: Design, priors: dict[str, Prior]):

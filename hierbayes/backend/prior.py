@@ -64,6 +64,11 @@ def draw_hyperparameters(
             compile_kwargs={"mode": Mode(linker="py", optimizer="fast_run")},
         )
     ds = idata.prior.isel(chain=0, drop=True)
+    if names.CUTPOINTS in ds:
+        # forward draws ignore the ordered transform: the ordered prior of iid cut-points
+        # is the law of their sorted draws (the order statistics)
+        c = ds[names.CUTPOINTS].transpose(..., names.CUTPOINT_DIM)
+        ds[names.CUTPOINTS] = c.copy(data=np.sort(c.values, axis=-1))
     if "beta" not in ds:  # a model without fixed effects
         ds["beta"] = xr.DataArray(np.zeros((draws, 0)), dims=("draw", "coef"))
     return ds

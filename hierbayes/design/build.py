@@ -138,6 +138,9 @@ class Design:
     source: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     #: distributional parameters with a formula, by name (empty: every family parameter a scalar)
     dpars: dict = field(default_factory=dict, compare=False)
+    #: an ordinal response's level labels, lowest first (``y`` holds their codes 0 .. K-1);
+    #: empty for other families
+    response_levels: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -359,8 +362,8 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
     # only the used columns, in the user's row order: what a saved fit needs to rebuild this
     data = data.loc[:, cols].reset_index(drop=True)
     clean, kept = _rows_used(data, cols, na_action)
+    y, trials, levels = _response(spec, clean, check_support)  # an ordered response's own dtype
     clean = _categories_in_user_order(clean)
-    y, trials = _response(spec, clean, check_support)
     _check_finite(spec, clean, cols)
     X, coef_names, common = _fixed_effects(spec, clean)
     factors = _group_factors(spec, clean)
@@ -391,6 +394,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
         trials=None if trials is None else trials[order],
         source=data,
         dpars={k: DparBlock(k, b.X[order], b.names, b.link, b.terms) for k, b in dpars.items()},
+        response_levels=levels,
     )
 
 
@@ -412,10 +416,16 @@ def _rows_used(data: pd.DataFrame, cols: list[str], na_action: str) -> tuple[pd.
     return clean.reset_index(drop=True), clean.index.to_numpy()
 
 
-def _response(spec: ModelSpec, clean: pd.DataFrame,
-              check_support: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """The response (and binomial trials) as floats, checked against the family's support."""
+def _response(spec: ModelSpec, clean: pd.DataFrame, check_support: bool = True):
+    """The response (and binomial trials) as floats, checked against the family's support,
+    and the level labels of an ordered response (its codes 0 .. K-1 in ``y``; ``()`` for
+    other families and for :func:`hierbayes.simulate`'s placeholder)."""
     y_raw = clean[spec.response]
+    if spec.family.ordered_response:
+        if not check_support:
+            return np.zeros(len(clean)), None, ()
+        y, levels = spec.family.encode(y_raw, spec.response)
+        return y, None, levels
     binary = spec.family.name == "bernoulli" and pd.api.types.is_bool_dtype(y_raw)
     if not binary and (
         not pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)
@@ -439,7 +449,7 @@ def _response(spec: ModelSpec, clean: pd.DataFrame,
         spec.family.validate(y, spec.response, trials)
     elif trials is not None:
         spec.family.validate(np.zeros_like(trials), spec.response, trials)  # the trials' checks
-    return y, trials
+    return y, trials, ()
 
 
 def _check_finite(spec: ModelSpec, clean: pd.DataFrame, cols: list[str]) -> None:
@@ -478,8 +488,29 @@ def _fixed_effects(spec: ModelSpec, clean: pd.DataFrame):
         )
     X = np.asarray(dm.common.design_matrix, dtype=float)
     coef_names = _term_labels(dm)
+    if not spec.family.intercept:
+        keep = fixed_columns(spec, dm.common)
+        X, coef_names = X[:, keep], [coef_names[j] for j in keep]
+        try:  # the cut-points act as the intercept: the columns must be free of a constant
+            _check_rank(np.column_stack([np.ones(len(X)), X]), ["Intercept", *coef_names],
+                        "fixed-effect")
+        except ValueError as err:
+            raise ValueError(
+                f"{err} The {spec.family.name} family's cut-points take the intercept's place "
+                "('Intercept' here): write the formula with an intercept (y ~ x, which "
+                "hierbayes drops) so that categorical predictors get treatment contrasts."
+            ) from None
+        return X, coef_names, dm.common
     _check_rank(X, coef_names, "fixed-effect")
     return X, coef_names, dm.common
+
+
+def fixed_columns(spec: ModelSpec, common) -> np.ndarray:
+    """The columns of formulae's fixed-effect matrix (``common``) that the design keeps:
+    all, less ``Intercept`` for a family without one (the cumulative family)."""
+    labels = [lab for term in common.terms.values() for lab in term.labels]
+    return np.array([j for j, lab in enumerate(labels)
+                     if spec.family.intercept or lab != "Intercept"], dtype=np.int64)
 
 
 def _dpar_blocks(spec: ModelSpec, clean: pd.DataFrame) -> dict[str, DparBlock]:

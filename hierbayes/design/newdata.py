@@ -16,7 +16,7 @@ import formulae
 import numpy as np
 import pandas as pd
 
-from hierbayes.design.build import Design, correlation_times
+from hierbayes.design.build import Design, correlation_times, fixed_columns
 
 #: How random effects are used for new rows (see :func:`hierbayes.predict.prediction.predict`).
 GROUP_MODES = ("existing", "new", "none")
@@ -239,7 +239,8 @@ def _fixed_rows(design: Design, frame: pd.DataFrame) -> np.ndarray:
     if not design.p:
         return np.zeros((len(frame), 0))
     X = _evaluate(design.common_terms, frame, "fixed-effect part of the formula")
-    return X[:, None] if X.ndim == 1 else X
+    X = X[:, None] if X.ndim == 1 else X
+    return X[:, fixed_columns(design.spec, design.common_terms)]
 
 
 def _group_rows(design: Design, g, frame: pd.DataFrame) -> NewGroup:

@@ -31,7 +31,8 @@ class ModelFile:
     path: Path
     formula: str
     data: pd.DataFrame
-    family: str = "gaussian"
+    #: a family name, or the family object of a ``[family]`` table
+    family: object = "gaussian"
     backend: str = "auto"
     nagq: int | None = None
     correlation: object = None
@@ -63,6 +64,29 @@ def _load_data(spec: str, base: Path) -> pd.DataFrame:
             f"nor a CSV file (looked for {path})."
         )
     return pd.read_csv(path)
+
+
+def _family(value, path: Path):
+    """``family = "poisson"``, or a ``[family]`` table with the family's ``name`` and its
+    settings (``link``; an ordinal family's ``levels``, lowest first)::
+
+        [family]
+        name = "cumulative"
+        levels = ["low", "mid", "high"]
+    """
+    if not isinstance(value, dict):
+        return value
+    import dataclasses
+
+    from hierbayes.spec import families
+
+    where = f"the [family] table of {path}"
+    if "name" not in value:
+        raise ValueError(f"{where} needs a 'name' key, e.g. name = \"cumulative\".")
+    settings = {k: v for k, v in value.items() if k != "name"}
+    cls = type(families.get(value["name"]))
+    check_keys(where, settings, [f.name for f in dataclasses.fields(cls)])
+    return cls(**settings)
 
 
 def _prior(key: str, d: dict) -> Prior:
@@ -99,7 +123,7 @@ def read(path: str | Path) -> ModelFile:
         path=path,
         formula=cfg["formula"],
         data=_load_data(str(cfg["data"]), path.parent),
-        family=cfg.get("family", "gaussian"),
+        family=_family(cfg.get("family", "gaussian"), path),
         backend=cfg.get("backend", "auto"),
         nagq=cfg.get("nagq"),
         correlation=corr_mod.from_dict(cfg.get("correlation"), f"the [correlation] table of {path}"),

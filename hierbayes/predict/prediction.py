@@ -34,7 +34,9 @@ from hierbayes.design.build import Design
 from hierbayes.design.newdata import GROUP_MODES, NewRows, new_rows
 from hierbayes.predict.predictive import ParameterDraws, family_param_rows, parameter_draws, thin
 
-KINDS = ("mean", "response")
+KINDS = ("mean", "response", "probabilities")
+#: the dim of the per-category probabilities of an ordinal family (``kind="probabilities"``)
+CATEGORY_DIM = "category"
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,14 @@ class Prediction:
     Attributes
     ----------
     draws : xarray.DataArray
-        Dims ``(chain, draw, row)``; ``row`` holds the new data's index labels.
+        Dims ``(chain, draw, row)``; ``row`` holds the new data's index labels. For
+        ``kind="probabilities"`` (ordinal families) ``(chain, draw, row, category)``, the
+        ``category`` coords the response's levels.
     table : pandas.DataFrame
         One row per new row (same index): ``mean``, ``sd``, the equal-tailed interval
-        bounds (``q2.5%``, ``q97.5%`` for ``prob=0.95``) and, per grouping factor ``g``,
+        bounds (``q2.5%``, ``q97.5%`` for ``prob=0.95``) or, for ``kind="probabilities"``,
+        the posterior mean probability of each level (``P(<level>)``) and, per grouping
+        factor ``g``,
         ``re_<g>``: ``"fitted"`` (the cluster's posterior random effects), ``"new"``
         (drawn from the fitted population distribution) or ``"none"``; with a residual
         correlation, ``ar_conditioned`` says whether the row was forecast from its
@@ -199,11 +205,14 @@ def predict(
         Rows to predict: the formula's predictors, the grouping columns (unless
         ``groups="none"``) and, with a residual correlation, its time and cluster columns.
         The response column is not needed.
-    kind : {"mean", "response"}
+    kind : {"mean", "response", "probabilities"}
         ``"mean"``: the expected value given the parameters (fixed part, random effects
-        and, for a fitted cluster with AR(1)/CAR(1) residuals, the forecast of its residual).
+        and, for a fitted cluster with AR(1)/CAR(1) residuals, the forecast of its residual;
+        for an ordinal family the expected category index, 0 for the lowest level).
         ``"response"``: a new observation (adds residual noise with the fitted residual sd
-        and correlation).
+        and correlation; for an ordinal family the level's index 0 .. K-1 into
+        ``fit.design.response_levels``). ``"probabilities"`` (ordinal families): the
+        probability of every level, dims ``(chain, draw, row, category)``.
     groups : {"existing", "new", "none"}
         ``"existing"``: clusters seen in fitting use their posterior random effects (and
         their fitted residuals for the AR forecast); unseen clusters get new random effects
@@ -252,6 +261,12 @@ def predict(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+    if kind == "probabilities" and not fit.spec.family.ordered_response:
+        raise ValueError(
+            f"kind='probabilities' gives the level probabilities of an ordinal (cumulative) "
+            f"model; for the {fit.spec.family.name} family use kind='mean' (its mean: a "
+            "probability for the Bernoulli)."
+        )
     if groups not in GROUP_MODES:
         raise ValueError(f"groups must be one of {GROUP_MODES}, got {groups!r}.")
     if not 0 < prob < 1:
@@ -283,10 +298,16 @@ def predict(
                                              design), None
 
     nc, nd = post.sizes["chain"], post.sizes["draw"]
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values, "row": np.asarray(new.row_labels)}
+    if kind == "probabilities":
+        coords[CATEGORY_DIM] = list(design.response_levels)
+        draws = xr.DataArray(values.reshape(nc, nd, new.m, -1),
+                             dims=("chain", "draw", "row", CATEGORY_DIM), coords=coords, name="p")
+        return Prediction(draws, _probability_table(values, new, status, design), kind, groups, prob)
     draws = xr.DataArray(
         values.reshape(nc, nd, new.m),
         dims=("chain", "draw", "row"),
-        coords={"chain": post["chain"].values, "draw": post["draw"].values, "row": np.asarray(new.row_labels)},
+        coords=coords,
         name="y" if kind == "response" else "mu",
     )
     return Prediction(draws, _table(values, new, status, conditioned, design, prob), kind, groups, prob)
@@ -295,11 +316,14 @@ def predict(
 def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: str, trials_col, rng,
                    design: Design):
     """Non-Gaussian families: the response mean ``g^-1(eta)`` (a probability for the
-    Bernoulli and binomial, a rate for count families) or a draw of a new response (the
-    binomial takes its trials from the new data's trials column)."""
-    if kind == "mean":
-        return fam.mean(eta)
+    Bernoulli and binomial, a rate for count families; the expected category index of an
+    ordinal family), its level probabilities (ordinal, (D, M, K)) or a draw of a new
+    response (the binomial takes its trials from the new data's trials column)."""
     params = family_param_rows(pd_, design, new.dpars)
+    if kind == "probabilities":
+        return fam.probabilities(eta, params[names.CUTPOINTS])
+    if kind == "mean":
+        return fam.fitted(eta, params) if fam.ordered_response else fam.mean(eta)
     trials = None
     if fam.needs_trials:
         if trials_col not in new_data.columns:
@@ -312,6 +336,15 @@ def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: 
             raise ValueError(f"trials column {trials_col!r} of the new data must hold non-negative integers.")
         trials = trials[None, :]
     return fam.draw(rng, eta, params, trials)
+
+
+def _probability_table(p, new: NewRows, status: dict, design: Design) -> pd.DataFrame:
+    """Posterior mean probability of each level per new row, ``P(<level>)`` columns."""
+    table = pd.DataFrame(p.mean(axis=0), index=new.row_labels,
+                         columns=[f"P({lev})" for lev in design.response_levels])
+    for name, s in status.items():
+        table[f"re_{name}"] = s
+    return table
 
 
 def _table(values, new: NewRows, status: dict, conditioned, design: Design, prob: float) -> pd.DataFrame:

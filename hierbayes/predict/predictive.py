@@ -125,7 +125,9 @@ def _flat_draws(post, design: Design) -> ParameterDraws:
         sd = draws(names.sd(g.name), tdim)
         corr = draws(names.corr(g.name), tdim, names.bis(tdim)) if names.corr(g.name) in post else None
         chol[g.name] = covariance_cholesky(sd, corr)
-    extra = {k: draws(k) for k in (*design.spec.family.extra_params, "sd_ar") if k in post}
+    # scalars (D,), or (D, K - 1) for an ordinal family's cut-points
+    extra = {k: post[k].transpose("sample", ...).values
+             for k in (*design.spec.family.extra_params, "sd_ar") if k in post}
     coefs = {k: draws(names.dpar_coef(k), names.dpar_dim(k)) for k in design.dpars
              if names.dpar_coef(k) in post}
     extra.update({k: design.dpars[k].rows(c) for k, c in coefs.items()})
@@ -182,7 +184,8 @@ def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed
 
     Uses the random effects of the fitted clusters (``b_<g>``), so it replicates new
     observations of the same clusters; draws come from the model's family (counts for
-    Poisson, 0/1 for Bernoulli, ...). For a non-Gaussian family with an AR(1) correlation
+    Poisson, 0/1 for Bernoulli, level indices 0 .. K-1 into ``design.response_levels``
+    for an ordinal family, as ``design.y`` codes them, ...). For a non-Gaussian family with an AR(1) correlation
     the latent process is drawn afresh from its fitted ``phi`` and ``sd_ar``.
 
     Examples

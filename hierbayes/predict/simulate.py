@@ -113,7 +113,9 @@ def simulate(
         Predictors, grouping and time columns (the layout); the response column may be absent.
     params : dict
         ``beta`` (dict label -> value, or array in design order), the family's parameters
-        (``sigma``; ``nu``; ``alpha``: ``model.family.extra_params``), ``sd_<g>`` (array per
+        (``sigma``; ``nu``; ``alpha``; ``cutpoints``, K - 1 increasing values of an ordinal
+        family, whose response is then the levels 1 .. K, or the family's ``levels=``:
+        ``model.family.extra_params``), ``sd_<g>`` (array per
         term), ``corr_<g>`` (q x q correlation, optional, default identity), ``phi`` (with a
         correlation) and ``sd_ar`` (with a correlation, non-Gaussian families). The binomial
         family takes its trials from ``data``. A model with a sigma formula
@@ -172,8 +174,10 @@ def simulate(
         for k, blk in d.dpars.items():  # a formula for the parameter: one value per row
             family_params[k] = blk.rows(_coefficients(params, d, names.dpar_coef(k), blk.names))[0]
         y = fam.draw(rng, eta, family_params, d.trials)
+        if fam.ordered_response:  # codes 0 .. K-1 as the family's levels, else 1 .. K
+            y = fam.response_values(y, fam.levels or ())
     out = data.copy()
-    values = np.empty(len(frame))
+    values = np.empty(len(frame), dtype=np.asarray(y).dtype)
     values[d.rows] = y
     out[spec.response] = values
     return out

@@ -72,13 +72,15 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
     if d.groups and all(names.effects(g.name) in fit.posterior for g in d.groups):
         resid = within_group_residuals(fit.idata, d)
         tables["Standardized within-group residuals"] = residual_summary(resid).to_frame().T
-        frame = shrinkage_frame(fit.idata, d)
-        tables["Shrinkage towards the population (per term)"] = shrinkage_table(fit.idata, d, frame=frame)
-        figures["By-group OLS and mixed-model cluster coefficients"] = plot_shrinkage_densities(frame)
-        figures["Per-cluster shrinkage: OLS estimate to posterior mean"] = plot_shrinkage_arrows(frame)
+        if not d.spec.family.ordered_response:  # no per-cluster fits of ordinal responses
+            frame = shrinkage_frame(fit.idata, d)
+            tables["Shrinkage towards the population (per term)"] = shrinkage_table(fit.idata, d, frame=frame)
+            figures["By-group OLS and mixed-model cluster coefficients"] = plot_shrinkage_densities(frame)
+            figures["Per-cluster shrinkage: OLS estimate to posterior mean"] = plot_shrinkage_arrows(frame)
         y_rep = posterior_predictive(fit.idata, d, n_draws=n_ppc, seed=seed)
         family = d.spec.family.name
-        figures[ppc_caption(family)] = plot_ppc(d.y, y_rep, family)
+        levels = {"levels": d.response_levels} if d.response_levels else {}
+        figures[ppc_caption(family)] = plot_ppc(d.y, y_rep, family, **levels)
         if d.correlation is not None:
             tables["Posterior predictive check: lag-1 residual autocorrelation"] = ppc_lag1(fit, y_rep).to_frame().T
     for g in d.groups:

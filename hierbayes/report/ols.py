@@ -355,6 +355,12 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
             "'n'/'status'; rename the covariate."
         )
     family = getattr(getattr(design, "spec", None), "family", None)
+    if getattr(family, "ordered_response", False):
+        raise NotImplementedError(
+            f"per-cluster estimates of the {family.name} family (one ordinal regression per "
+            "cluster, sharing cut-points) are not available, so neither is the shrinkage "
+            "report; the posterior cluster effects are in fit.posterior['b_<g>']."
+        )
     y = np.asarray(design.y, dtype=float)
     M, extra = regressors(design, g.name)
     idx = np.asarray(g.index, dtype=np.int64)

@@ -206,7 +206,7 @@ def plot_ppc_density(y, y_rep, n_draws: int = 50, seed: int = 0, figsize=(5.5, 3
 
 #: families whose response takes a few whole values: PPC by bars, not by a density
 DISCRETE = {"bernoulli": "proportions", "binomial": "proportions",
-            "poisson": "rootogram", "negbinomial": "rootogram"}
+            "poisson": "rootogram", "negbinomial": "rootogram", "cumulative": "proportions"}
 
 
 def _replicates(y, y_rep) -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +271,7 @@ def value_frequencies(y, y_rep, values=None, prob: float = 0.94) -> pd.DataFrame
 
 
 def plot_ppc_bars(y, y_rep, kind: str = "proportions", values=None, prob: float = 0.94,
-                  figsize=(5.5, 3.6)) -> Figure:
+                  figsize=(5.5, 3.6), levels=None) -> Figure:
     """Observed share of rows at each response value (bars) against the replicated share
     (median and ``prob`` interval): the posterior predictive check of discrete responses.
 
@@ -286,6 +286,10 @@ def plot_ppc_bars(y, y_rep, kind: str = "proportions", values=None, prob: float 
         As :func:`value_frequencies`.
     kind : {"proportions", "rootogram"}
     figsize : tuple
+    levels : sequence of str, optional
+        An ordinal response's level labels (``fit.design.response_levels``): ``y`` and
+        ``y_rep`` are their codes 0 .. K-1, every level gets a bar (observed or not) and
+        the ticks show the labels.
 
     Returns
     -------
@@ -301,6 +305,8 @@ def plot_ppc_bars(y, y_rep, kind: str = "proportions", values=None, prob: float 
     """
     if kind not in ("proportions", "rootogram"):
         raise ValueError(f"kind must be 'proportions' or 'rootogram', got {kind!r}.")
+    if levels is not None and values is None:
+        values = np.arange(len(levels))
     tab = value_frequencies(y, y_rep, values, prob)
     x = np.asarray(tab.index, dtype=float)
     n = np.size(np.ravel(y))
@@ -319,8 +325,11 @@ def plot_ppc_bars(y, y_rep, kind: str = "proportions", values=None, prob: float 
         ax.set_ylabel("sqrt(frequency)")
     ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], fmt="o", color=POST_COLOR, ms=4, capsize=3,
                 label=f"posterior predictive ({prob:.0%} interval)")
-    labels = [str(int(v)) for v in x]
-    labels[-1] += "+" if tab.attrs["tail"] else ""
+    if levels is not None:
+        labels = [str(lev) for lev in levels]
+    else:
+        labels = [str(int(v)) for v in x]
+        labels[-1] += "+" if tab.attrs["tail"] else ""
     ax.set_xticks(x, labels)
     ax.set_xlim(x.min() - 0.6, x.max() + 0.6)
     ax.set_xlabel("y")
@@ -330,7 +339,8 @@ def plot_ppc_bars(y, y_rep, kind: str = "proportions", values=None, prob: float 
 
 def plot_ppc(y, y_rep, family: str | None = None, **kwargs) -> Figure:
     """The posterior predictive plot that suits the response: bars of observed and
-    replicated shares for Bernoulli and binomial responses, a hanging rootogram for
+    replicated shares for Bernoulli, binomial and ordinal responses (the levels' shares;
+    pass ``levels=`` for their labels), a hanging rootogram for
     Poisson and negative binomial counts (:func:`plot_ppc_bars`), densities for
     continuous families (:func:`plot_ppc_density`), whose smoothing would spread 0/1
     data below 0 and above 1.

@@ -105,7 +105,9 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
     family = design.spec.family
     if family.link != "identity":
         # Pearson residuals (y - E[y]) / sd[y] at the posterior means, on the response scale
-        params = {k: float(posterior_var(idata, k).mean()) for k in family.extra_params}
+        # (an ordinal family's cut-points stay a vector: the mean of ordered draws is ordered)
+        params = {k: posterior_var(idata, k).mean(("chain", "draw")).values
+                  for k in family.extra_params}
         resid = np.asarray(design.y, float) - family.fitted(fitted, params, design.trials)
         if not standardize:
             return resid

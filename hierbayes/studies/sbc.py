@@ -55,6 +55,17 @@ def _truth_and_params(prior_ds, design) -> tuple[pd.DataFrame, list[dict]]:
     return truth, params
 
 
+def _fixed_levels(model) -> dict:
+    """The model's inputs, an ordinal family's levels fixed to the model's own: a simulated
+    data set that misses a level then keeps every cut-point (and the truth's labels)."""
+    import dataclasses
+
+    fam = model.spec.family
+    if not fam.ordered_response or fam.levels is not None:
+        return model.inputs
+    return {**model.inputs, "family": dataclasses.replace(fam, levels=model.design.response_levels)}
+
+
 def _sbc_fit(task: FitTask) -> dict:
     """Worker: simulate one data set at the drawn parameters, fit it, rank the truth."""
     from hierbayes.model import Model
@@ -239,9 +250,10 @@ def sbc(
     prior_ds = draw_hyperparameters(model.design, model.priors, n_sims, s_prior)
     truth, params = _truth_and_params(prior_ds, model.design)
     fit_kw = dict(draws=draws, tune=tune, chains=chains, **fit_kwargs)
+    inputs = _fixed_levels(model)
     tasks = [
         FitTask(
-            inputs=model.inputs,
+            inputs=inputs,
             priors=dict(model.priors),  # fixed: not re-derived from each simulated data set
             fit_kwargs=fit_kw,
             seed=s_sims[2 * i + 1],

@@ -23,6 +23,7 @@ FAMILY_PARAMS = {
     "binomial": {},
     "poisson": {},
     "negbinomial": {"alpha": 2.5},
+    "cumulative": {"cutpoints": np.array([-0.5, 0.4, 1.3])},
 }
 N = 40_000
 
@@ -47,9 +48,13 @@ def test_simulated_responses_have_the_familys_support_mean_and_variance(name):
     lay = _layout()
     beta = np.array([0.3, 0.4])
     eta = beta[0] + beta[1] * lay.x.to_numpy()
+    if not fam.intercept:  # the cumulative family: the cut-points carry the intercept
+        eta, beta = eta - beta[0], beta[1:]
     params = {"beta": beta, "sd_id": [0.0], **FAMILY_PARAMS[name]}
     sim = hb.simulate(hb.spec.formula.parse(_formula(fam), family=name), lay, params, seed=4)
     y = sim["k" if fam.needs_trials else "y"].to_numpy()
+    if fam.ordered_response:  # levels 1 .. K; the family's numpy methods use codes 0 .. K-1
+        y = y - 1.0
     trials = lay.n.to_numpy(dtype=float) if fam.needs_trials else None
     fam.validate(y, "y", trials)  # in the support
     extra = FAMILY_PARAMS[name]

@@ -5,6 +5,7 @@ distribution (``dist``) and turns a linear predictor and its extra parameters in
 distribution's keyword arguments (:meth:`Family.dist_kwargs`, which works on PyTensor
 tensors); in numpy it gives the mean, the pointwise log density and replicated draws.
 
+
 ================  ============  =================  =============================================
 family            link          extra parameters   default priors of the extra parameters
 ================  ============  =================  =============================================
@@ -16,11 +17,18 @@ family            link          extra parameters   default priors of the extra p
                                                    left of ``~``)
 ``poisson``       log           none
 ``negbinomial``   log           ``alpha``          Gamma(0.01, 0.01) on the size (brms' default)
+``cumulative``    logit/probit  ``cutpoints``      ordered StudentT(3, 0, 2.5) on each (brms'
+(``ordinal``)                   (K - 1 values)     default); no intercept
 ================  ============  =================  =============================================
 
 The negative binomial has mean ``mu`` and variance ``mu + mu^2 / alpha`` (PyMC's
 ``NegativeBinomial(mu, alpha)``): small ``alpha`` is strong overdispersion, large
 ``alpha`` approaches the Poisson.
+
+The cumulative family (:mod:`hierbayes.spec.families.ordinal`) models K ordered levels,
+``P(y <= k) = F(c_k - eta)``, with K - 1 increasing cut-points in place of the intercept
+(brms ``cumulative``, ordinal's ``clmm``); its response is integer codes, an ordered pandas
+Categorical or values with ``Cumulative(levels=[...])``, coded 0 .. K-1 in the design.
 
 For the marginal GLMM likelihood (:mod:`hierbayes.likelihood.quadrature`) the non-Gaussian
 families give their log density with its first three derivatives in the linear predictor
@@ -35,9 +43,10 @@ from hierbayes.spec.families.base import Family, FamilyWarning, inverse_link
 from hierbayes.spec.families.binary import Bernoulli, Binomial
 from hierbayes.spec.families.counts import NegativeBinomial, Poisson
 from hierbayes.spec.families.gaussian import Gaussian, StudentT
+from hierbayes.spec.families.ordinal import Cumulative
 
 __all__ = [
-    "FAMILIES", "Bernoulli", "Binomial", "Family", "FamilyWarning", "Gaussian",
+    "FAMILIES", "Bernoulli", "Binomial", "Cumulative", "Family", "FamilyWarning", "Gaussian",
     "NegativeBinomial", "Poisson", "StudentT", "get", "inverse_link",
 ]
 
@@ -52,6 +61,8 @@ FAMILIES = {
     "poisson": Poisson,
     "negbinomial": NegativeBinomial,
     "negative_binomial": NegativeBinomial,
+    "cumulative": Cumulative,
+    "ordinal": Cumulative,
 }
 
 

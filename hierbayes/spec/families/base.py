@@ -71,6 +71,12 @@ class Family:
     collapsible = False
     needs_trials = False
     support = "real numbers"
+    #: whether the linear predictor has an intercept (the cumulative family's cut-points
+    #: take its place: the design drops the column)
+    intercept = True
+    #: whether the response is ordered levels that the family codes 0 .. K-1
+    #: (``encode``; ``Design.response_levels``)
+    ordered_response = False
     #: the parameters that may take a formula (``hb.Model(..., sigma="~ Sex")``) and the
     #: link each is modelled on: ``{"sigma": "log"}`` for the Gaussian family
     dpar_links: ClassVar[dict[str, str]] = {}

@@ -5,7 +5,6 @@ distribution (``dist``) and turns a linear predictor and its extra parameters in
 distribution's keyword arguments (:meth:`Family.dist_kwargs`, which works on PyTensor
 tensors); in numpy it gives the mean, the pointwise log density and replicated draws.
 
-
 ================  ============  =================  =============================================
 family            link          extra parameters   default priors of the extra parameters
 ================  ============  =================  =============================================

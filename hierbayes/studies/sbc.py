@@ -55,9 +55,16 @@ def _truth_and_params(prior_ds, design) -> tuple[pd.DataFrame, list[dict]]:
     return truth, params
 
 
-def _fixed_levels(model) -> dict:
-    """The model's inputs, an ordinal family's levels fixed to the model's own: a simulated
-    data set that misses a level then keeps every cut-point (and the truth's labels)."""
+def simulation_inputs(model) -> dict:
+    """The inputs each SBC data set is fitted with: the model's own, an ordinal family's
+    levels fixed to the model's, so that a simulated data set that misses a level keeps
+    every cut-point (and the truth's labels).
+
+    Examples
+    --------
+    >>> simulation_inputs(model)["formula"]
+    'y ~ time + treatment + (1 + time | id)'
+    """
     import dataclasses
 
     fam = model.spec.family
@@ -250,7 +257,7 @@ def sbc(
     prior_ds = draw_hyperparameters(model.design, model.priors, n_sims, s_prior)
     truth, params = _truth_and_params(prior_ds, model.design)
     fit_kw = dict(draws=draws, tune=tune, chains=chains, **fit_kwargs)
-    inputs = _fixed_levels(model)
+    inputs = simulation_inputs(model)
     tasks = [
         FitTask(
             inputs=inputs,

@@ -301,12 +301,12 @@ def test_sbc_of_an_ordinal_random_intercept_model():
 
 
 def test_sbc_fixes_the_levels_of_an_ordinal_family():
-    from hierbayes.studies.sbc import _fixed_levels
+    from hierbayes.studies.sbc import simulation_inputs
 
     lay = _layout(4, 3)
     lay["y"] = np.arange(len(lay)) % 3 + 1
     model = hb.Model("y ~ x + (1 | g)", lay, family="cumulative")
-    fam = _fixed_levels(model)["family"]
+    fam = simulation_inputs(model)["family"]
     assert fam == Cumulative(levels=("1", "2", "3"))
     # a data set drawn without its top level keeps all three levels and both cut-points
     lay["y"] = np.arange(len(lay)) % 2 + 1

@@ -31,7 +31,7 @@ SIGMA = "sigma"
 PHI = "phi"
 SD_AR = "sd_ar"
 #: the scalar model parameters that are not per group (family parameters and AR)
-SCALARS = ("sigma", "nu", "alpha", "phi", "sd_ar")
+SCALARS = ("sigma", "nu", "alpha", "zi", "hu", "phi", "sd_ar")
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
 POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar")
 
@@ -42,6 +42,8 @@ SCALAR_LABELS = {
     "sigma": "sigma (residual sd)",
     "nu": "nu (degrees of freedom)",
     "alpha": "alpha (negative binomial shape)",
+    "zi": "zi (zero-inflation probability)",
+    "hu": "hu (hurdle probability)",
     "phi": "phi (AR(1) correlation)",
     "sd_ar": "sd of the latent AR process",
 }

@@ -294,12 +294,13 @@ def predict(
 
 def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: str, trials_col, rng,
                    design: Design):
-    """Non-Gaussian families: the response mean ``g^-1(eta)`` (a probability for the
-    Bernoulli and binomial, a rate for count families) or a draw of a new response (the
+    """Non-Gaussian families: the response mean ``E[y]`` per trial (a probability for the
+    Bernoulli and binomial, a rate for count families, ``(1 - zi) mu`` for zero-inflated
+    ones, a parameter formula evaluated on the new rows) or a draw of a new response (the
     binomial takes its trials from the new data's trials column)."""
-    if kind == "mean":
-        return fam.mean(eta)
     params = family_param_rows(pd_, design, new.dpars)
+    if kind == "mean":
+        return fam.fitted(eta, params)
     trials = None
     if fam.needs_trials:
         if trials_col not in new_data.columns:

@@ -23,6 +23,10 @@ FAMILY_PARAMS = {
     "binomial": {},
     "poisson": {},
     "negbinomial": {"alpha": 2.5},
+    "zero_inflated_poisson": {"zi": 0.3},
+    "zero_inflated_negbinomial": {"alpha": 2.5, "zi": 0.3},
+    "hurdle_poisson": {"hu": 0.4},
+    "hurdle_negbinomial": {"alpha": 2.5, "hu": 0.4},
 }
 N = 40_000
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from hierbayes.spec.priors import Prior
 from hierbayes.spec.families.base import Family, numeric_response
@@ -62,8 +62,9 @@ class _ZeroPart(Family):
     links = ("log",)
     support = "non-negative integers"
     no_marginal: ClassVar[str] = _NO_MARGINAL
-    #: the count distribution ``f`` and the name of the zero probability
-    count: ClassVar[Family] = Poisson()
+    #: the count distribution ``f`` (set by _PoissonPart / _NegBinPart) and the name of
+    #: the zero probability
+    count: ClassVar[Family]
     part: ClassVar[str] = "zi"
 
     @property
@@ -99,14 +100,16 @@ class _ZeroPart(Family):
                     f"{self.part} must lie in [0, 1) (the {self.what}), got {params[self.part]!r}."
                 )
 
+    # the count part: log f(y), log f(0) and the inverse survival function (_PoissonPart,
+    # _NegBinPart)
+    def count_logpdf(self, y, eta, params) -> np.ndarray:
+        raise NotImplementedError
+
     def log_f0(self, eta, params) -> np.ndarray:
-        """``log f(0)`` of the count part: ``-mu`` (Poisson), ``-alpha log(1 + mu / alpha)``
-        (negative binomial)."""
-        mu = np.exp(np.asarray(eta, dtype=float))
-        if "alpha" in self.count.extra_params:
-            a = np.asarray(params["alpha"], dtype=float)
-            return -a * np.log1p(mu / a)
-        return -mu
+        raise NotImplementedError
+
+    def count_isf(self, v, eta, params) -> np.ndarray:
+        raise NotImplementedError
 
     def dist_kwargs(self, eta, params, trials=None, xp=np):
         # PyMC's psi is the probability of the count part
@@ -128,7 +131,7 @@ class _ZeroInflated(_ZeroPart):
     def logpdf(self, y, eta, params, trials=None):
         y = np.asarray(y, dtype=float)
         zi = np.asarray(params["zi"], dtype=float)
-        lf = self.count.logpdf(y, eta, params)
+        lf = self.count_logpdf(y, eta, params)
         with np.errstate(divide="ignore"):
             zero = np.logaddexp(np.log(zi), np.log1p(-zi) + self.log_f0(eta, params))
         return np.where(y == 0, zero, np.log1p(-zi) + lf)
@@ -155,7 +158,7 @@ class _Hurdle(_ZeroPart):
     def logpdf(self, y, eta, params, trials=None):
         y = np.asarray(y, dtype=float)
         hu = np.asarray(params["hu"], dtype=float)
-        positive = np.log1p(-hu) + self.count.logpdf(y, eta, params) - log1mexp(self.log_f0(eta, params))
+        positive = np.log1p(-hu) + self.count_logpdf(y, eta, params) - log1mexp(self.log_f0(eta, params))
         with np.errstate(divide="ignore"):
             return np.where(y == 0, np.log(hu), positive)
 
@@ -167,15 +170,9 @@ class _Hurdle(_ZeroPart):
         shape = np.broadcast_shapes(eta.shape, np.shape(params["hu"]),
                                     *[np.shape(params[k]) for k in self.count.extra_params])
         eta = np.broadcast_to(eta, shape)
-        mu = np.exp(eta)
         s0 = -np.expm1(self.log_f0(eta, params))  # P(count > 0)
         v = (1.0 - rng.random(shape)) * s0  # in (0, s0]
-        if "alpha" in self.count.extra_params:
-            a = np.broadcast_to(params["alpha"], shape)
-            y = stats.nbinom.isf(v, a, a / (a + mu))
-        else:
-            y = stats.poisson.isf(v, mu)
-        y = np.maximum(y, 1.0)  # v = s0 exactly (probability ~1e-16) returns 0
+        y = np.maximum(self.count_isf(v, eta, params), 1.0)  # v = s0 exactly (probability ~1e-16) returns 0
         return np.where(rng.random(shape) < params["hu"], 0.0, y)
 
     def fitted(self, eta, params, trials=None):
@@ -187,8 +184,46 @@ class _Hurdle(_ZeroPart):
         return scale * m2 - (scale * m1) ** 2
 
 
+class _PoissonPart:
+    """The Poisson count part: ``log f(0) = -mu``."""
+
+    count: ClassVar[Family] = Poisson()
+
+    def count_logpdf(self, y, eta, params):
+        return self.count.logpdf(y, eta, params)
+
+    def log_f0(self, eta, params):
+        return -np.exp(np.asarray(eta, dtype=float))
+
+    def count_isf(self, v, eta, params):
+        return stats.poisson.isf(v, np.exp(eta))
+
+
+class _NegBinPart:
+    """The negative binomial count part, in ``z = eta - log alpha`` so that small means
+    keep full precision: ``log f(y) = lgamma(y + alpha) - lgamma(alpha) - lgamma(y + 1)
+    + y z - (alpha + y) log(1 + e^z)``, ``log f(0) = -alpha log(1 + mu / alpha)``."""
+
+    count: ClassVar[Family] = NegativeBinomial()
+
+    def count_logpdf(self, y, eta, params):
+        y = np.asarray(y, dtype=float)
+        a = np.asarray(params["alpha"], dtype=float)
+        z = np.asarray(eta, dtype=float) - np.log(a)
+        return (special.gammaln(y + a) - special.gammaln(a) - special.gammaln(y + 1)
+                + y * z - (a + y) * np.logaddexp(0.0, z))
+
+    def log_f0(self, eta, params):
+        a = np.asarray(params["alpha"], dtype=float)
+        return -a * np.log1p(np.exp(np.asarray(eta, dtype=float)) / a)
+
+    def count_isf(self, v, eta, params):
+        a = np.broadcast_to(params["alpha"], np.shape(v))
+        return stats.nbinom.isf(v, a, special.expit(np.log(a) - eta))
+
+
 @dataclass(frozen=True)
-class ZeroInflatedPoisson(_ZeroInflated):
+class ZeroInflatedPoisson(_PoissonPart, _ZeroInflated):
     """Zero-inflated Poisson (``zip``): ``P(0) = zi + (1 - zi) e^-mu``.
 
     Examples
@@ -205,11 +240,10 @@ class ZeroInflatedPoisson(_ZeroInflated):
     name = "zero_inflated_poisson"
     dist = "ZeroInflatedPoisson"
     dpar_links = {"zi": "logit"}
-    count: ClassVar[Family] = Poisson()
 
 
 @dataclass(frozen=True)
-class ZeroInflatedNegativeBinomial(_ZeroInflated):
+class ZeroInflatedNegativeBinomial(_NegBinPart, _ZeroInflated):
     """Zero-inflated negative binomial (``zinb``): ``P(0) = zi + (1 - zi) f(0)`` with
     ``f(0) = (alpha / (alpha + mu))^alpha``.
 
@@ -223,11 +257,10 @@ class ZeroInflatedNegativeBinomial(_ZeroInflated):
     name = "zero_inflated_negbinomial"
     dist = "ZeroInflatedNegativeBinomial"
     dpar_links = {"zi": "logit"}
-    count: ClassVar[Family] = NegativeBinomial()
 
 
 @dataclass(frozen=True)
-class HurdlePoisson(_Hurdle):
+class HurdlePoisson(_PoissonPart, _Hurdle):
     """Hurdle Poisson: ``P(0) = hu``, ``P(y) = (1 - hu) f(y) / (1 - e^-mu)`` for ``y > 0``.
 
     Examples
@@ -242,11 +275,10 @@ class HurdlePoisson(_Hurdle):
     name = "hurdle_poisson"
     dist = "HurdlePoisson"
     dpar_links = {"hu": "logit"}
-    count: ClassVar[Family] = Poisson()
 
 
 @dataclass(frozen=True)
-class HurdleNegativeBinomial(_Hurdle):
+class HurdleNegativeBinomial(_NegBinPart, _Hurdle):
     """Hurdle negative binomial: ``P(0) = hu``, ``P(y) = (1 - hu) f(y) / (1 - f(0))``.
 
     Examples
@@ -259,4 +291,3 @@ class HurdleNegativeBinomial(_Hurdle):
     name = "hurdle_negbinomial"
     dist = "HurdleNegativeBinomial"
     dpar_links = {"hu": "logit"}
-    count: ClassVar[Family] = NegativeBinomial()

@@ -42,7 +42,9 @@ class Model:
         Residual correlation within clusters.
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
-        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
+        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"zero_inflated_poisson"``
+        (``"zip"``), ``"zero_inflated_negbinomial"`` (``"zinb"``), ``"hurdle_poisson"``,
+        ``"hurdle_negbinomial"`` (latent backend; see ``zi``), or an object of
         :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``. Bernoulli,
         binomial, Poisson and negative binomial models with one grouping factor can integrate
         its effects out by adaptive Gauss-Hermite quadrature (``backend``); other

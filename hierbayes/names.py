@@ -1,6 +1,7 @@
 """The names of a model's parameters, dims and summary labels: built here and nowhere else.
 
-A fit's posterior holds ``beta[coef]``, the family's scalars (``sigma``, ``nu``, ``alpha``),
+A fit's posterior holds ``beta[coef]``, the family's scalars (``sigma``, ``nu``, ``alpha``,
+``zi``, ``hu``) or, for one with a formula, its coefficients ``beta_<name>[coef_<name>]``,
 the residual correlation's ``phi`` (or ``sd_ar`` with ``phi`` for a latent AR process) and, for
 each grouping factor ``g``, ``sd_g[g__term]``, ``corr_g[g__term, g__term_bis]`` (correlated
 terms) and the random effects ``b_g[g, g__term]``; the latent backend samples ``z_g`` (the

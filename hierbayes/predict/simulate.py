@@ -117,7 +117,7 @@ def simulate(
         Predictors, grouping and time columns (the layout); the response column may be absent.
     params : dict
         ``beta`` (dict label -> value, or array in design order), the family's parameters
-        (``sigma``; ``nu``; ``alpha``: ``model.family.extra_params``), ``sd_<g>`` (array per
+        (``sigma``; ``nu``; ``alpha``; ``zi``, ``hu``: ``model.family.extra_params``), ``sd_<g>`` (array per
         term), ``corr_<g>`` (q x q correlation, optional, default identity), ``phi`` (with a
         correlation) and ``sd_ar`` (with a correlation, non-Gaussian families). The binomial
         family takes its trials from ``data``. A model with a sigma formula

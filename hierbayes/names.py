@@ -35,6 +35,8 @@ SD_AR = "sd_ar"
 SCALARS = ("sigma", "nu", "alpha", "zi", "hu", "phi", "sd_ar")
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
 POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar")
+#: the scalar parameters that are probabilities: their priors live on (0, 1)
+PROBABILITIES = ("zi", "hu")
 
 _SD, _CORR, _EFFECTS, _OFFSETS, _CHOL = "sd_", "corr_", "b_", "z_", "chol_"
 

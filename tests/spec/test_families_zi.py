@@ -376,3 +376,17 @@ def test_sbc_zero_inflated_poisson_calibrated():
     assert res.fits.error.isna().all(), res.fits.error.tolist()
     assert "zi (zero-inflation probability)" in res.ranks.columns
     assert (res.uniformity(bins=5).p_value > 0.001).all()
+
+
+def test_a_probability_takes_a_prior_on_the_unit_interval():
+    df = _data(0, 10, 4)
+    m = hb.Model("y ~ x + (1 | g)", df, family="zip", priors={"zi": hb.Prior("Beta", alpha=2, beta=5)})
+    assert m.priors["zi"] == hb.Prior("Beta", alpha=2, beta=5)
+    hb.Model("y ~ x + (1 | g)", df, family="hurdle_poisson",
+             priors={"hu": hb.Prior("Uniform", lower=0.1, upper=0.9)})
+    with pytest.raises(ValueError, match="'hu'.*is a probability.*hu='~ 1'"):
+        hb.Model("y ~ x + (1 | g)", df, family="hurdle_poisson", priors={"hu": hb.Prior("Normal", mu=0, sigma=1)})
+    # with a formula the logit-scale coefficients take priors on the whole line
+    m = hb.Model("y ~ x + (1 | g)", df, family="zip", zi="~ 1",
+                 priors={"zi_Intercept": hb.Prior("Normal", mu=-1, sigma=1)})
+    assert m.priors["zi_Intercept"] == hb.Prior("Normal", mu=-1, sigma=1)

@@ -297,6 +297,9 @@ def test_loo_and_log_likelihood(zip_fit, zi_formula_fit):
     lp = m.spec.family.logpdf(fit.design.y, eta, {"zi": float(post["zi"])})
     ll = fit.log_likelihood()["y"].isel(chain=0, draw=5).values
     np.testing.assert_allclose(ll, lp[np.argsort(fit.design.rows)], rtol=1e-10)
+    # power-scaling sensitivity reads the Beta prior of zi and the pointwise likelihood
+    sens = fit.prior_sensitivity()
+    assert "zi (zero-inflation probability)" in sens.index
 
 
 def test_predict_new_rows_evaluates_the_zi_formula(zi_formula_fit):

@@ -42,7 +42,9 @@ class Model:
         Residual correlation within clusters.
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
-        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"cumulative"`` (alias
+        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"zero_inflated_poisson"``
+        (``"zip"``), ``"zero_inflated_negbinomial"`` (``"zinb"``), ``"hurdle_poisson"``,
+        ``"hurdle_negbinomial"`` (latent backend; see ``zi``), ``"cumulative"`` (alias
         ``"ordinal"``: ordered levels, cut-points instead of an intercept; latent backend),
         or an object of :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``
         or ``Cumulative(levels=["low", "mid", "high"])``. Bernoulli,
@@ -99,6 +101,16 @@ class Model:
         unit-variance AR(1)/CAR(1) process, as nlme combines ``weights`` with
         ``correlation``. The collapsed marginal backend takes it (padded layout); the
         native kernel does not (JAX evaluates it; ``fit.timing["native_reason"]``).
+    zi, hu : str, optional
+        A formula for the zero-inflation probability ``zi`` of the
+        ``zero_inflated_poisson`` / ``zero_inflated_negbinomial`` families (aliases ``zip``,
+        ``zinb``), or for the hurdle probability ``hu`` of ``hurdle_poisson`` /
+        ``hurdle_negbinomial``, on the logit scale: ``zi="~ x"`` is
+        ``logit zi_i = x_i' beta_zi``, brms' ``bf(y ~ ..., zi ~ x)`` and glmmTMB's
+        ``ziformula = ~ x``. Fixed effects only; coefficients ``beta_zi`` (dims
+        ``coef_zi``), prior keys ``zi_Intercept``, ``zi_x`` (``beta_zi``: every slope).
+        Without it ``zi`` is one probability with prior Beta(1, 1) (glmmTMB's
+        ``ziformula = ~ 1``).
 
     Examples
     --------
@@ -125,16 +137,18 @@ class Model:
         nagq: int | None = None,
         centered: dict[str, bool] | None = None,
         sigma: str | None = None,
+        zi: str | None = None,
+        hu: str | None = None,
     ) -> None:
         self.spec = parse(formula, family=family, correlation=correlation, priors=priors,
-                          sigma=sigma)
+                          sigma=sigma, zi=zi, hu=hu)
         self.design: Design = build_design(self.spec, data, na_action=na_action)
         # what rebuilds this model in another process (prior sweeps, SBC): plain data only,
         # and the design's frozen copy of the data, so that editing the caller's DataFrame
         # after hb.Model() changes no later refit
         self.inputs = dict(formula=formula, data=self.design.source, correlation=correlation,
                            family=family, backend=backend, na_action=na_action, nagq=nagq,
-                           centered=centered, sigma=sigma)
+                           centered=centered, sigma=sigma, zi=zi, hu=hu)
         backend_mod.check_priors(self.spec.priors)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)

@@ -1,6 +1,7 @@
 """The names of a model's parameters, dims and summary labels: built here and nowhere else.
 
-A fit's posterior holds ``beta[coef]``, the family's scalars (``sigma``, ``nu``, ``alpha``),
+A fit's posterior holds ``beta[coef]``, the family's scalars (``sigma``, ``nu``, ``alpha``,
+``zi``, ``hu``) or, for one with a formula, its coefficients ``beta_<name>[coef_<name>]``,
 the residual correlation's ``phi`` (or ``sd_ar`` with ``phi`` for a latent AR process), an
 ordinal family's ``cutpoints[cutpoint]`` (summary rows ``cutpoint[1|2]``) and, for
 each grouping factor ``g``, ``sd_g[g__term]``, ``corr_g[g__term, g__term_bis]`` (correlated
@@ -32,12 +33,14 @@ SIGMA = "sigma"
 PHI = "phi"
 SD_AR = "sd_ar"
 #: the scalar model parameters that are not per group (family parameters and AR)
-SCALARS = ("sigma", "nu", "alpha", "phi", "sd_ar")
+SCALARS = ("sigma", "nu", "alpha", "zi", "hu", "phi", "sd_ar")
 #: the cut-points of an ordinal (cumulative) family and their dim, labelled ``"1|2"``
 CUTPOINTS = "cutpoints"
 CUTPOINT_DIM = "cutpoint"
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
 POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar")
+#: the scalar parameters that are probabilities: their priors live on (0, 1)
+PROBABILITIES = ("zi", "hu")
 
 _SD, _CORR, _EFFECTS, _OFFSETS, _CHOL = "sd_", "corr_", "b_", "z_", "chol_"
 
@@ -46,6 +49,8 @@ SCALAR_LABELS = {
     "sigma": "sigma (residual sd)",
     "nu": "nu (degrees of freedom)",
     "alpha": "alpha (negative binomial shape)",
+    "zi": "zi (zero-inflation probability)",
+    "hu": "hu (hurdle probability)",
     "phi": "phi (AR(1) correlation)",
     "sd_ar": "sd of the latent AR process",
 }

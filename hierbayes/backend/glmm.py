@@ -48,8 +48,9 @@ def unavailable(design: Design) -> str | None:
     """
     fam = design.spec.family
     if fam.name not in FAMILIES:
-        return (f"the {fam.name} family has no marginal backend (integrated exactly: gaussian; "
-                f"by quadrature: {', '.join(FAMILIES)})")
+        why = f": {fam.no_marginal}" if fam.no_marginal else ""
+        return (f"the {fam.name} family has no marginal backend{why} (integrated exactly: "
+                f"gaussian; by quadrature: {', '.join(FAMILIES)})")
     if len(design.groups) != 1:
         return (f"the quadrature backend integrates out one grouping factor; this model has "
                 f"{len(design.groups)}")

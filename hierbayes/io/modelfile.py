@@ -21,7 +21,7 @@ else:  # pragma: no cover
 _SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "seed", "cores", "max_treedepth",
                  "mass_matrix", "compiler"}
 _TOP_KEYS = {"formula", "data", "family", "backend", "nagq", "correlation", "priors", "sampler",
-             "sigma"}
+             "sigma", "zi", "hu"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ class ModelFile:
     fit_kwargs: dict = field(default_factory=dict)
     #: a formula for the residual sd (``sigma = "~ Sex"``), as ``hb.Model(sigma=...)``
     sigma: str | None = None
+    #: a formula for the zero-inflation / hurdle probability (``zi = "~ x"``), as
+    #: ``hb.Model(zi=..., hu=...)``
+    zi: str | None = None
+    hu: str | None = None
 
     def model(self):
         from hierbayes.model import Model
@@ -48,7 +52,7 @@ class ModelFile:
         return Model(
             self.formula, self.data, correlation=self.correlation, family=self.family,
             priors=self.priors or None, backend=self.backend, nagq=self.nagq,
-            sigma=self.sigma,
+            sigma=self.sigma, zi=self.zi, hu=self.hu,
         )
 
 
@@ -131,4 +135,6 @@ def read(path: str | Path) -> ModelFile:
         sampler=name,
         fit_kwargs=sampler,
         sigma=cfg.get("sigma"),
+        zi=cfg.get("zi"),
+        hu=cfg.get("hu"),
     )

@@ -315,15 +315,16 @@ def predict(
 
 def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: str, trials_col, rng,
                    design: Design):
-    """Non-Gaussian families: the response mean ``g^-1(eta)`` (a probability for the
-    Bernoulli and binomial, a rate for count families; the expected category index of an
-    ordinal family), its level probabilities (ordinal, (D, M, K)) or a draw of a new
+    """Non-Gaussian families: the response mean ``E[y]`` per trial (a probability for the
+    Bernoulli and binomial, a rate for count families, ``(1 - zi) mu`` for zero-inflated
+    ones, the expected category index of an ordinal family; a parameter formula evaluated
+    on the new rows), its level probabilities (ordinal, (D, M, K)) or a draw of a new
     response (the binomial takes its trials from the new data's trials column)."""
     params = family_param_rows(pd_, design, new.dpars)
     if kind == "probabilities":
         return fam.probabilities(eta, params[names.CUTPOINTS])
     if kind == "mean":
-        return fam.fitted(eta, params) if fam.ordered_response else fam.mean(eta)
+        return fam.fitted(eta, params)
     trials = None
     if fam.needs_trials:
         if trials_col not in new_data.columns:

@@ -12,12 +12,14 @@ from hierbayes import names
 from hierbayes.likelihood import arprocess
 
 
-def _spec(model_spec, correlation, family, sigma) -> ModelSpec:
-    """A ModelSpec from a formula, a ModelSpec or a Model (its spec)."""
+def _spec(model_spec, correlation, family, dpars: dict) -> ModelSpec:
+    """A ModelSpec from a formula, a ModelSpec or a Model (its spec); ``dpars`` the
+    parameter formulas given as keywords (``sigma=``, ``zi=``, ``hu=``)."""
     if isinstance(model_spec, str):
-        return parse(model_spec, correlation=correlation, family=family or "gaussian", sigma=sigma)
-    if sigma is not None:
-        raise ValueError("sigma= goes with a formula; a spec or model brings its own sigma formula.")
+        return parse(model_spec, correlation=correlation, family=family or "gaussian", **dpars)
+    for k, v in dpars.items():
+        if v is not None:
+            raise ValueError(f"{k}= goes with a formula; a spec or model brings its own {k} formula.")
     spec = getattr(model_spec, "spec", model_spec)
     if not isinstance(spec, ModelSpec):
         raise TypeError(
@@ -95,6 +97,8 @@ def simulate(
     family=None,
     seed: int | None = None,
     sigma: str | None = None,
+    zi: str | None = None,
+    hu: str | None = None,
 ) -> pd.DataFrame:
     """Draw the response of a mixed model of any family at given parameter values.
 
@@ -113,9 +117,9 @@ def simulate(
         Predictors, grouping and time columns (the layout); the response column may be absent.
     params : dict
         ``beta`` (dict label -> value, or array in design order), the family's parameters
-        (``sigma``; ``nu``; ``alpha``; ``cutpoints``, K - 1 increasing values of an ordinal
-        family, whose response is then the levels 1 .. K, or the family's ``levels=``:
-        ``model.family.extra_params``), ``sd_<g>`` (array per
+        (``sigma``; ``nu``; ``alpha``; ``zi``, ``hu``; ``cutpoints``, K - 1 increasing values
+        of an ordinal family, whose response is then the levels 1 .. K, or the family's
+        ``levels=``: ``model.family.extra_params``), ``sd_<g>`` (array per
         term), ``corr_<g>`` (q x q correlation, optional, default identity), ``phi`` (with a
         correlation) and ``sd_ar`` (with a correlation, non-Gaussian families). The binomial
         family takes its trials from ``data``. A model with a sigma formula
@@ -131,6 +135,10 @@ def simulate(
     sigma : str, optional
         With a formula: a formula for the residual sd (``"~ Sex"``, as
         ``hb.Model(sigma=...)``); ``params`` then gives ``beta_sigma``.
+    zi, hu : str, optional
+        With a formula: a formula for the zero-inflation (hurdle) probability on the logit
+        scale (``"~ x"``, as ``hb.Model(zi=...)``); ``params`` then gives ``beta_zi``
+        (``beta_hu``) instead of ``zi`` (``hu``).
     seed : int, optional
         The whole data-generating process (random effects and residuals) is one call of one
         ``numpy.random.Generator``: the same seed gives the same data.
@@ -156,7 +164,7 @@ def simulate(
     True
     """
     rng = np.random.default_rng(seed)
-    spec = _spec(formula, correlation, family, sigma)
+    spec = _spec(formula, correlation, family, {"sigma": sigma, "zi": zi, "hu": hu})
     frame = data.copy().reset_index(drop=True)
     # a placeholder response (the design checks its type, not its support)
     frame[spec.response] = rng.standard_normal(len(frame))

@@ -206,7 +206,10 @@ def plot_ppc_density(y, y_rep, n_draws: int = 50, seed: int = 0, figsize=(5.5, 3
 
 #: families whose response takes a few whole values: PPC by bars, not by a density
 DISCRETE = {"bernoulli": "proportions", "binomial": "proportions",
-            "poisson": "rootogram", "negbinomial": "rootogram", "cumulative": "proportions"}
+            "poisson": "rootogram", "negbinomial": "rootogram",
+            "zero_inflated_poisson": "rootogram", "zero_inflated_negbinomial": "rootogram",
+            "hurdle_poisson": "rootogram", "hurdle_negbinomial": "rootogram",
+            "cumulative": "proportions"}
 
 
 def _replicates(y, y_rep) -> tuple[np.ndarray, np.ndarray]:

@@ -107,7 +107,12 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
         # Pearson residuals (y - E[y]) / sd[y] at the posterior means, on the response scale
         # (an ordinal family's cut-points stay a vector: the mean of ordered draws is ordered)
         params = {k: posterior_var(idata, k).mean(("chain", "draw")).values
-                  for k in family.extra_params}
+                  for k in family.extra_params if k not in design.dpars}
+        for k, blk in design.dpars.items():  # a parameter formula (zi="~ x"): its mean per row
+            coefs = align(posterior_var(idata, names.dpar_coef(k)), names.dpar_dim(k), blk.names,
+                          names.dpar_coef(k))
+            flat = coefs.stack(sample=("chain", "draw")).transpose("sample", names.dpar_dim(k)).values
+            params[k] = blk.rows(flat).mean(axis=0)
         resid = np.asarray(design.y, float) - family.fitted(fitted, params, design.trials)
         if not standardize:
             return resid

@@ -128,6 +128,8 @@ def parse(
     priors: dict[str, Prior] | None = None,
     *,
     sigma: str | None = None,
+    zi: str | None = None,
+    hu: str | None = None,
 ) -> ModelSpec:
     """Parse a mixed-model formula into a :class:`ModelSpec`.
 
@@ -138,7 +140,9 @@ def parse(
         interactions, ``np.log(x)``, ``0 +`` to drop the intercept), group terms as in lme4.
     family : str or family object
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
-        ``"negbinomial"``, or an object from :mod:`hierbayes.spec.families` (e.g.
+        ``"negbinomial"``, the zero-inflated and hurdle count families
+        (:mod:`hierbayes.spec.families.zeroinflated`), or an object from
+        :mod:`hierbayes.spec.families` (e.g.
         ``Bernoulli(link="probit")``). The binomial family takes its trials from the
         left-hand side: ``"k | trials(n) ~ x + (1 | g)"``.
     correlation : AR1, CAR1 or None
@@ -148,6 +152,11 @@ def parse(
         Student-t families): ``"~ Sex"`` is ``log sigma_i = x_i' beta_sigma``. Fixed
         effects only (formulae syntax, an intercept unless ``0 +``); see
         :func:`parse_dpars`.
+    zi, hu : str, optional
+        A formula for the zero-inflation probability ``zi`` (``zero_inflated_poisson``,
+        ``zero_inflated_negbinomial``) or the hurdle probability ``hu`` (``hurdle_poisson``,
+        ``hurdle_negbinomial``) on the logit scale: ``zi="~ x"`` is
+        ``logit zi_i = x_i' beta_zi`` (brms' ``zi ~ x``, glmmTMB's ``ziformula = ~ x``).
 
     Examples
     --------
@@ -157,6 +166,8 @@ def parse(
     ('time + treatment', (GroupTerm(expr='1 + time', factor='id', correlated=True),))
     >>> parse("y ~ time + (1 | id)", sigma="~ treatment").dpars
     {'sigma': 'treatment'}
+    >>> parse("y ~ time + (1 | id)", family="zip", zi="~ treatment").dpars
+    {'zi': 'treatment'}
     """
     if not isinstance(formula, str) or "~" not in formula:
         raise ValueError(
@@ -197,7 +208,7 @@ def parse(
         correlation=correlation,
         priors={k: as_prior(v, k) for k, v in (priors or {}).items()},
         trials=trials,
-        dpars=parse_dpars(fam, sigma=sigma),
+        dpars=parse_dpars(fam, sigma=sigma, zi=zi, hu=hu),
     )
 
 

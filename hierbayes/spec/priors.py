@@ -342,6 +342,36 @@ def half_line(prior: Prior) -> bool:
     return prior.dist in POSITIVE or (prior.truncated_at == 0.0 and prior.dist in REAL_LINE)
 
 
+#: distributions on (0, 1): the priors a probability parameter (``zi``, ``hu``) may take
+UNIT_INTERVAL = {"Beta", "Kumaraswamy", "LogitNormal"}
+
+
+def check_probability_prior(key: str, prior: Prior) -> None:
+    """Refuse a prior for the probability ``key`` (``zi``, ``hu``) whose support is not
+    within (0, 1): one of :data:`UNIT_INTERVAL`, or a Uniform inside [0, 1].
+
+    Examples
+    --------
+    >>> from hierbayes.spec.priors import Prior, check_probability_prior
+    >>> check_probability_prior("zi", Prior("Uniform", lower=0, upper=0.5))
+    >>> check_probability_prior("zi", Prior("Normal", mu=0, sigma=1))
+    Traceback (most recent call last):
+    ...
+    ValueError: the prior of 'zi' is Normal(mu=0, sigma=1), but zi is a probability: use a prior on (0, 1) (Beta, Kumaraswamy, LogitNormal, or a Uniform within [0, 1]), e.g. hb.Prior('Beta', alpha=1, beta=1); for a prior on the logit scale give zi a formula, zi='~ 1', and set 'zi_Intercept'.
+    """
+    if prior.dist in UNIT_INTERVAL and prior.truncated_at is None:
+        return
+    if (prior.dist == "Uniform" and prior.truncated_at is None and not prior.hyperpriors
+            and 0.0 <= float(prior.params.get("lower", 0.0)) and float(prior.params.get("upper", 1.0)) <= 1.0):
+        return
+    raise ValueError(
+        f"the prior of {key!r} is {prior}, but {key} is a probability: use a prior on (0, 1) "
+        f"({', '.join(sorted(UNIT_INTERVAL))}, or a Uniform within [0, 1]), e.g. "
+        f"hb.Prior('Beta', alpha=1, beta=1); for a prior on the logit scale give {key} a formula, "
+        f"{key}='~ 1', and set '{key}_Intercept'."
+    )
+
+
 def positive_prior(key: str, prior: Prior) -> Prior:
     """The prior of the positive parameter ``key`` (``sigma``, ``sd_<g>``, ``nu``, ...): as
     given when its support is positive, truncated at 0 when it reaches below 0 (a Normal,
@@ -593,6 +623,8 @@ def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prio
     for key in priors:
         if key not in coefs and names.is_positive(key):
             priors[key] = positive_prior(key, priors[key])
+        if key not in coefs and key in names.PROBABILITIES:
+            check_probability_prior(key, priors[key])
     return priors
 
 

@@ -83,7 +83,8 @@ def _sbc_fit(task: FitTask) -> dict:
     inputs = dict(task.inputs)
     inputs["data"] = simulate(inputs["formula"], inputs["data"], ex["params"],
                               correlation=inputs["correlation"], family=inputs["family"],
-                              seed=ex["sim_seed"], sigma=inputs.get("sigma"))
+                              seed=ex["sim_seed"], sigma=inputs.get("sigma"),
+                              zi=inputs.get("zi"), hu=inputs.get("hu"))
     fit = Model(priors=task.priors, **inputs).fit(seed=task.seed, progressbar=False, **task.fit_kwargs)
     post = hyperparameters(fit.idata, fit.design)
     L = ex["n_ranks"]

@@ -24,6 +24,10 @@ FAMILY_PARAMS = {
     "poisson": {},
     "negbinomial": {"alpha": 2.5},
     "cumulative": {"cutpoints": np.array([-0.5, 0.4, 1.3])},
+    "zero_inflated_poisson": {"zi": 0.3},
+    "zero_inflated_negbinomial": {"alpha": 2.5, "zi": 0.3},
+    "hurdle_poisson": {"hu": 0.4},
+    "hurdle_negbinomial": {"alpha": 2.5, "hu": 0.4},
 }
 N = 40_000
 

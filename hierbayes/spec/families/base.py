@@ -80,6 +80,8 @@ class Family:
     #: the parameters that may take a formula (``hb.Model(..., sigma="~ Sex")``) and the
     #: link each is modelled on: ``{"sigma": "log"}`` for the Gaussian family
     dpar_links: ClassVar[dict[str, str]] = {}
+    #: why no marginal backend takes the family ("": not said), for the backend's refusal
+    no_marginal: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         if self.link not in self.links:

@@ -42,7 +42,8 @@ class Model:
         Residual correlation within clusters.
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
-        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
+        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"gamma"``, ``"lognormal"``
+        (strictly positive responses), or an object of
         :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``. Bernoulli,
         binomial, Poisson and negative binomial models with one grouping factor can integrate
         its effects out by adaptive Gauss-Hermite quadrature (``backend``); other

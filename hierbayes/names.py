@@ -31,9 +31,9 @@ SIGMA = "sigma"
 PHI = "phi"
 SD_AR = "sd_ar"
 #: the scalar model parameters that are not per group (family parameters and AR)
-SCALARS = ("sigma", "nu", "alpha", "phi", "sd_ar")
+SCALARS = ("sigma", "nu", "alpha", "shape", "phi", "sd_ar")
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
-POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar")
+POSITIVE_SCALARS = ("sigma", "nu", "alpha", "shape", "sd_ar")
 
 _SD, _CORR, _EFFECTS, _OFFSETS, _CHOL = "sd_", "corr_", "b_", "z_", "chol_"
 
@@ -42,6 +42,7 @@ SCALAR_LABELS = {
     "sigma": "sigma (residual sd)",
     "nu": "nu (degrees of freedom)",
     "alpha": "alpha (negative binomial shape)",
+    "shape": "shape (Gamma shape)",
     "phi": "phi (AR(1) correlation)",
     "sd_ar": "sd of the latent AR process",
 }

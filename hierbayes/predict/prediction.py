@@ -295,11 +295,12 @@ def predict(
 def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: str, trials_col, rng,
                    design: Design):
     """Non-Gaussian families: the response mean ``g^-1(eta)`` (a probability for the
-    Bernoulli and binomial, a rate for count families) or a draw of a new response (the
-    binomial takes its trials from the new data's trials column)."""
-    if kind == "mean":
-        return fam.mean(eta)
+    Bernoulli and binomial, a rate for count families, ``exp(eta + sigma^2 / 2)`` for the
+    lognormal: :meth:`~hierbayes.spec.families.Family.fitted` without trials) or a draw of a
+    new response (the binomial takes its trials from the new data's trials column)."""
     params = family_param_rows(pd_, design, new.dpars)
+    if kind == "mean":
+        return fam.fitted(eta, params)
     trials = None
     if fam.needs_trials:
         if trials_col not in new_data.columns:

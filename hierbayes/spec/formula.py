@@ -138,7 +138,8 @@ def parse(
         interactions, ``np.log(x)``, ``0 +`` to drop the intercept), group terms as in lme4.
     family : str or family object
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
-        ``"negbinomial"``, or an object from :mod:`hierbayes.spec.families` (e.g.
+        ``"negbinomial"``, ``"gamma"``, ``"lognormal"``, or an object from
+        :mod:`hierbayes.spec.families` (e.g.
         ``Bernoulli(link="probit")``). The binomial family takes its trials from the
         left-hand side: ``"k | trials(n) ~ x + (1 | g)"``.
     correlation : AR1, CAR1 or None

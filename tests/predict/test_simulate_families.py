@@ -23,6 +23,8 @@ FAMILY_PARAMS = {
     "binomial": {},
     "poisson": {},
     "negbinomial": {"alpha": 2.5},
+    "gamma": {"shape": 3.0},
+    "lognormal": {"sigma": 0.5},
 }
 N = 40_000
 

@@ -15,11 +15,17 @@ family            link         extra parameters default priors of the extra para
 ``binomial``      logit/probit none (trials:    ``successes | trials(n)`` on the left of ``~``)
 ``poisson``       log          none
 ``negbinomial``   log          ``alpha``        Gamma(0.01, 0.01) on the size (brms' default)
+``gamma``         log          ``shape``        Gamma(0.01, 0.01) (brms' default)
+``lognormal``     identity     ``sigma``        HalfStudentT(3, 2.5 sd(log y))
+                  (of log y)
 ================  ===========  ===============  =====================================
 
 The negative binomial has mean ``mu`` and variance ``mu + mu^2 / alpha`` (PyMC's
 ``NegativeBinomial(mu, alpha)``): small ``alpha`` is strong overdispersion, large
-``alpha`` approaches the Poisson.
+``alpha`` approaches the Poisson. The Gamma family has mean ``mu = exp(eta)`` and variance
+``mu^2 / shape`` (PyMC's ``Gamma(alpha=shape, beta=shape / mu)``); the lognormal one models
+``log y ~ N(eta, sigma)``, so its mean is ``exp(eta + sigma^2 / 2)``. Both need strictly
+positive responses (:mod:`hierbayes.spec.families.positive`).
 
 For the marginal GLMM likelihood (:mod:`hierbayes.likelihood.quadrature`) the non-Gaussian
 families give their log density with its first three derivatives in the linear predictor
@@ -34,10 +40,11 @@ from hierbayes.spec.families.base import Family, FamilyWarning, inverse_link
 from hierbayes.spec.families.binary import Bernoulli, Binomial
 from hierbayes.spec.families.counts import NegativeBinomial, Poisson
 from hierbayes.spec.families.gaussian import Gaussian, StudentT
+from hierbayes.spec.families.positive import Gamma, LogNormal
 
 __all__ = [
-    "FAMILIES", "Bernoulli", "Binomial", "Family", "FamilyWarning", "Gaussian",
-    "NegativeBinomial", "Poisson", "StudentT", "get", "inverse_link",
+    "FAMILIES", "Bernoulli", "Binomial", "Family", "FamilyWarning", "Gamma", "Gaussian",
+    "LogNormal", "NegativeBinomial", "Poisson", "StudentT", "get", "inverse_link",
 ]
 
 FAMILIES = {
@@ -51,6 +58,9 @@ FAMILIES = {
     "poisson": Poisson,
     "negbinomial": NegativeBinomial,
     "negative_binomial": NegativeBinomial,
+    "gamma": Gamma,
+    "lognormal": LogNormal,
+    "log_normal": LogNormal,
 }
 
 

@@ -98,6 +98,13 @@ class Model:
         unit-variance AR(1)/CAR(1) process, as nlme combines ``weights`` with
         ``correlation``. The collapsed marginal backend takes it (padded layout); the
         native kernel does not (JAX evaluates it; ``fit.timing["native_reason"]``).
+    censored : str or (str, str), optional
+        A censored response (brms' ``y | cens(c) ~ ...``, which the formula also takes): the
+        indicator column, with the interval's upper-bound column as ``("c", "y2")``. Values
+        ``"left"``, ``"none"``, ``"right"``, ``"interval"`` (or -1, 0, 1, 2). Gaussian,
+        Student-t and lognormal families, latent backend, no residual correlation; the
+        log-likelihood (LOO) is the censored one, predictive draws and ``hb.simulate`` are
+        uncensored (:mod:`hierbayes.design.censoring`).
 
     Examples
     --------
@@ -124,16 +131,17 @@ class Model:
         nagq: int | None = None,
         centered: dict[str, bool] | None = None,
         sigma: str | None = None,
+        censored: str | tuple[str, str] | None = None,
     ) -> None:
         self.spec = parse(formula, family=family, correlation=correlation, priors=priors,
-                          sigma=sigma)
+                          sigma=sigma, censored=censored)
         self.design: Design = build_design(self.spec, data, na_action=na_action)
         # what rebuilds this model in another process (prior sweeps, SBC): plain data only,
         # and the design's frozen copy of the data, so that editing the caller's DataFrame
         # after hb.Model() changes no later refit
         self.inputs = dict(formula=formula, data=self.design.source, correlation=correlation,
                            family=family, backend=backend, na_action=na_action, nagq=nagq,
-                           centered=centered, sigma=sigma)
+                           centered=centered, sigma=sigma, censored=censored)
         backend_mod.check_priors(self.spec.priors)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)

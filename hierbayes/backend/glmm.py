@@ -53,6 +53,8 @@ def unavailable(design: Design) -> str | None:
     if fam.name in NO_KERNEL:
         return (f"the {fam.name} family has no marginal backend: the quadrature kernel is numba "
                 f"code per family and has no {fam.name} case (it takes {', '.join(FAMILIES)})")
+    if design.censoring is not None:
+        return "a censored response has no marginal backend"
     if fam.name not in FAMILIES:
         return (f"the {fam.name} family has no marginal backend (integrated exactly: gaussian; "
                 f"by quadrature: {', '.join(FAMILIES)})")

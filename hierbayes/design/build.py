@@ -14,6 +14,8 @@ import formulae
 import numpy as np
 import pandas as pd
 
+from hierbayes.design import censoring
+from hierbayes.design.censoring import Censoring
 from hierbayes.spec import mundlak
 from hierbayes.spec.correlation import AR1, CAR1, PhiSignWarning, time_spacing
 from hierbayes.spec.formula import ModelSpec
@@ -138,6 +140,8 @@ class Design:
     source: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     #: distributional parameters with a formula, by name (empty: every family parameter a scalar)
     dpars: dict = field(default_factory=dict, compare=False)
+    #: censored responses (:mod:`hierbayes.design.censoring`; None: every response exact)
+    censoring: Censoring | None = field(default=None, compare=False)
 
     @property
     def n(self) -> int:
@@ -361,6 +365,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
     clean, kept = _rows_used(data, cols, na_action)
     clean = _categories_in_user_order(clean)
     y, trials = _response(spec, clean, check_support)
+    cens = censoring.build(spec, clean, y)
     _check_finite(spec, clean, cols)
     X, coef_names, common = _fixed_effects(spec, clean)
     factors = _group_factors(spec, clean)
@@ -391,6 +396,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
         trials=None if trials is None else trials[order],
         source=data,
         dpars={k: DparBlock(k, b.X[order], b.names, b.link, b.terms) for k, b in dpars.items()},
+        censoring=None if cens is None else cens.take(order),
     )
 
 

@@ -70,6 +70,8 @@ class Family:
     links = ("identity",)
     collapsible = False
     needs_trials = False
+    #: whether censored responses are available (:meth:`logcdf` and :meth:`logsf`)
+    censorable = False
     support = "real numbers"
     #: the parameters that may take a formula (``hb.Model(..., sigma="~ Sex")``) and the
     #: link each is modelled on: ``{"sigma": "log"}`` for the Gaussian family
@@ -155,6 +157,14 @@ class Family:
     def draw(self, rng: np.random.Generator, eta, params: dict, trials=None) -> np.ndarray:
         """Replicated responses at ``eta`` (numpy)."""
         raise NotImplementedError
+
+    def logcdf(self, y, eta, params: dict) -> np.ndarray:
+        """``log P(Y <= y)`` (numpy), for left- and interval-censored rows."""
+        raise NotImplementedError(f"the {self.name} family takes no censored responses.")
+
+    def logsf(self, y, eta, params: dict) -> np.ndarray:
+        """``log P(Y > y)`` (numpy), for right- and interval-censored rows."""
+        raise NotImplementedError(f"the {self.name} family takes no censored responses.")
 
     # -- derivatives in the linear predictor (marginal GLMM likelihood) -------------
     def eta_derivatives(self, y, eta, params: dict, trials=None) -> tuple[np.ndarray, ...]:

@@ -150,6 +150,7 @@ class LogNormal(Positive):
     name = "lognormal"
     dist = "LogNormal"
     links = ("identity",)
+    censorable = True
 
     @property
     def extra_params(self):
@@ -179,6 +180,12 @@ class LogNormal(Positive):
     def draw(self, rng, eta, params, trials=None):
         eta = np.asarray(eta, dtype=float)
         return np.exp(eta + rng.standard_normal(eta.shape) * params["sigma"])
+
+    def logcdf(self, y, eta, params):
+        return stats.norm.logcdf(np.log(y), eta, params["sigma"])
+
+    def logsf(self, y, eta, params):
+        return stats.norm.logsf(np.log(y), eta, params["sigma"])
 
     def eta_derivatives(self, y, eta, params, trials=None):
         """With ``r = log y - eta``: ``l = -log y - log sigma - log(2 pi) / 2 - r^2 / (2 sigma^2)``,

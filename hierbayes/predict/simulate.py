@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -129,6 +131,8 @@ def simulate(
     sigma : str, optional
         With a formula: a formula for the residual sd (``"~ Sex"``, as
         ``hb.Model(sigma=...)``); ``params`` then gives ``beta_sigma``.
+        A censored model's responses are drawn uncensored; its censoring columns are not
+        read.
     seed : int, optional
         The whole data-generating process (random effects and residuals) is one call of one
         ``numpy.random.Generator``: the same seed gives the same data.
@@ -154,7 +158,9 @@ def simulate(
     True
     """
     rng = np.random.default_rng(seed)
-    spec = _spec(formula, correlation, family, sigma)
+    # a censored model's responses are drawn uncensored (the censoring columns are not read)
+    spec = dataclasses.replace(_spec(formula, correlation, family, sigma), censored=None,
+                               censored_upper=None)
     frame = data.copy().reset_index(drop=True)
     # a placeholder response (the design checks its type, not its support)
     frame[spec.response] = rng.standard_normal(len(frame))

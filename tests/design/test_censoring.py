@@ -160,6 +160,9 @@ def test_right_censored_fit_recovers_the_slope_and_loo(tmp_path):
     # predictive draws are uncensored: they reach above the censoring point
     y_rep = cens.posterior_predictive(n_draws=50)
     assert y_rep.max() > df.y.max()
+    pp = hb.Model("y | cens(c) ~ x + (1 | g)", df).sample_prior_predictive(draws=20, seed=1)
+    assert np.all(np.isfinite(pp.y))
+    assert "censored: " in "\n".join(cens.header()) and "right" in "\n".join(cens.header())
     back = hb.load(cens.save(tmp_path / "fit.nc"))
     assert back.spec.censored == "c"
     np.testing.assert_allclose(back.loo().elpd_loo, loo.elpd_loo)
@@ -177,3 +180,23 @@ def test_interval_censored_lognormal_fit_runs():
         draws=200, tune=200, chains=2, seed=1, progressbar=False)
     b = fit.idata.posterior["beta"].sel(coef="x").values
     assert abs(b.mean() - 0.5) < 4 * b.std() + 0.05
+
+
+def test_simulate_draws_uncensored_and_sbc_refuses():
+    df = _frame(6).drop(columns="c")
+    sim = hb.simulate("y | cens(c) ~ x + (1 | g)", df, {"beta": [1.0, 1.0], "sd_g": [0.5],
+                                                          "sigma": 1.0}, seed=2)
+    assert sim.y.max() > df.y.max() + 0.5  # above the censoring point: not censored
+    df["c"] = "none"
+    with pytest.raises(ValueError, match="censored model"):
+        hb.sbc(hb.Model("y | cens(c) ~ x + (1 | g)", df), 2)
+
+
+@pytest.mark.slow  # numba compiles the t cdf's gradient: ~150 s on two shared cores
+def test_right_censored_student_fit_samples_through_numba():
+    df = _frame(7, n_ids=20, n_per=5)
+    m = hb.Model("y | cens(c) ~ x + (1 | g)", df, family="student")
+    fit = m.fit(draws=150, tune=150, chains=2, seed=2, progressbar=False)
+    assert fit.timing["compiler"] == "numba"
+    b = fit.idata.posterior["beta"].sel(coef="x").values
+    assert abs(b.mean() - 1.0) < 4 * b.std() + 0.1

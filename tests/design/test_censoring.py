@@ -200,3 +200,23 @@ def test_right_censored_student_fit_samples_through_numba():
     assert fit.timing["compiler"] == "numba"
     b = fit.idata.posterior["beta"].sel(coef="x").values
     assert abs(b.mean() - 1.0) < 4 * b.std() + 0.1
+
+
+def test_graph_likelihood_with_a_sigma_formula_equals_numpy():
+    """A residual sd per row (sigma="~ s") enters every censored term."""
+    rng = np.random.default_rng(8)
+    n = 50
+    _, y, y2, code = _rows(9, False, n)
+    df = pd.DataFrame({"x": rng.normal(size=n), "s": rng.normal(size=n), "y": y,
+                       "y2": np.where(code == 2, y2, 0.0), "c": code})
+    m = hb.Model("y | cens(c, y2) ~ x", df, sigma="~ s")
+    model = m.build()
+    beta, bs = np.array([0.2, -0.4]), np.array([0.1, 0.3])
+    values = {"beta": beta, "beta_sigma_Intercept": bs[0], "beta_sigma_s": bs[1]}
+    assert set(values) == {v.name for v in model.value_vars}
+    fn = model.compile_fn(model.replace_rvs_by_values([model["loglik"]])[0], inputs=model.value_vars,
+                          on_unused_input="ignore")
+    sigma = np.exp(m.design.dpars["sigma"].X @ bs)
+    want = censoring.logpdf(F.Gaussian(), m.design.y, m.design.censoring, m.design.X @ beta,
+                            {"sigma": sigma}).sum()
+    assert float(fn(values)) == pytest.approx(want, rel=1e-11)

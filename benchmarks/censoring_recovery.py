@@ -1,7 +1,13 @@
-"""Slope recovery under 30% right-censoring: censored likelihood vs bounds taken as observed."""
+"""Slope recovery under 30% right-censoring: censored likelihood vs bounds taken as observed.
 
 Run from the repository root: PYTHONPATH=$PWD python benchmarks/censoring_recovery.py (~30 s).
-import sys, numpy as np, pandas as pd, hierbayes as hb
+"""
+import sys
+
+import numpy as np
+
+import hierbayes as hb
+
 sys.path.insert(0, "tests/design")
 from test_censoring import _frame
 for seed in (4, 11):

@@ -226,3 +226,21 @@ def test_sbc_mechanics_of_a_lognormal_model():
         res = hb.sbc(model, 1, executor=ex, seed=3, n_ranks=19, draws=100, tune=150)
     assert res.fits.error.isna().all(), res.fits.error.tolist()
     assert "sigma (residual sd)" in res.ranks.columns or any("sigma" in c for c in res.ranks.columns)
+
+
+def test_lognormal_takes_a_sigma_formula():
+    rng = np.random.default_rng(10)
+    n = 300
+    df = pd.DataFrame({"id": np.repeat(np.arange(30), 10), "x": rng.normal(size=n),
+                       "s": rng.choice(["a", "b"], n)})
+    spec = hb.spec.formula.parse("y ~ x + (1 | id)", family="lognormal", sigma="~ s")
+    df = hb.simulate(spec, df, {"beta": [1.0, 0.5], "sd_id": [0.3],
+                                "beta_sigma": {"Intercept": np.log(0.3), "s[b]": np.log(3.0)}}, seed=1)
+    fit = hb.Model("y ~ x + (1 | id)", df, family="lognormal", sigma="~ s").fit(
+        draws=200, tune=200, chains=2, seed=1, progressbar=False)
+    bs = fit.idata.posterior["beta_sigma"].values.reshape(-1, 2)
+    assert np.all(np.abs(bs.mean(0) - [np.log(0.3), np.log(3.0)]) < 4 * bs.std(0) + 0.05), bs.mean(0)
+    new = pd.DataFrame({"id": [0, 0], "x": [0.0, 0.0], "s": ["a", "b"]})
+    pred = fit.predict(new, kind="mean", groups="none")
+    assert pred.table["mean"].iloc[1] > pred.table["mean"].iloc[0]  # exp(sigma^2 / 2) grows
+    assert np.isfinite(fit.loo().elpd_loo)

@@ -151,6 +151,7 @@ class LogNormal(Positive):
     dist = "LogNormal"
     links = ("identity",)
     censorable = True
+    dpar_links = {"sigma": "log"}
 
     @property
     def extra_params(self):

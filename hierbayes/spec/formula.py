@@ -233,7 +233,7 @@ def parse_dpars(family: families.Family, **formulas: str | None) -> dict[str, st
     >>> parse_dpars(families.get("poisson"), sigma="~ Sex")
     Traceback (most recent call last):
     ...
-    ValueError: sigma='~ Sex': the poisson family has no parameter 'sigma' that takes a formula (its parameters: none; the gaussian and student families take sigma=).
+    ValueError: sigma='~ Sex': the poisson family has no parameter 'sigma' that takes a formula (its parameters: none; the gaussian, lognormal and student families take sigma=).
     """
     out = {}
     for name, text in formulas.items():
@@ -243,7 +243,8 @@ def parse_dpars(family: families.Family, **formulas: str | None) -> dict[str, st
         if name not in family.dpar_links:
             own = ", ".join(family.dpar_links) or "none"
             takers = sorted({f.name for f in families.FAMILIES.values() if name in f.dpar_links})
-            also = f"; the {' and '.join(takers)} families take {name}=" if takers else ""
+            listed = " and ".join([", ".join(takers[:-1]), takers[-1]] if len(takers) > 2 else takers)
+            also = f"; the {listed} families take {name}=" if takers else ""
             raise ValueError(
                 f"{where}: the {family.name} family has no parameter {name!r} that takes a "
                 f"formula (its parameters: {own}{also})."

@@ -209,6 +209,8 @@ class Model:
                 tuple((k, c.centered) for k, c in self.centering.items()))
         if d.dpars:  # a parameter formula: its terms and shape fix the graph too
             corr = corr + (tuple((k, b.names, b.X.shape) for k, b in d.dpars.items()),)
+        if d.censoring is not None:  # one term per kind of row, its rows' count a data shape
+            corr = corr + (("censored", tuple(d.censoring.counts().items())),)
         if self.backend == "quadrature":  # the kernel's Op holds the data: reuse for the same data only
             from hierbayes.backend import glmm
 

@@ -220,3 +220,18 @@ def test_graph_likelihood_with_a_sigma_formula_equals_numpy():
     want = censoring.logpdf(F.Gaussian(), m.design.y, m.design.censoring, m.design.X @ beta,
                             {"sigma": sigma}).sum()
     assert float(fn(values)) == pytest.approx(want, rel=1e-11)
+
+
+def test_structure_key_tells_censored_models_apart():
+    """The compile cache must not hand a censored model an uncensored graph, nor one whose
+    terms have other row counts; the same counts on other rows share the graph."""
+    df = _frame(12)
+    plain = hb.Model("y ~ x + (1 | g)", df, backend="latent").structure_key()
+    cens = hb.Model("y | cens(c) ~ x + (1 | g)", df).structure_key()
+    assert cens != plain
+    other = df.copy()
+    other.loc[other.index[other.c == "none"][0], "c"] = "left"
+    assert hb.Model("y | cens(c) ~ x + (1 | g)", other).structure_key() != cens
+    shuffled = df.copy()
+    shuffled["c"] = shuffled.c.sample(frac=1, random_state=1).to_numpy()
+    assert hb.Model("y | cens(c) ~ x + (1 | g)", shuffled).structure_key() == cens

@@ -244,3 +244,21 @@ def test_lognormal_takes_a_sigma_formula():
     pred = fit.predict(new, kind="mean", groups="none")
     assert pred.table["mean"].iloc[1] > pred.table["mean"].iloc[0]  # exp(sigma^2 / 2) grows
     assert np.isfinite(fit.loo().elpd_loo)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_numpy_quadrature_gradient_in_the_family_parameter(name):
+    """The reference gradient (grad_reference) takes the family's parameter derivatives:
+    its derivative in shape / sigma against central differences of the value."""
+    fam, pname, values = CASES[name]
+    rng = np.random.default_rng(11)
+    n = 12
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    idx = np.repeat([0, 1, 2], 4)
+    y = fam.draw(rng, X @ [0.3, 0.5] + rng.normal(0, 0.5, 3)[idx], {pname: values[1]})
+    rows, _ = quadrature.cluster_rows(y, X, np.ones((n, 1)), idx)
+    p, h = values[1], 1e-5 * values[1]
+    g = quadrature.grad_reference(fam, rows, [0.3, 0.5], [[0.6]], p, nagq=9)
+    up = quadrature.loglik_reference(fam, rows, [0.3, 0.5], [[0.6]], p + h, nagq=9)[0].sum()
+    down = quadrature.loglik_reference(fam, rows, [0.3, 0.5], [[0.6]], p - h, nagq=9)[0].sum()
+    assert g["alpha"] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)

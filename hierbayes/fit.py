@@ -88,7 +88,10 @@ class Fit:
             + ("linear" if d.spec.family.name == "gaussian" else "generalized linear")
             + " mixed-effects model (hierbayes)",
             f"  Formula: {d.spec.formula}",
-            f"  Family: {d.spec.family.name} ({d.spec.family.link} link)",
+            f"  Family: {d.spec.family.name} ({d.spec.family.link} link)"
+            + (f"; censored: " + ", ".join(f"{v} {k}" for k, v in d.censoring.counts().items()
+                                            if v and k != "none")
+               if d.censoring is not None else ""),
             f"  Correlation: {d.correlation.describe() if d.correlation else 'none (independent residuals)'}",
             f"  Data: {d.n} observations used"
             + (f" ({d.n_dropped} rows with missing values dropped)" if d.n_dropped else "")

@@ -42,7 +42,8 @@ class Model:
         Residual correlation within clusters.
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
-        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"zero_inflated_poisson"``
+        ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"gamma"``, ``"lognormal"``
+        (strictly positive responses), ``"zero_inflated_poisson"``
         (``"zip"``), ``"zero_inflated_negbinomial"`` (``"zinb"``), ``"hurdle_poisson"``,
         ``"hurdle_negbinomial"`` (latent backend; see ``zi``), ``"cumulative"`` (alias
         ``"ordinal"``: ordered levels, cut-points instead of an intercept; latent backend),
@@ -111,6 +112,13 @@ class Model:
         ``coef_zi``), prior keys ``zi_Intercept``, ``zi_x`` (``beta_zi``: every slope).
         Without it ``zi`` is one probability with prior Beta(1, 1) (glmmTMB's
         ``ziformula = ~ 1``).
+    censored : str or (str, str), optional
+        A censored response (brms' ``y | cens(c) ~ ...``, which the formula also takes): the
+        indicator column, with the interval's upper-bound column as ``("c", "y2")``. Values
+        ``"left"``, ``"none"``, ``"right"``, ``"interval"`` (or -1, 0, 1, 2). Gaussian,
+        Student-t and lognormal families, latent backend, no residual correlation; the
+        log-likelihood (LOO) is the censored one, predictive draws and ``hb.simulate`` are
+        uncensored (:mod:`hierbayes.design.censoring`).
 
     Examples
     --------
@@ -139,16 +147,17 @@ class Model:
         sigma: str | None = None,
         zi: str | None = None,
         hu: str | None = None,
+        censored: str | tuple[str, str] | None = None,
     ) -> None:
         self.spec = parse(formula, family=family, correlation=correlation, priors=priors,
-                          sigma=sigma, zi=zi, hu=hu)
+                          sigma=sigma, zi=zi, hu=hu, censored=censored)
         self.design: Design = build_design(self.spec, data, na_action=na_action)
         # what rebuilds this model in another process (prior sweeps, SBC): plain data only,
         # and the design's frozen copy of the data, so that editing the caller's DataFrame
         # after hb.Model() changes no later refit
         self.inputs = dict(formula=formula, data=self.design.source, correlation=correlation,
                            family=family, backend=backend, na_action=na_action, nagq=nagq,
-                           centered=centered, sigma=sigma, zi=zi, hu=hu)
+                           centered=centered, sigma=sigma, zi=zi, hu=hu, censored=censored)
         backend_mod.check_priors(self.spec.priors)
         self.priors: dict[str, Prior] = resolve_priors(self.design, self.spec.priors)
         self.backend: str = backend_mod.choose(self.design, backend)
@@ -255,6 +264,8 @@ class Model:
                 tuple((k, c.centered) for k, c in self.centering.items()))
         if d.dpars:  # a parameter formula: its terms and shape fix the graph too
             corr = corr + (tuple((k, b.names, b.X.shape) for k, b in d.dpars.items()),)
+        if d.censoring is not None:  # one term per kind of row, its rows' count a data shape
+            corr = corr + (("censored", tuple(d.censoring.counts().items())),)
         if self.backend == "quadrature":  # the kernel's Op holds the data: reuse for the same data only
             from hierbayes.backend import glmm
 

@@ -33,12 +33,12 @@ SIGMA = "sigma"
 PHI = "phi"
 SD_AR = "sd_ar"
 #: the scalar model parameters that are not per group (family parameters and AR)
-SCALARS = ("sigma", "nu", "alpha", "zi", "hu", "phi", "sd_ar")
+SCALARS = ("sigma", "nu", "alpha", "shape", "zi", "hu", "phi", "sd_ar")
 #: the cut-points of an ordinal (cumulative) family and their dim, labelled ``"1|2"``
 CUTPOINTS = "cutpoints"
 CUTPOINT_DIM = "cutpoint"
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
-POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar")
+POSITIVE_SCALARS = ("sigma", "nu", "alpha", "shape", "sd_ar")
 #: the scalar parameters that are probabilities: their priors live on (0, 1)
 PROBABILITIES = ("zi", "hu")
 
@@ -51,6 +51,7 @@ SCALAR_LABELS = {
     "alpha": "alpha (negative binomial shape)",
     "zi": "zi (zero-inflation probability)",
     "hu": "hu (hurdle probability)",
+    "shape": "shape (Gamma shape)",
     "phi": "phi (AR(1) correlation)",
     "sd_ar": "sd of the latent AR process",
 }

@@ -23,6 +23,8 @@ def marginal_unavailable(design: Design) -> str | None:
     """
     if not design.spec.family.collapsible:
         return f"the {design.spec.family.name} family has no marginal backend"
+    if design.censoring is not None:
+        return "a censored response has no marginal backend (its likelihood is not Gaussian)"
     if not design.groups:
         return "the model has no grouping factor to integrate out"
     corr = design.correlation

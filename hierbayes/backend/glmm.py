@@ -33,6 +33,9 @@ from hierbayes.spec.priors import Prior
 
 #: families the quadrature kernel evaluates
 FAMILIES = ("bernoulli", "binomial", "poisson", "negbinomial")
+#: families whose derivatives (Family.eta_derivatives) the numpy reference takes but the
+#: numba kernel has no case for: they fit on the latent backend
+NO_KERNEL = ("gamma", "lognormal")
 
 
 def unavailable(design: Design) -> str | None:
@@ -47,6 +50,11 @@ def unavailable(design: Design) -> str | None:
     True
     """
     fam = design.spec.family
+    if fam.name in NO_KERNEL:
+        return (f"the {fam.name} family has no marginal backend: the quadrature kernel is numba "
+                f"code per family and has no {fam.name} case (it takes {', '.join(FAMILIES)})")
+    if design.censoring is not None:
+        return "a censored response has no marginal backend"
     if fam.name not in FAMILIES:
         why = f": {fam.no_marginal}" if fam.no_marginal else ""
         return (f"the {fam.name} family has no marginal backend{why} (integrated exactly: "

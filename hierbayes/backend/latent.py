@@ -9,7 +9,7 @@ import pytensor.tensor as pt
 
 from hierbayes.design.build import Design
 from hierbayes.spec.priors import Prior
-from hierbayes.backend import densities, params
+from hierbayes.backend import censored, densities, params
 from hierbayes import names
 from hierbayes.likelihood import arprocess
 
@@ -128,6 +128,9 @@ def build(design: Design, priors: dict[str, Prior], centering=None) -> pm.Model:
             mu = mu + latent_ar_process(design, phi, sd_ar)
         trials = None if design.trials is None else _data("trials", design.trials.astype(np.int64))
         dist = densities.likelihood(fam.dist)  # pm.<dist>, or the hurdle densities
+        if design.censoring is not None:
+            censored.add_likelihood(model, design, dist, fam.dist_kwargs(mu, fp, trials, xp=pt), _data)
+            return model
         # the response as data: a cached compiled model refitted to new values must see them
         dist("y", **fam.dist_kwargs(mu, fp, trials, xp=pt), observed=_data("y_obs", y), dims="obs")
     return model

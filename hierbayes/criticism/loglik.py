@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from hierbayes.likelihood import collapsed
+from hierbayes.design import censoring
 from hierbayes.design.build import Design
 from hierbayes.predict.predictive import linear_predictor
 from hierbayes.likelihood.recover import covariance_cholesky
@@ -114,7 +115,7 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
     """Conditional log-densities given the random effects: (D, N) pointwise in design row
     order, or (D, C) per cluster with AR(1)/CAR(1) residuals."""
     fam = design.spec.family
-    if not fam.collapsible:
+    if not fam.collapsible or design.censoring is not None:
         return _latent_family(design, post, chunk)
     sigma, phi = _flat(post, "sigma"), _flat(post, "phi")
     bs = _flat(post, names.dpar_coef("sigma"))
@@ -160,8 +161,9 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
 
 
 def _latent_family(design: Design, post, chunk: int = 256) -> np.ndarray:
-    """Pointwise conditional log-densities of a non-Gaussian family given the random
-    effects, (D, N) in design row order (the family's own ``logpdf``)."""
+    """Pointwise conditional log-densities of a non-Gaussian family (or of a censored
+    response) given the random effects, (D, N) in design row order (the family's own
+    ``logpdf``; :func:`hierbayes.design.censoring.logpdf` for a censored response)."""
     fam = design.spec.family
     if design.correlation is not None:
         raise ValueError(
@@ -179,7 +181,10 @@ def _latent_family(design: Design, post, chunk: int = 256) -> np.ndarray:
         sl = slice(s, min(s + chunk, D))
         eta = _conditional_mean(design, post, sl)
         rows = {k: v[sl] if k in design.dpars else v[sl][:, None] for k, v in params.items()}
-        out[sl] = fam.logpdf(design.y[None], eta, rows, trials)
+        if design.censoring is None:
+            out[sl] = fam.logpdf(design.y[None], eta, rows, trials)
+        else:
+            out[sl] = censoring.logpdf(fam, design.y[None], design.censoring, eta, rows)
     return out
 
 

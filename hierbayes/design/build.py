@@ -14,6 +14,8 @@ import formulae
 import numpy as np
 import pandas as pd
 
+from hierbayes.design import censoring
+from hierbayes.design.censoring import Censoring
 from hierbayes.spec import mundlak
 from hierbayes.spec.correlation import AR1, CAR1, PhiSignWarning, time_spacing
 from hierbayes.spec.formula import ModelSpec
@@ -141,6 +143,8 @@ class Design:
     #: an ordinal response's level labels, lowest first (``y`` holds their codes 0 .. K-1);
     #: empty for other families
     response_levels: tuple[str, ...] = ()
+    #: censored responses (:mod:`hierbayes.design.censoring`; None: every response exact)
+    censoring: Censoring | None = field(default=None, compare=False)
 
     @property
     def n(self) -> int:
@@ -364,6 +368,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
     clean, kept = _rows_used(data, cols, na_action)
     y, trials, levels = _response(spec, clean, check_support)  # an ordered response's own dtype
     clean = _categories_in_user_order(clean)
+    cens = censoring.build(spec, clean, y)
     _check_finite(spec, clean, cols)
     X, coef_names, common = _fixed_effects(spec, clean)
     factors = _group_factors(spec, clean)
@@ -395,6 +400,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
         source=data,
         dpars={k: DparBlock(k, b.X[order], b.names, b.link, b.terms) for k, b in dpars.items()},
         response_levels=levels,
+        censoring=None if cens is None else cens.take(order),
     )
 
 

@@ -192,6 +192,8 @@ def _metadata(fit, columns: list[dict]) -> dict:
             "correlation": None if corr is None else {"type": corr.kind, "time": corr.time, "group": corr.group},
             "priors": {k: p.to_dict() for k, p in spec.priors.items()},
             "dpars": dict(spec.dpars),  # parameter formulas ({"sigma": "Sex"}), by keyword
+            # the censoring columns (from the formula or censored=; parse takes both)
+            "censored": None if spec.censored is None else [spec.censored, spec.censored_upper],
         },
         "priors": {k: p.to_dict() for k, p in fit.priors.items()},
         "backend": fit.backend,
@@ -430,6 +432,7 @@ def read(path, *, allow_version_mismatch: bool = False) -> dict:
         correlation=correlation_from_dict(s["correlation"]),
         priors={k: Prior.from_dict(v) for k, v in s["priors"].items()},
         **dict(s.get("dpars") or {}),  # sigma="Sex": the keyword of parse() per parameter
+        censored=None if not s.get("censored") else tuple(s["censored"]),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the missing-value count was reported at fit time

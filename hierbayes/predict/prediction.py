@@ -315,11 +315,13 @@ def predict(
 
 def _family_values(fam, eta, pd_: ParameterDraws, new_data, new: NewRows, kind: str, trials_col, rng,
                    design: Design):
-    """Non-Gaussian families: the response mean ``E[y]`` per trial (a probability for the
+    """Non-Gaussian families: the response mean ``E[y]`` per trial
+    (:meth:`~hierbayes.spec.families.Family.fitted` without trials: a probability for the
     Bernoulli and binomial, a rate for count families, ``(1 - zi) mu`` for zero-inflated
-    ones, the expected category index of an ordinal family; a parameter formula evaluated
-    on the new rows), its level probabilities (ordinal, (D, M, K)) or a draw of a new
-    response (the binomial takes its trials from the new data's trials column)."""
+    ones, ``exp(eta + sigma^2 / 2)`` for the lognormal, the expected category index of an
+    ordinal family; a parameter formula evaluated on the new rows), its level probabilities
+    (ordinal, (D, M, K)) or a draw of a new response (the binomial takes its trials from the
+    new data's trials column)."""
     params = family_param_rows(pd_, design, new.dpars)
     if kind == "probabilities":
         return fam.probabilities(eta, params[names.CUTPOINTS])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -139,6 +141,8 @@ def simulate(
         With a formula: a formula for the zero-inflation (hurdle) probability on the logit
         scale (``"~ x"``, as ``hb.Model(zi=...)``); ``params`` then gives ``beta_zi``
         (``beta_hu``) instead of ``zi`` (``hu``).
+        A censored model's responses are drawn uncensored; its censoring columns are not
+        read.
     seed : int, optional
         The whole data-generating process (random effects and residuals) is one call of one
         ``numpy.random.Generator``: the same seed gives the same data.
@@ -164,7 +168,9 @@ def simulate(
     True
     """
     rng = np.random.default_rng(seed)
-    spec = _spec(formula, correlation, family, {"sigma": sigma, "zi": zi, "hu": hu})
+    # a censored model's responses are drawn uncensored (the censoring columns are not read)
+    spec = dataclasses.replace(_spec(formula, correlation, family, {"sigma": sigma, "zi": zi, "hu": hu}),
+                               censored=None, censored_upper=None)
     frame = data.copy().reset_index(drop=True)
     # a placeholder response (the design checks its type, not its support)
     frame[spec.response] = rng.standard_normal(len(frame))

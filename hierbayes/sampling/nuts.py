@@ -301,7 +301,10 @@ def run(
             compiled = compile_native(model, key, timing, (native.design, native.priors), native.kind)
             timing["compiler"] = "native"
         else:
-            compiler = "jax" if opts.compiler in ("auto", "native") else opts.compiler
+            # a model may need numba (hb_compiler: a graph with an Op JAX lacks, e.g. the
+            # gradient of the t cdf in nu of a censored Student-t model)
+            auto = getattr(model, "hb_compiler", "jax")
+            compiler = auto if opts.compiler in ("auto", "native") else opts.compiler
             compiled = compile_nutpie(model, key, timing, compiler)
             timing["compiler"] = compiler
         t0 = time.perf_counter()

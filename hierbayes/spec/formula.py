@@ -52,6 +52,10 @@ class ModelSpec:
     correlation: AR1 | CAR1 | None = None
     priors: dict[str, Prior] = field(default_factory=dict)
     trials: str | None = None
+    #: censoring: the indicator column (brms' ``y | cens(c)``: "left"/"none"/"right"/"interval"
+    #: or -1/0/1/2) and, for interval censoring, the upper bound's column (``cens(c, y2)``)
+    censored: str | None = None
+    censored_upper: str | None = None
     #: formulas of distributional parameters, by parameter name (``{"sigma": "1 + Sex"}``:
     #: the right-hand side, on the family's link scale, :attr:`Family.dpar_links`)
     dpars: dict[str, str] = field(default_factory=dict)
@@ -62,8 +66,7 @@ class ModelSpec:
         rhs = self.formula.split("~", 1)[1].replace("||", "|")
         names = set(formulae.model_description(f"{self.response} ~ {rhs}").var_names) - {""}
         names -= set(ENCODINGS)  # C(x, Sum): formulae lists the bare contrast name as a variable
-        if self.trials is not None:
-            names.add(self.trials)
+        names |= {c for c in (self.trials, self.censored, self.censored_upper) if c is not None}
         for rhs_d in self.dpars.values():
             # rows with missing values in a parameter formula's columns drop with the rest
             names |= set(formulae.model_description(f"{self.response} ~ {rhs_d}").var_names) - {""}
@@ -130,6 +133,7 @@ def parse(
     sigma: str | None = None,
     zi: str | None = None,
     hu: str | None = None,
+    censored: str | tuple[str, str] | None = None,
 ) -> ModelSpec:
     """Parse a mixed-model formula into a :class:`ModelSpec`.
 
@@ -140,11 +144,17 @@ def parse(
         interactions, ``np.log(x)``, ``0 +`` to drop the intercept), group terms as in lme4.
     family : str or family object
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
-        ``"negbinomial"``, the zero-inflated and hurdle count families
-        (:mod:`hierbayes.spec.families.zeroinflated`), or an object from
+        ``"negbinomial"``, ``"gamma"``, ``"lognormal"``, the zero-inflated and hurdle count
+        families (:mod:`hierbayes.spec.families.zeroinflated`), ``"cumulative"``, or an object from
         :mod:`hierbayes.spec.families` (e.g.
         ``Bernoulli(link="probit")``). The binomial family takes its trials from the
         left-hand side: ``"k | trials(n) ~ x + (1 | g)"``.
+    censored : str or (str, str), optional
+        The censoring indicator column (``"c"``), with the interval's upper-bound column
+        (``("c", "y2")``): the same as ``"y | cens(c) ~ ..."`` (``cens(c, y2)``) on the left of
+        ``~`` (brms). Values ``"left"``/``"none"``/``"right"``/``"interval"`` or -1/0/1/2:
+        ``y`` is an upper bound, exact, a lower bound, or the interval's lower end.
+        Gaussian, Student-t and lognormal families (:mod:`hierbayes.design.censoring`).
     correlation : AR1, CAR1 or None
     priors : dict of str to Prior, optional
     sigma : str, optional
@@ -175,7 +185,9 @@ def parse(
             "'y ~ time + (1 + time | id)'."
         )
     lhs, rhs = formula.split("~", 1)
-    response, trials = _response(lhs.strip(), formula)
+    response, trials, cens = _response(lhs.strip(), formula)
+    fam = families.get(family)
+    cens = _censoring(fam, cens, censored, formula)
     fixed, groups = [], []
     for sign, part in _split_top_level(rhs):
         g = _group_term(part)
@@ -188,7 +200,6 @@ def parse(
     check_syntax(formula, response)  # quotes the formula and points at what is not read
     if correlation is not None and not isinstance(correlation, (AR1, CAR1)):
         raise TypeError("correlation must be hb.AR1(time=..., group=...) or hb.CAR1(...).")
-    fam = families.get(family)
     if fam.needs_trials and trials is None:
         raise ValueError(
             f"the {fam.name} family needs the number of trials per row: write the response "
@@ -208,6 +219,8 @@ def parse(
         correlation=correlation,
         priors={k: as_prior(v, k) for k, v in (priors or {}).items()},
         trials=trials,
+        censored=cens[0],
+        censored_upper=cens[1],
         dpars=parse_dpars(fam, sigma=sigma, zi=zi, hu=hu),
     )
 
@@ -230,7 +243,7 @@ def parse_dpars(family: families.Family, **formulas: str | None) -> dict[str, st
     >>> parse_dpars(families.get("poisson"), sigma="~ Sex")
     Traceback (most recent call last):
     ...
-    ValueError: sigma='~ Sex': the poisson family has no parameter 'sigma' that takes a formula (its parameters: none; the gaussian and student families take sigma=).
+    ValueError: sigma='~ Sex': the poisson family has no parameter 'sigma' that takes a formula (its parameters: none; the gaussian, lognormal and student families take sigma=).
     """
     out = {}
     for name, text in formulas.items():
@@ -240,7 +253,8 @@ def parse_dpars(family: families.Family, **formulas: str | None) -> dict[str, st
         if name not in family.dpar_links:
             own = ", ".join(family.dpar_links) or "none"
             takers = sorted({f.name for f in families.FAMILIES.values() if name in f.dpar_links})
-            also = f"; the {' and '.join(takers)} families take {name}=" if takers else ""
+            listed = " and ".join([", ".join(takers[:-1]), takers[-1]] if len(takers) > 2 else takers)
+            also = f"; the {listed} families take {name}=" if takers else ""
             raise ValueError(
                 f"{where}: the {family.name} family has no parameter {name!r} that takes a "
                 f"formula (its parameters: {own}{also})."
@@ -266,19 +280,49 @@ def parse_dpars(family: families.Family, **formulas: str | None) -> dict[str, st
     return out
 
 
-_TRIALS = re.compile(r"^([A-Za-z_][\w.]*)\s*\|\s*trials\(\s*([A-Za-z_][\w.]*)\s*\)$")
+_NAME = r"([A-Za-z_][\w.]*)"
+_TRIALS = re.compile(rf"^{_NAME}\s*\|\s*trials\(\s*{_NAME}\s*\)$")
+_CENS = re.compile(rf"^{_NAME}\s*\|\s*cens\(\s*{_NAME}\s*(?:,\s*{_NAME}\s*)?\)$")
 
 
-def _response(lhs: str, formula: str) -> tuple[str, str | None]:
-    """``"y"`` -> ("y", None); ``"k | trials(n)"`` -> ("k", "n")."""
+def _response(lhs: str, formula: str) -> tuple[str, str | None, tuple[str | None, str | None]]:
+    """``"y"`` -> ("y", None, (None, None)); ``"k | trials(n)"`` -> ("k", "n", (None, None));
+    ``"y | cens(c, y2)"`` -> ("y", None, ("c", "y2"))."""
     if not lhs:
         raise ValueError(f"formula {formula!r} has no response on the left of '~'.")
     if "|" not in lhs:
-        return lhs, None
+        return lhs, None, (None, None)
     m = _TRIALS.match(lhs)
+    if m is not None:
+        return m.group(1), m.group(2), (None, None)
+    m = _CENS.match(lhs)
     if m is None:
         raise ValueError(
             f"left-hand side {lhs!r} of {formula!r} is not understood; write a response column "
-            "('y') or, for the binomial family, successes and trials ('k | trials(n)')."
+            "('y'), for the binomial family successes and trials ('k | trials(n)'), or a "
+            "censored response ('y | cens(c)', 'y | cens(c, y2)' for intervals)."
         )
-    return m.group(1), m.group(2)
+    return m.group(1), None, (m.group(2), m.group(3))
+
+
+def _censoring(fam, from_formula: tuple, keyword, formula: str) -> tuple[str | None, str | None]:
+    """The censoring columns from the formula or the ``censored=`` keyword (the same ones if
+    both), checked against the family."""
+    if keyword is not None:
+        kw = (keyword, None) if isinstance(keyword, str) else tuple(keyword)
+        if len(kw) != 2 or not all(isinstance(c, str) for c in kw if c is not None):
+            raise TypeError(
+                f"censored must be a column name or (indicator, upper) column names, got {keyword!r}."
+            )
+        if from_formula != (None, None) and from_formula != kw:
+            raise ValueError(
+                f"censored={keyword!r} differs from the formula's cens{from_formula!r} in "
+                f"{formula!r}; give it once."
+            )
+        from_formula = kw
+    if from_formula[0] is not None and not fam.censorable:
+        raise ValueError(
+            f"censored responses are available for the gaussian, student and lognormal families, "
+            f"not {fam.name}."
+        )
+    return from_formula

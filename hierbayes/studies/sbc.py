@@ -249,6 +249,12 @@ def sbc(
 
     if n_sims < 1:
         raise ValueError(f"n_sims must be a positive integer, got {n_sims}.")
+    if model.spec.censored is not None:
+        raise ValueError(
+            "hb.sbc does not take a censored model: hb.simulate draws uncensored responses, "
+            "and the censoring process that made the data is not part of the model. Run SBC "
+            "on the uncensored model, or simulate, censor and fit in a loop of your own."
+        )
     if draws * chains < n_ranks:
         raise ValueError(
             f"draws * chains = {draws * chains} is fewer than n_ranks = {n_ranks}; raise draws "

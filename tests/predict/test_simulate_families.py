@@ -28,6 +28,8 @@ FAMILY_PARAMS = {
     "zero_inflated_negbinomial": {"alpha": 2.5, "zi": 0.3},
     "hurdle_poisson": {"hu": 0.4},
     "hurdle_negbinomial": {"alpha": 2.5, "hu": 0.4},
+    "gamma": {"shape": 3.0},
+    "lognormal": {"sigma": 0.5},
 }
 N = 40_000
 

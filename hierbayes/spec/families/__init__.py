@@ -19,13 +19,19 @@ family                         link          extra parameters   default priors o
 ``zero_inflated_negbinomial``  log           ``alpha``, ``zi``  Gamma(0.01, 0.01), Beta(1, 1) (alias ``zinb``)
 ``hurdle_poisson``             log           ``hu``             Beta(1, 1)
 ``hurdle_negbinomial``         log           ``alpha``, ``hu``  Gamma(0.01, 0.01), Beta(1, 1)
+``gamma``                      log           ``shape``          Gamma(0.01, 0.01) (brms' default)
+``lognormal``                  identity      ``sigma``          HalfStudentT(3, 2.5 sd(log y))
+                               (of log y)
 ``cumulative``                 logit/probit  ``cutpoints``      ordered StudentT(3, 0, 2.5) on each (brms'
 (alias ``ordinal``)                          (K - 1 values)     default); no intercept
 =============================  ============  =================  ===============================================
 
 The negative binomial has mean ``mu`` and variance ``mu + mu^2 / alpha`` (PyMC's
 ``NegativeBinomial(mu, alpha)``): small ``alpha`` is strong overdispersion, large
-``alpha`` approaches the Poisson.
+``alpha`` approaches the Poisson. The Gamma family has mean ``mu = exp(eta)`` and variance
+``mu^2 / shape`` (PyMC's ``Gamma(alpha=shape, beta=shape / mu)``); the lognormal one models
+``log y ~ N(eta, sigma)``, so its mean is ``exp(eta + sigma^2 / 2)``. Both need strictly
+positive responses (:mod:`hierbayes.spec.families.positive`).
 
 The cumulative family (:mod:`hierbayes.spec.families.ordinal`) models K ordered levels,
 ``P(y <= k) = F(c_k - eta)``, with K - 1 increasing cut-points in place of the intercept
@@ -53,14 +59,16 @@ from hierbayes.spec.families.binary import Bernoulli, Binomial
 from hierbayes.spec.families.counts import NegativeBinomial, Poisson
 from hierbayes.spec.families.gaussian import Gaussian, StudentT
 from hierbayes.spec.families.ordinal import Cumulative
+from hierbayes.spec.families.positive import Gamma, LogNormal
 from hierbayes.spec.families.zeroinflated import (
     HurdleNegativeBinomial, HurdlePoisson, ZeroInflatedNegativeBinomial, ZeroInflatedPoisson,
 )
 
 __all__ = [
-    "FAMILIES", "Bernoulli", "Binomial", "Cumulative", "Family", "FamilyWarning", "Gaussian",
-    "HurdleNegativeBinomial", "HurdlePoisson", "NegativeBinomial", "Poisson", "StudentT",
-    "ZeroInflatedNegativeBinomial", "ZeroInflatedPoisson", "get", "inverse_link",
+    "FAMILIES", "Bernoulli", "Binomial", "Cumulative", "Family", "FamilyWarning", "Gamma",
+    "Gaussian", "HurdleNegativeBinomial", "HurdlePoisson", "LogNormal", "NegativeBinomial",
+    "Poisson", "StudentT", "ZeroInflatedNegativeBinomial", "ZeroInflatedPoisson", "get",
+    "inverse_link",
 ]
 
 FAMILIES = {
@@ -84,6 +92,9 @@ FAMILIES = {
     "hurdle_poisson": HurdlePoisson,
     "hurdle_negbinomial": HurdleNegativeBinomial,
     "hurdle_negative_binomial": HurdleNegativeBinomial,
+    "gamma": Gamma,
+    "lognormal": LogNormal,
+    "log_normal": LogNormal,
 }
 
 

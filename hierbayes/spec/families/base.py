@@ -70,6 +70,8 @@ class Family:
     links = ("identity",)
     collapsible = False
     needs_trials = False
+    #: whether censored responses are available (:meth:`logcdf` and :meth:`logsf`)
+    censorable = False
     support = "real numbers"
     #: whether the linear predictor has an intercept (the cumulative family's cut-points
     #: take its place: the design drops the column)
@@ -163,6 +165,14 @@ class Family:
     def draw(self, rng: np.random.Generator, eta, params: dict, trials=None) -> np.ndarray:
         """Replicated responses at ``eta`` (numpy)."""
         raise NotImplementedError
+
+    def logcdf(self, y, eta, params: dict) -> np.ndarray:
+        """``log P(Y <= y)`` (numpy), for left- and interval-censored rows."""
+        raise NotImplementedError(f"the {self.name} family takes no censored responses.")
+
+    def logsf(self, y, eta, params: dict) -> np.ndarray:
+        """``log P(Y > y)`` (numpy), for right- and interval-censored rows."""
+        raise NotImplementedError(f"the {self.name} family takes no censored responses.")
 
     # -- derivatives in the linear predictor (marginal GLMM likelihood) -------------
     def eta_derivatives(self, y, eta, params: dict, trials=None) -> tuple[np.ndarray, ...]:

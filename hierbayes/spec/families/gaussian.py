@@ -25,6 +25,7 @@ class Gaussian(Family):
     name = "gaussian"
     dist = "Normal"
     collapsible = True
+    censorable = True
     dpar_links = {"sigma": "log"}
 
     @property
@@ -53,6 +54,12 @@ class Gaussian(Family):
 
     def draw(self, rng, eta, params, trials=None):
         return eta + rng.standard_normal(np.shape(eta)) * params["sigma"]
+
+    def logcdf(self, y, eta, params):
+        return stats.norm.logcdf(y, eta, params["sigma"])
+
+    def logsf(self, y, eta, params):
+        return stats.norm.logsf(y, eta, params["sigma"])
 
 
 @dataclass(frozen=True)
@@ -95,3 +102,9 @@ class StudentT(Gaussian):
     def draw(self, rng, eta, params, trials=None):
         nu = np.broadcast_to(params["nu"], np.shape(eta))
         return eta + rng.standard_t(nu) * params["sigma"]
+
+    def logcdf(self, y, eta, params):
+        return stats.t.logcdf(y, params["nu"], eta, params["sigma"])
+
+    def logsf(self, y, eta, params):
+        return stats.t.logsf(y, params["nu"], eta, params["sigma"])

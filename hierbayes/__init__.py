@@ -18,7 +18,7 @@ _warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", 
 
 from hierbayes import datasets  # noqa: E402
 from hierbayes.spec import families
-from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.spec.correlation import AR1, CAR1, CompSymm, Unstructured
 from hierbayes.fit import Fit, load
 from hierbayes.sampling.cache import clear_cache
 from hierbayes import sampling

@@ -30,6 +30,9 @@ COEF_DIM = "coef"
 SIGMA = "sigma"
 PHI = "phi"
 SD_AR = "sd_ar"
+#: the K x K residual correlation matrix of hb.Unstructured (dims occasion x occasion__bis)
+RESID_CORR = "corr_resid"
+OCCASION_DIM = "occasion"
 #: the scalar model parameters that are not per group (family parameters and AR)
 SCALARS = ("sigma", "nu", "alpha", "phi", "sd_ar")
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
@@ -52,6 +55,7 @@ SCALAR_LABELS = {
 PHI_LABELS = {
     "ar1": "phi (AR(1) correlation)",
     "car1": "phi (correlation at unit time distance, CAR(1))",
+    "compsymm": "rho (compound symmetry correlation)",
 }
 
 

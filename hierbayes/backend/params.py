@@ -24,6 +24,9 @@ def coords_for(design: Design) -> dict[str, list]:
         coords[names.bis(names.term_dim(g.name))] = list(g.terms)
     for k, blk in design.dpars.items():
         coords[names.dpar_dim(k)] = list(blk.names)
+    if design.occasions:
+        coords[names.OCCASION_DIM] = list(design.occasions)
+        coords[names.bis(names.OCCASION_DIM)] = list(design.occasions)
     return coords
 
 
@@ -126,9 +129,30 @@ def family_params(design: Design, priors: dict[str, Prior]) -> dict:
 
 
 def ar_phi(design: Design, priors: dict[str, Prior]):
+    """The correlation parameter ``phi`` (AR(1)/CAR(1) coefficient, compound-symmetry
+    ``rho``); the K x K correlation matrix ``corr_resid`` of an unstructured correlation
+    (:func:`residual_correlation`); None without a correlation."""
     if design.correlation is None:
         return None
+    if design.correlation.kind == "unstructured":
+        return residual_correlation(design, priors)
     return make_rv("phi", priors["phi"])
+
+
+def residual_correlation(design: Design, priors: dict[str, Prior]):
+    """``corr_resid`` (dims ``occasion`` x ``occasion__bis``), the unstructured residual
+    correlation matrix over the design's K occasions, with an LKJ prior (``eta`` of
+    ``priors["corr_resid"]``, default 2) on its Cholesky factor."""
+    K = len(design.occasions)
+    p = priors.get(names.RESID_CORR, Prior("LKJ", eta=2.0))
+    if p.dist != "LKJ":
+        raise ValueError(f"{names.RESID_CORR} takes an hb.Prior('LKJ', eta=...) prior, got {p.dist}.")
+    chol = pm.LKJCholeskyCov(
+        names.chol("resid"), n=K, eta=float(p.params.get("eta", 2.0)),
+        sd_dist=pm.Exponential.dist(1.0, shape=K), compute_corr=True,
+    )[1]
+    odim = names.OCCASION_DIM
+    return pm.Deterministic(names.RESID_CORR, chol, dims=(odim, names.bis(odim)))
 
 
 def re_covariance(group: GroupBlock, priors: dict[str, Prior]):

@@ -593,8 +593,8 @@ def _check_structure(spec: ModelSpec, factors: list, dpars: dict) -> None:
             raise ValueError(
                 f"hb.{name}(group={corr.group!r}) with a random intercept on {corr.group!r} is not "
                 f"identified: the within-cluster residual correlation and the intercept variance "
-                f"describe the same dependence. Drop the (1 | {corr.group}) term (write "
-                f"(0 + x | {corr.group}) for slopes without an intercept), or the correlation."
+                f"describe the same dependence: drop the (1 | {corr.group}) term, or the "
+                f"correlation (slopes without an intercept, (0 + x | {corr.group}), are fine)."
             )
     if getattr(corr, "sd_by_occasion", False):
         raise ValueError(

@@ -19,7 +19,7 @@ Examples
 >>> import numpy as np
 >>> u = np.array([[0.5, -1.0, 0.0], [2.0, 0.0, 0.0]])   # clusters of 2 and 1 rows
 >>> compsymm_logpdf(np, u, np.array([2, 1]), 0.3).round(6).tolist()
-[-2.576297, -2.918939]
+[-2.64237, -2.918939]
 """
 
 from __future__ import annotations

@@ -232,7 +232,24 @@ def hyperparameters(design) -> list[Hyperparameter]:
             out.append(Hyperparameter(label(n), n, {}, "residual"))
     kind = getattr(getattr(design, "correlation", None), "kind", None)
     out += [Hyperparameter(label(n, kind), n, {}, "correlation") for n in (PHI, SD_AR)]
+    occ = list(getattr(design, "occasions", ()) or ())
+    for i in range(len(occ)):  # hb.Unstructured: the strict lower triangle, row-wise
+        for j in range(i):
+            out.append(Hyperparameter(resid_corr_label(occ[j], occ[i]), RESID_CORR,
+                                      {OCCASION_DIM: occ[i], bis(OCCASION_DIM): occ[j]},
+                                      "correlation"))
     return out
+
+
+def resid_corr_label(a: str, b: str) -> str:
+    """Summary label of the unstructured residual correlation between occasions ``a``, ``b``.
+
+    Examples
+    --------
+    >>> resid_corr_label("0", "2")
+    'corr(resid at 0, 2)'
+    """
+    return f"corr(resid at {a}, {b})"
 
 
 def _group_hyperparameters(group: str, terms: list[str], q: int) -> list[Hyperparameter]:

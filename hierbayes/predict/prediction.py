@@ -138,7 +138,7 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
             out += sd * rng.standard_normal((D, M))
         return out, conditioned
     lay = design.layout
-    kind = design.correlation.kind
+    ckind = design.correlation.kind
     fitted = {lab: c for c, lab in enumerate(design.cluster_levels)}
     # clusters sharing (fitted times, new times) share every matrix: balanced data -> 1 pattern
     patterns: dict[tuple, list] = defaultdict(list)
@@ -150,12 +150,12 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
         patterns[(t_obs, tuple(new.time[rows]))].append((c, rows))
     for (t_obs, t_new), members in patterns.items():
         tn = np.array(t_new)
-        R_nn = structured.correlation_matrix(kind, tn, tn, pd_.phi)
+        R_nn = structured.correlation_matrix(ckind, tn, tn, pd_.phi)
         new_pos = np.array([rows for _, rows in members])  # (m, nn)
         if t_obs:
             to = np.array(t_obs)
-            R_oo = structured.correlation_matrix(kind, to, to, pd_.phi)
-            R_on = structured.correlation_matrix(kind, to, tn, pd_.phi)
+            R_oo = structured.correlation_matrix(ckind, to, to, pd_.phi)
+            R_on = structured.correlation_matrix(ckind, to, tn, pd_.phi)
             K = np.swapaxes(np.linalg.solve(R_oo, R_on), 1, 2)  # (D, nn, no) = R_no R_oo^-1
             cov = R_nn - K @ R_on
             obs_rows = np.array([lay.pos[c, : lay.sizes[c]] for c, _ in members])  # (m, no)

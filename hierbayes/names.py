@@ -30,7 +30,7 @@ COEF_DIM = "coef"
 SIGMA = "sigma"
 PHI = "phi"
 SD_AR = "sd_ar"
-#: the K x K residual correlation matrix of hb.Unstructured (dims occasion x occasion__bis)
+#: the K x K residual correlation matrix of hb.Unstructured (dims occasion x occasion_bis)
 RESID_CORR = "corr_resid"
 OCCASION_DIM = "occasion"
 #: the scalar model parameters that are not per group (family parameters and AR)

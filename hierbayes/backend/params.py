@@ -140,7 +140,7 @@ def ar_phi(design: Design, priors: dict[str, Prior]):
 
 
 def residual_correlation(design: Design, priors: dict[str, Prior]):
-    """``corr_resid`` (dims ``occasion`` x ``occasion__bis``), the unstructured residual
+    """``corr_resid`` (dims ``occasion`` x ``occasion_bis``), the unstructured residual
     correlation matrix over the design's K occasions, with an LKJ prior (``eta`` of
     ``priors["corr_resid"]``, default 2).
 

@@ -224,7 +224,7 @@ class Unstructured:
     Residuals of one cluster at occasions ``j`` and ``k`` have correlation ``C[j, k]``
     (``nlme::corSymm(form = ~ occasion | id)``, brms ``unstr(occasion, id)``), ``C`` a
     correlation matrix with an LKJ(2) prior (posterior variable ``corr_resid``, dims
-    ``occasion`` x ``occasion__bis``). A cluster may miss occasions: it uses the
+    ``occasion`` x ``occasion_bis``). A cluster may miss occasions: it uses the
     sub-matrix of those it has. With ``sd_by_occasion=True`` each occasion has its own
     residual sd (``nlme``'s ``weights = varIdent(form = ~ 1 | occasion)``): the posterior
     variable ``sigma_occasion`` (dims ``occasion``) replaces ``sigma``. At most

@@ -1,0 +1,126 @@
+"""Unstructured residual correlation (hb.Unstructured): refusals, a fit recovering the
+correlation matrix, per-cluster log-likelihood against scipy, conditional prediction,
+simulate, posterior predictive, save/load and model files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import hierbayes as hb
+from hierbayes.criticism.loglik import log_likelihood
+from hierbayes.io import modelfile
+
+UN = hb.Unstructured(time="occ", group="id")
+CT = np.array([[1.0, 0.6, 0.3], [0.6, 1.0, 0.5], [0.3, 0.5, 1.0]])
+TRUE = {"beta": [0.5, 1.0], "sigma": 1.0, "corr_resid": CT}
+
+
+def _layout(n_ids=150, K=3, seed=1):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(n_ids):  # every fourth cluster misses occasions (gaps, size-1 clusters)
+        occ = np.arange(K) if c % 4 else np.sort(rng.choice(K, rng.integers(1, K + 1), replace=False))
+        rows += [(f"s{c:03d}", int(o)) for o in occ]
+    df = pd.DataFrame(rows, columns=["id", "occ"])
+    df["x"] = rng.standard_normal(len(df))
+    return df.sample(frac=1.0, random_state=2).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return hb.simulate("y ~ x", _layout(), TRUE, correlation=UN, seed=2)
+
+
+@pytest.fixture(scope="module")
+def fit(data):
+    return hb.Model("y ~ x", data, correlation=UN).fit(draws=300, tune=300, chains=2, seed=1)
+
+
+def test_refusals(data):
+    with pytest.raises(ValueError, match=r"drop the \(1 \| id\) term, or the correlation"):
+        hb.Model("y ~ x + (1 | id)", data, correlation=UN)
+    many = pd.DataFrame({"id": np.repeat(np.arange(3), 11), "occ": np.tile(np.arange(11), 3),
+                         "y": np.random.default_rng(0).normal(size=33)})
+    with pytest.raises(ValueError, match="at most 10 occasions"):
+        hb.Model("y ~ 1", many, correlation=hb.Unstructured(time="occ", group="id"))
+    dup = data.copy()
+    dup.loc[1, ["id", "occ"]] = dup.loc[0, ["id", "occ"]].to_numpy()
+    with pytest.raises(ValueError, match="duplicated occasion"):
+        hb.Model("y ~ x", dup, correlation=UN)
+    with pytest.raises(ValueError, match="sd_by_occasion=True\\) is not implemented"):
+        hb.Model("y ~ x", data, correlation=hb.Unstructured("occ", "id", sd_by_occasion=True))
+    with pytest.raises(ValueError, match="positive definite correlation matrix"):
+        hb.simulate("y ~ x", data, {**TRUE, "corr_resid": np.eye(2)}, correlation=UN)
+
+
+def test_simulate_draws_the_covariance():
+    df = pd.DataFrame({"id": np.repeat(np.arange(5000), 3), "occ": np.tile([0, 1, 2], 5000)})
+    sim = hb.simulate("y ~ 1", df, {"beta": [0.0], "sigma": 2.0, "corr_resid": CT},
+                      correlation=UN, seed=1)
+    Y = sim.y.to_numpy().reshape(-1, 3)
+    np.testing.assert_allclose(np.corrcoef(Y.T), CT, atol=0.04)
+    np.testing.assert_allclose(Y.std(axis=0), 2.0, rtol=0.05)
+
+
+def test_fit_recovers_the_correlation_matrix(fit):
+    post = fit.idata.posterior["corr_resid"]
+    assert post.dims[2:] == ("occasion", "occasion_bis")
+    m, s = post.mean(("chain", "draw")).values, post.std(("chain", "draw")).values
+    iu = np.triu_indices(3, 1)
+    assert np.all(np.abs(m[iu] - CT[iu]) < 3 * s[iu] + 0.03), (m, s)
+    rows = fit.summary().table.index
+    assert {"corr(resid at 0, 1)", "corr(resid at 0, 2)", "corr(resid at 1, 2)"} <= set(rows)
+    assert int(fit.idata.sample_stats["diverging"].sum()) <= 3
+
+
+def test_loglik_per_cluster_matches_dense(fit):
+    ll = log_likelihood(fit)["y"]
+    assert ll.dims == ("chain", "draw", "id")
+    df, post = fit.design.source, fit.idata.posterior
+    beta, sigma, C = (post[v].isel(chain=1, draw=11).values for v in ("beta", "sigma", "corr_resid"))
+    X = np.column_stack([np.ones(len(df)), df.x])
+    gappy = [lab for lab, g in df.groupby("id") if len(g) < 3][:3]
+    for lab in ["s001"] + gappy:
+        rows = np.flatnonzero(df.id.to_numpy() == lab)
+        o = df.occ.to_numpy()[rows]
+        ref = stats.multivariate_normal(X[rows] @ beta, sigma**2 * C[np.ix_(o, o)]).logpdf(
+            df.y.to_numpy()[rows])
+        assert float(ll.isel(chain=1, draw=11).sel(id=lab)) == pytest.approx(ref, abs=1e-8)
+
+
+def test_prediction_conditions_on_observed_occasions(fit):
+    df = fit.design.source
+    lab = next(lab for lab, g in df.groupby("id") if sorted(g.occ) == [0, 2])
+    obs = df[df.id == lab].sort_values("occ")
+    new = pd.DataFrame({"id": [lab], "occ": [1], "x": [0.2]})
+    pred = fit.predict(new, n_draws=30)
+    post = fit.idata.posterior.sel(chain=pred.draws.chain, draw=pred.draws.draw)
+    beta, C = post["beta"].values, post["corr_resid"].values
+    X_obs = np.column_stack([np.ones(2), obs.x])
+    e = obs.y.to_numpy() - beta @ X_obs.T  # (chain, draw, 2)
+    S_oo = C[..., [0, 2], :][..., :, [0, 2]]
+    S_no = C[..., 1, [0, 2]]
+    cond = np.einsum("cdo,cdo->cd", S_no, np.linalg.solve(S_oo, e[..., None])[..., 0])
+    want = beta @ np.array([1.0, 0.2]) + cond
+    np.testing.assert_allclose(pred.draws.transpose("chain", "draw", ...).values[..., 0], want,
+                               atol=1e-10)
+    with pytest.raises(ValueError, match="not in the fitted data"):
+        fit.predict(pd.DataFrame({"id": [lab], "occ": [7], "x": [0.0]}))
+
+
+def test_posterior_predictive_persistence_and_model_file(fit, tmp_path, data):
+    yrep = fit.posterior_predictive(n_draws=20, seed=1)
+    assert np.shape(yrep)[-1] == fit.design.n_input_rows and np.isfinite(yrep).all()
+    path = tmp_path / "un.nc"
+    fit.save(path)
+    back = hb.load(path)
+    assert back.design.correlation == UN and back.design.occasions == ("0", "1", "2")
+    np.testing.assert_allclose(log_likelihood(back)["y"].values, log_likelihood(fit)["y"].values)
+    data.to_csv(tmp_path / "d.csv", index=False)
+    f = tmp_path / "m.toml"
+    f.write_text('formula = "y ~ x"\ndata = "d.csv"\n[correlation]\ntype = "unstructured"\n'
+                 'time = "occ"\ngroup = "id"\n')
+    assert modelfile.read(f).correlation == UN

@@ -195,6 +195,12 @@ class Model:
                   None if d.layout is None else d.layout.pos.shape)
         )
         corr = None if d.correlation is None else (d.correlation.kind,)
+        if d.correlation is not None and d.correlation.dense:
+            # compound symmetry / unstructured: cluster sizes and occasion patterns are in the graph
+            import hashlib
+
+            h = hashlib.sha1(d.layout.sizes.tobytes() + d.time.tobytes() + d.layout.pos.tobytes())
+            corr = corr + (h.hexdigest(), d.occasions)
         # the family and link fix the likelihood graph too (logit and probit share shapes)
         corr = (corr, repr(self.spec.family), d.trials is not None,
                 tuple((k, c.centered) for k, c in self.centering.items()))

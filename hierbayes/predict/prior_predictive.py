@@ -234,7 +234,9 @@ def sample_prior_predictive(
     pd_ = ParameterDraws(
         beta=prior["beta"].transpose("draw", "coef").values,
         sigma=extra.get("sigma"),
-        phi=prior["phi"].values if "phi" in prior else None,
+        phi=(prior[names.RESID_CORR].transpose("draw", names.OCCASION_DIM,
+                                               names.bis(names.OCCASION_DIM)).values
+             if names.RESID_CORR in prior else prior["phi"].values if "phi" in prior else None),
         b=b, chol=chol, chains=np.zeros(draws, dtype=int), draws=np.arange(draws),
         extra=extra, dpar_coefs=coefs,
     )

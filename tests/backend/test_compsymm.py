@@ -154,3 +154,15 @@ def test_sbc_compsymm_calibrated():
     assert res.fits.error.isna().all()
     test = res.uniformity(bins=5)
     assert (test["p_value"] > 0.001).all(), test
+
+
+def test_prior_predictive_and_log_prior(fit, data):
+    from hierbayes.criticism.logprior import log_prior
+    from hierbayes.predict.prior_predictive import sample_prior_predictive
+
+    m = hb.Model("y ~ x", data, correlation=CS)
+    pp = sample_prior_predictive(m.design, m.priors, draws=30, seed=1)
+    assert pp.y.shape == (30, len(data)) and np.isfinite(pp.y).all()
+    lo, hi = m.design.phi_bounds
+    lp = log_prior(fit.idata, fit.design, fit.priors)
+    assert np.allclose(lp["phi"].values, -np.log(hi - lo))

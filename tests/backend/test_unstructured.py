@@ -124,3 +124,17 @@ def test_posterior_predictive_persistence_and_model_file(fit, tmp_path, data):
     f.write_text('formula = "y ~ x"\ndata = "d.csv"\n[correlation]\ntype = "unstructured"\n'
                  'time = "occ"\ngroup = "id"\n')
     assert modelfile.read(f).correlation == UN
+
+
+def test_prior_predictive_and_log_prior(fit, data):
+    from hierbayes.criticism.logprior import lkj_logpdf, log_prior
+    from hierbayes.predict.prior_predictive import sample_prior_predictive
+
+    m = hb.Model("y ~ x", data, correlation=UN)
+    pp = sample_prior_predictive(m.design, m.priors, draws=30, seed=1)
+    assert pp.y.shape == (30, len(data)) and np.isfinite(pp.y).all()
+    c = pp.prior["corr_resid"].values
+    assert np.allclose(np.diagonal(c, axis1=1, axis2=2), 1.0)
+    lp = log_prior(fit.idata, fit.design, fit.priors)
+    C = fit.idata.posterior["corr_resid"].isel(chain=0, draw=3).values
+    assert float(lp["corr_resid"].isel(chain=0, draw=3)) == pytest.approx(float(lkj_logpdf(C, 2.0)))

@@ -147,7 +147,8 @@ def test_model_file(tmp_path, data):
 
 @pytest.mark.slow
 def test_sbc_compsymm_calibrated():
-    df = _layout(25, seed=3).assign(y=0.0)
+    df = _layout(25, seed=3)
+    df["y"] = np.random.default_rng(1).normal(size=len(df))  # replaced by each simulation
     priors = {"sigma": hb.Prior("HalfNormal", sigma=1.0)}
     model = hb.Model("y ~ x", df, correlation=CS, priors=priors)
     res = hb.sbc(model, 40, seed=5, n_ranks=49, draws=250, tune=400, max_workers=2)
@@ -166,3 +167,18 @@ def test_prior_predictive_and_log_prior(fit, data):
     lo, hi = m.design.phi_bounds
     lp = log_prior(fit.idata, fit.design, fit.priors)
     assert np.allclose(lp["phi"].values, -np.log(hi - lo))
+
+
+def test_sbc_mechanics():
+    from concurrent.futures import ThreadPoolExecutor
+
+    df = _layout(20, seed=3)
+    df["y"] = np.random.default_rng(1).normal(size=len(df))
+    model = hb.Model("y ~ x", df, correlation=CS, priors={"sigma": hb.Prior("HalfNormal", sigma=1.0)})
+    with ThreadPoolExecutor(1) as ex:
+        res = hb.sbc(model, 2, executor=ex, seed=3, n_ranks=49, draws=100, tune=150)
+    assert res.fits.error.isna().all(), res.fits.error.tolist()
+    assert "rho (compound symmetry correlation)" in res.ranks.columns
+    lo, hi = model.design.phi_bounds
+    assert ((res.truth["rho (compound symmetry correlation)"] > lo)
+            & (res.truth["rho (compound symmetry correlation)"] < hi)).all()

@@ -116,3 +116,28 @@ def test_latent_graph_loglik_matches_dense(seed, kind):
     cov = _dense_cov(df, kind, theta, sigma)
     ref = stats.multivariate_normal(X @ beta, cov).logpdf(df["y"].to_numpy())
     assert got == pytest.approx(ref, abs=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["compsymm", "unstructured"])
+def test_latent_graph_loglik_with_an_sd_per_occasion(kind):
+    """``sigma="~ 0 + C(occ)"`` (nlme's varIdent by occasion) with a dense structure: the
+    covariance ``D R D``, ``D`` the rows' sds."""
+    import pymc as pm
+    from hierbayes.backend import latent
+
+    rng = np.random.default_rng(7)
+    df = _shuffled_frame(rng)
+    corr = hb.CompSymm(group="id") if kind == "compsymm" else hb.Unstructured(time="occ", group="id")
+    m = hb.Model("y ~ x", df, correlation=corr, sigma="~ 0 + C(occ)", backend="latent")
+    d = m.design
+    model = latent.build(d, m.priors)
+    beta, bsig = rng.standard_normal(2), rng.normal(0, 0.4, size=d.dpars["sigma"].X.shape[1])
+    theta = (0.35 if kind == "compsymm" else _random_corr(rng, len(d.occasions)))
+    par = model["phi"] if kind == "compsymm" else model["corr_resid"]
+    f = pm.compile([model["beta"], model["beta_sigma"], par], model["loglik"], mode="FAST_COMPILE")
+    got = float(f(beta, bsig, theta))
+    X = np.column_stack([np.ones(len(df)), df["x"]])
+    sd = np.exp(bsig)[df["occ"].to_numpy()]  # C(occ) columns in occasion order
+    R = _dense_cov(df, kind, theta, 1.0)
+    ref = stats.multivariate_normal(X @ beta, sd[:, None] * R * sd[None, :]).logpdf(df["y"].to_numpy())
+    assert got == pytest.approx(ref, abs=1e-8)

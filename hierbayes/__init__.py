@@ -31,5 +31,5 @@ from hierbayes.studies.sweep import plot_prior_sweep, prior_sweep
 
 from hierbayes.version import __version__
 
-__all__ = ["AR1", "CAR1", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]
+__all__ = ["AR1", "CAR1", "CompSymm", "Unstructured", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]
 __all__ += ["prior_sweep", "plot_prior_sweep", "sbc", "clear_cache"]

@@ -38,8 +38,11 @@ class Model:
         an R factor's first level), else the alphabetically first value; or name it,
         ``C(dose, Treatment('placebo'))``; ``C(dose, Sum)`` for sum-to-zero contrasts.
     data : pandas.DataFrame
-    correlation : hb.AR1 or hb.CAR1, optional
-        Residual correlation within clusters.
+    correlation : hb.AR1, hb.CAR1, hb.CompSymm or hb.Unstructured, optional
+        Residual correlation within clusters. ``hb.CompSymm(group)`` (exchangeable, ``rho``
+        in the ``phi`` slot) and ``hb.Unstructured(time, group)`` (a K x K correlation
+        ``corr_resid`` over the occasions, LKJ(2) prior) are Gaussian-only, fitted by the
+        latent backend, and refuse a random intercept on their group (not identified).
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
         ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of
@@ -50,7 +53,8 @@ class Model:
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
-        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``. A prior on the
+        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``, ``"corr_resid"``
+        (``hb.Prior("LKJ", eta=...)``). A prior on the
         whole line (e.g. ``Normal``) for a positive parameter (``sigma``, ``sd_<g>``, ``nu``,
         ``alpha``, ``sd_ar``) is truncated at 0, as brms does, and printed so. Distribution
         and parameter names are checked against PyMC here, not at fit time. One key names

@@ -33,10 +33,12 @@ SD_AR = "sd_ar"
 #: the K x K residual correlation matrix of hb.Unstructured (dims occasion x occasion_bis)
 RESID_CORR = "corr_resid"
 OCCASION_DIM = "occasion"
+#: the residual sd of each occasion of hb.Unstructured(sd_by_occasion=True) (dims occasion)
+SIGMA_OCC = "sigma_occasion"
 #: the scalar model parameters that are not per group (family parameters and AR)
 SCALARS = ("sigma", "nu", "alpha", "phi", "sd_ar")
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
-POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar")
+POSITIVE_SCALARS = ("sigma", "nu", "alpha", "sd_ar", "sigma_occasion")
 
 _SD, _CORR, _EFFECTS, _OFFSETS, _CHOL = "sd_", "corr_", "b_", "z_", "chol_"
 
@@ -233,6 +235,8 @@ def hyperparameters(design) -> list[Hyperparameter]:
     kind = getattr(getattr(design, "correlation", None), "kind", None)
     out += [Hyperparameter(label(n, kind), n, {}, "correlation") for n in (PHI, SD_AR)]
     occ = list(getattr(design, "occasions", ()) or ())
+    out += [Hyperparameter(f"sigma at {o} (residual sd)", SIGMA_OCC, {OCCASION_DIM: o}, "residual")
+            for o in occ]
     for i in range(len(occ)):  # hb.Unstructured: the strict lower triangle, row-wise
         for j in range(i):
             out.append(Hyperparameter(resid_corr_label(occ[j], occ[i]), RESID_CORR,
@@ -296,7 +300,7 @@ def is_hyperparameter(name: str) -> bool:
     if name.endswith("__"):
         return False
     return (name == FIXED or name in SCALARS or is_group_sd(name) or is_group_corr(name)
-            or is_dpar_coef(name))
+            or is_dpar_coef(name) or name == SIGMA_OCC)
 
 
 def is_reported(name: str) -> bool:

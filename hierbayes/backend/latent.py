@@ -89,7 +89,7 @@ def _dense_loglik(design: Design, y, mu, sigma, theta):
     e = (_data("y_obs", y) - mu)[pos] * mask
     arrays = structured.layout_arrays(design)
     arrays["sizes"] = _data("sizes", arrays["sizes"])
-    if "sigma" in design.dpars:  # a residual sd per row
+    if "sigma" in design.dpars or design.sd_by_occasion:  # a residual sd per row
         rs = sigma[pos] * mask + (1.0 - mask)
         log_sd = pt.log(sigma).sum()
     else:

@@ -124,8 +124,23 @@ def residual_sd(priors: dict[str, Prior]):
 def family_params(design: Design, priors: dict[str, Prior]) -> dict:
     """The family's own parameters (``sigma``, ``nu``, ``alpha``), by name: a scalar
     variable each, or a length-N tensor (:func:`dpar_rows`) for one with a formula."""
-    return {k: dpar_rows(design, priors, k) if k in design.dpars else make_rv(k, priors[k])
-            for k in design.spec.family.extra_params}
+    out = {}
+    for k in design.spec.family.extra_params:
+        if k in design.dpars:
+            out[k] = dpar_rows(design, priors, k)
+        elif k == "sigma" and design.sd_by_occasion:
+            out[k] = occasion_sd_rows(design, priors)
+        else:
+            out[k] = make_rv(k, priors[k])
+    return out
+
+
+def occasion_sd_rows(design: Design, priors: dict[str, Prior]):
+    """``sigma_occasion`` (dims ``occasion``, each with ``sigma``'s prior) of
+    hb.Unstructured(sd_by_occasion=True), as one residual sd per design row."""
+    sd = make_rv(names.SIGMA_OCC, priors["sigma"], dims=names.OCCASION_DIM)
+    idx = pm.Data("occ_idx", design.occasion_index, shape=(design.n,))
+    return sd[idx]
 
 
 def ar_phi(design: Design, priors: dict[str, Prior]):

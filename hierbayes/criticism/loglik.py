@@ -120,10 +120,12 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
     bs = _flat(post, names.dpar_coef("sigma"))
     if bs is not None:  # a sigma formula: the sd of every row and draw, (D, N)
         sigma = design.dpars["sigma"].rows(bs)
+    if design.sd_by_occasion:  # an sd per occasion: per row, (D, N)
+        sigma = _flat(post, names.SIGMA_OCC)[:, design.occasion_index]
     D = sigma.shape[0]
     corr = design.correlation
     if corr is not None and corr.dense:
-        return _latent_dense(design, post, sigma, bs is not None, chunk)
+        return _latent_dense(design, post, sigma, bs is not None or design.sd_by_occasion, chunk)
     if corr is None:
         out = np.empty((D, design.n))
     else:

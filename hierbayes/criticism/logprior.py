@@ -142,6 +142,9 @@ def log_prior(idata, design: Design, priors: dict[str, Prior]) -> xr.Dataset:
                 lkj_logpdf(corr.values, eta), dims=("chain", "draw"),
                 coords={"chain": post.chain, "draw": post.draw},
             )
+    if names.SIGMA_OCC in post:  # hb.Unstructured(sd_by_occasion=True): sigma's prior each
+        so = post[names.SIGMA_OCC]
+        out[names.SIGMA_OCC] = _like(so, prior_logpdf(priors["sigma"], so.values, names.SIGMA_OCC))
     if names.RESID_CORR in post:  # hb.Unstructured: LKJ on the residual correlation matrix
         odim = names.OCCASION_DIM
         corr = post[names.RESID_CORR].transpose("chain", "draw", odim, names.bis(odim))

@@ -145,6 +145,17 @@ class Design:
     occasions: tuple = ()
 
     @property
+    def sd_by_occasion(self) -> bool:
+        """Whether each occasion of an unstructured correlation has its own residual sd
+        (``sigma_occasion``, replacing ``sigma``)."""
+        return bool(getattr(self.correlation, "sd_by_occasion", False))
+
+    @property
+    def occasion_index(self) -> np.ndarray:
+        """The occasion code of every design row (hb.Unstructured)."""
+        return self.time.astype(np.int64)
+
+    @property
     def phi_bounds(self) -> tuple[float, float]:
         """The support of the correlation parameter ``phi`` for this design's clusters
         (compound symmetry: ``(-1/(n_max - 1), 1)``)."""
@@ -596,12 +607,6 @@ def _check_structure(spec: ModelSpec, factors: list, dpars: dict) -> None:
                 f"describe the same dependence: drop the (1 | {corr.group}) term, or the "
                 f"correlation (slopes without an intercept, (0 + x | {corr.group}), are fine)."
             )
-    if getattr(corr, "sd_by_occasion", False):
-        raise ValueError(
-            "hb.Unstructured(sd_by_occasion=True) is not implemented yet; fit "
-            "hb.Unstructured(..., sd_by_occasion=False) with sigma='~ 0 + C(occasion)' "
-            "(nlme's varIdent: one residual sd per occasion) instead."
-        )
     if getattr(corr, "sd_by_occasion", False) and "sigma" in dpars:
         raise ValueError(
             "hb.Unstructured(sd_by_occasion=True) already gives each occasion its own residual "

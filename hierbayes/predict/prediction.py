@@ -122,6 +122,19 @@ def _fitted_residuals(design: Design, pd_: ParameterDraws, rows: np.ndarray) -> 
     return e
 
 
+def _new_row_sd(design: Design, new: NewRows, pd_: ParameterDraws) -> np.ndarray:
+    """The residual sd of every new row and draw, (D, M): a sigma formula's, or the sd of
+    the row's occasion (hb.Unstructured(sd_by_occasion=True))."""
+    if names.SIGMA_OCC not in pd_.extra:
+        return family_param_rows(pd_, design, new.dpars)["sigma"]
+    if new.time is None:
+        raise ValueError(
+            f"the residual sd depends on the occasion: the new data need the columns "
+            f"{[design.correlation.time, design.correlation.group]} (or predict kind='mean')."
+        )
+    return pd_.extra[names.SIGMA_OCC][:, new.time.astype(np.int64)]
+
+
 def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: str, kind: str, rng):
     """Conditional residual mean (+ a draw for ``kind="response"``) per new row, (D, M),
     and whether each row was conditioned on fitted residuals."""
@@ -130,8 +143,9 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
     conditioned = np.zeros(M, dtype=bool)
     # a sigma formula: e_i = sigma_i u_i with u the unit-variance AR process (nlme), so the
     # fitted residuals are divided by their sd and the new rows' part scaled by theirs
-    rowwise = "sigma" in pd_.dpar_coefs
-    sd_new = family_param_rows(pd_, design, new.dpars)["sigma"] if rowwise else None
+    rowwise = "sigma" in pd_.dpar_coefs or names.SIGMA_OCC in pd_.extra
+    needed = kind == "response" or (design.correlation is not None and new.cluster is not None)
+    sd_new = _new_row_sd(design, new, pd_) if rowwise and needed else None
     if design.correlation is None or new.cluster is None:
         if kind == "response":
             sd = sd_new if rowwise else pd_.sigma[:, None]

@@ -141,6 +141,9 @@ def _flat_draws(post, design: Design) -> ParameterDraws:
     coefs = {k: draws(names.dpar_coef(k), names.dpar_dim(k)) for k in design.dpars
              if names.dpar_coef(k) in post}
     extra.update({k: design.dpars[k].rows(c) for k, c in coefs.items()})
+    if names.SIGMA_OCC in post:  # hb.Unstructured(sd_by_occasion=True): an sd per row
+        extra[names.SIGMA_OCC] = draws(names.SIGMA_OCC, names.OCCASION_DIM)
+        extra["sigma"] = extra[names.SIGMA_OCC][:, design.occasion_index]
     return ParameterDraws(
         beta=beta,
         sigma=extra.get("sigma"),

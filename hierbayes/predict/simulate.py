@@ -41,6 +41,8 @@ def _needed(d, spec: ModelSpec) -> set[str]:
     """The parameters the model's data-generating process needs (``beta`` may be omitted)."""
     fam = spec.family
     extra = {names.dpar_coef(p) if p in d.dpars else p for p in fam.extra_params}
+    if d.sd_by_occasion:  # hb.Unstructured(sd_by_occasion=True): an sd per occasion
+        extra = (extra - {"sigma"}) | {names.SIGMA_OCC}
     needed = {"beta", *extra} | {names.sd(g.name) for g in d.groups}
     if d.correlation is not None:
         needed.add(names.RESID_CORR if d.correlation.kind == "unstructured" else names.PHI)
@@ -187,7 +189,7 @@ def simulate(
     eta = _add_random_part(d.X @ _coefficients(params, d), d, params, rng)
     fam = spec.family
     if fam.collapsible:  # Gaussian: the residuals carry the correlation
-        sd = None if "sigma" in d.dpars else float(params["sigma"])
+        sd = None if "sigma" in d.dpars or d.sd_by_occasion else float(params["sigma"])
         y = eta + _residuals(d, sd, params, rng)
     else:
         if d.correlation is not None:
@@ -238,11 +240,22 @@ def _residuals(d, sd: float | None, params: dict, rng: np.random.Generator) -> n
     """Normal residuals with marginal sd ``sd``, independent or the AR(1)/CAR(1) process
     along each cluster's sorted rows (:func:`hierbayes.likelihood.arprocess.recursion`).
     ``sd=None`` with a sigma formula: ``e_i = sigma_i u_i``, ``u`` with unit variance."""
+    if sd is None and d.sd_by_occasion:
+        return _occasion_sds(params, d)[d.occasion_index] * _process(d, rng.standard_normal(d.n), params)
     if sd is None:
         blk = d.dpars["sigma"]
         row_sd = blk.rows(_coefficients(params, d, names.dpar_coef("sigma"), blk.names))[0]
         return row_sd * _process(d, rng.standard_normal(d.n), params)
     return _process(d, rng.standard_normal(d.n) * sd, params)
+
+
+def _occasion_sds(params: dict, d) -> np.ndarray:
+    """``params["sigma_occasion"]``: K positive sds, one per occasion in sorted order."""
+    sd = np.atleast_1d(np.asarray(params[names.SIGMA_OCC], dtype=float))
+    if sd.shape != (len(d.occasions),) or np.any(sd <= 0):
+        raise ValueError(f"{names.SIGMA_OCC} needs {len(d.occasions)} positive values, one per "
+                         f"occasion {list(d.occasions)}, got {sd.tolist()}.")
+    return sd
 
 
 def _process(d, eps: np.ndarray, params: dict) -> np.ndarray:

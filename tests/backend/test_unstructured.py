@@ -50,8 +50,9 @@ def test_refusals(data):
     dup.loc[1, ["id", "occ"]] = dup.loc[0, ["id", "occ"]].to_numpy()
     with pytest.raises(ValueError, match="duplicated occasion"):
         hb.Model("y ~ x", dup, correlation=UN)
-    with pytest.raises(ValueError, match="sd_by_occasion=True\\) is not implemented"):
-        hb.Model("y ~ x", data, correlation=hb.Unstructured("occ", "id", sd_by_occasion=True))
+    with pytest.raises(ValueError, match="drop sigma=... or pass sd_by_occasion=False"):
+        hb.Model("y ~ x", data, correlation=hb.Unstructured("occ", "id", sd_by_occasion=True),
+                 sigma="~ x")
     with pytest.raises(ValueError, match="positive definite correlation matrix"):
         hb.simulate("y ~ x", data, {**TRUE, "corr_resid": np.eye(2)}, correlation=UN)
 
@@ -138,3 +139,44 @@ def test_prior_predictive_and_log_prior(fit, data):
     lp = log_prior(fit.idata, fit.design, fit.priors)
     C = fit.idata.posterior["corr_resid"].isel(chain=0, draw=3).values
     assert float(lp["corr_resid"].isel(chain=0, draw=3)) == pytest.approx(float(lkj_logpdf(C, 2.0)))
+
+
+UN_SD = hb.Unstructured(time="occ", group="id", sd_by_occasion=True)
+SDS = np.array([0.5, 1.0, 2.0])
+
+
+def test_sd_by_occasion_fit_loglik_simulate_and_prediction():
+    df = pd.DataFrame({"id": np.repeat(np.arange(4000), 3), "occ": np.tile([0, 1, 2], 4000)})
+    sim = hb.simulate("y ~ 1", df, {"beta": [0.0], "sigma_occasion": SDS, "corr_resid": CT},
+                      correlation=UN_SD, seed=1)
+    Y = sim.y.to_numpy().reshape(-1, 3)
+    np.testing.assert_allclose(np.cov(Y.T), SDS[:, None] * CT * SDS[None, :], rtol=0.08, atol=0.03)
+    with pytest.raises(ValueError, match="sigma_occasion needs 3 positive values"):
+        hb.simulate("y ~ 1", df, {"beta": [0.0], "sigma_occasion": [1.0, 2.0], "corr_resid": CT},
+                    correlation=UN_SD)
+
+    data = hb.simulate("y ~ x", _layout(), {"beta": [0.5, 1.0], "sigma_occasion": SDS,
+                                             "corr_resid": CT}, correlation=UN_SD, seed=3)
+    fit = hb.Model("y ~ x", data, correlation=UN_SD).fit(draws=300, tune=300, chains=2, seed=1)
+    post = fit.idata.posterior
+    assert "sigma" not in post and post["sigma_occasion"].dims[2:] == ("occasion",)
+    m = post["sigma_occasion"].mean(("chain", "draw")).values
+    s = post["sigma_occasion"].std(("chain", "draw")).values
+    assert np.all(np.abs(m - SDS) < 3 * s + 0.03), (m, s)
+    assert {"sigma at 0 (residual sd)", "sigma at 2 (residual sd)"} <= set(fit.summary().table.index)
+    # per-cluster log-likelihood against the dense D R D
+    ll = log_likelihood(fit)["y"].isel(chain=0, draw=5)
+    src = fit.design.source
+    beta, so, C = (post[v].isel(chain=0, draw=5).values for v in ("beta", "sigma_occasion", "corr_resid"))
+    X = np.column_stack([np.ones(len(src)), src.x])
+    for lab in ("s001", next(lab for lab, g in src.groupby("id") if len(g) == 2)):
+        rows = np.flatnonzero(src.id.to_numpy() == lab)
+        o = src.occ.to_numpy()[rows]
+        cov = so[o][:, None] * C[np.ix_(o, o)] * so[o][None, :]
+        ref = stats.multivariate_normal(X[rows] @ beta, cov).logpdf(src.y.to_numpy()[rows])
+        assert float(ll.sel(id=lab)) == pytest.approx(ref, abs=1e-8)
+    # a new cluster's response at occasion k has sd about sigma_k
+    new = pd.DataFrame({"id": ["zz", "zz"], "occ": [0, 2], "x": [0.0, 0.0]})
+    pred = fit.predict(new, kind="response", seed=2)
+    np.testing.assert_allclose(pred.table["sd"].to_numpy(), SDS[[0, 2]], rtol=0.15)
+    assert np.isfinite(fit.posterior_predictive(n_draws=10)).all()

@@ -180,3 +180,16 @@ def test_sd_by_occasion_fit_loglik_simulate_and_prediction():
     pred = fit.predict(new, kind="response", seed=2)
     np.testing.assert_allclose(pred.table["sd"].to_numpy(), SDS[[0, 2]], rtol=0.15)
     assert np.isfinite(fit.posterior_predictive(n_draws=10)).all()
+
+
+def test_sbc_mechanics_with_an_sd_per_occasion():
+    from concurrent.futures import ThreadPoolExecutor
+
+    df = _layout(30, seed=4)
+    df["y"] = np.random.default_rng(1).normal(size=len(df))  # replaced by each simulation
+    model = hb.Model("y ~ x", df, correlation=UN_SD,
+                     priors={"sigma": hb.Prior("HalfNormal", sigma=1.0)})
+    with ThreadPoolExecutor(1) as ex:
+        res = hb.sbc(model, 2, executor=ex, seed=3, n_ranks=49, draws=100, tune=150)
+    assert res.fits.error.isna().all(), res.fits.error.tolist()
+    assert {"sigma at 1 (residual sd)", "corr(resid at 0, 2)"} <= set(res.ranks.columns)

@@ -300,10 +300,10 @@ def from_dict(d: dict | None, where: str = "the correlation table") -> Correlati
     missing = [k for k in keys if k not in d]
     if missing:
         raise ValueError(f"correlation table needs the keys {missing} (column names).")
-    extra = [k for k in ("time", "sd_by_occasion") if k in d and k not in keys
-             and not (kind == "unstructured" and k == "sd_by_occasion")]
+    takes = keys + (("sd_by_occasion",) if kind == "unstructured" else ())
+    extra = [k for k in d if k not in takes + ("type",)]
     if extra:
-        raise ValueError(f"a {kind!r} correlation takes no {extra} (it has keys {list(keys)}).")
+        raise ValueError(f"a {kind!r} correlation takes no {extra} (its keys are {list(takes)}).")
     if kind == "compsymm":
         return CompSymm(group=str(d["group"]))
     if kind == "unstructured":

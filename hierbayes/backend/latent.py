@@ -94,8 +94,8 @@ def _dense_loglik(design: Design, y, mu, sigma, theta):
         log_sd = pt.log(sigma).sum()
     else:
         rs, log_sd = sigma, float(design.n) * pt.log(sigma)
-    ll = structured.cluster_logpdf(pt, design.correlation.kind, e / rs, arrays, theta)
-    return ll.sum() - log_sd
+    ll = structured.cluster_logpdf(pt, design.correlation.kind, e / rs, arrays, theta, total=True)
+    return ll - log_sd
 
 
 def build(design: Design, priors: dict[str, Prior], centering=None) -> pm.Model:

@@ -72,43 +72,49 @@ def patterns(layout, occasion: np.ndarray) -> list[Pattern]:
             for k, v in groups.items() if k]
 
 
-def _linalg(xp):
-    if xp is np:
-        import scipy.linalg
-
-        return np.linalg.cholesky, lambda L, B: scipy.linalg.solve_triangular(L, B, lower=True)
-    return xp.linalg.cholesky, lambda L, B: xp.linalg.solve_triangular(L, B, lower=True)
-
-
-def unstructured_logpdf(xp, u, pats: list[Pattern], corr, n_clusters: int):
+def unstructured_logpdf(xp, u, pats: list[Pattern], corr, n_clusters: int, total: bool = False):
     """``log N(u_c; 0, C[o_c, o_c])`` per cluster: (C,) from padded ``u`` (C, T), the
-    layout's occasion patterns and the K x K correlation matrix ``corr``."""
-    cholesky, solve = _linalg(xp)
-    out = xp.zeros(n_clusters)
+    layout's occasion patterns and the K x K correlation matrix ``corr``; their sum with
+    ``total=True`` (what the sampler needs: no scatter into a per-cluster vector).
+
+    Per pattern one n x n Cholesky factor ``L``, unrolled into scalar operations
+    (:mod:`hierbayes.likelihood.smallmat`, n <= 10), and one forward substitution
+    ``L w = u`` over the pattern's cluster vectors: elementwise work, no linear-algebra Op
+    (PyTensor's triangular solve is a Python Op of about 1 ms a call)."""
+    from hierbayes.likelihood import smallmat
+
+    out = 0.0 if total else xp.zeros(n_clusters)
     for p in pats:
-        n = p.occasions.size
-        o = p.occasions
-        L = cholesky(corr[o][:, o])
-        U = u[p.clusters][:, :n]  # (m, n)
-        Z = solve(L, U.T)  # (n, m)
-        logdet = 2.0 * xp.log(xp.diagonal(L)).sum()
-        vals = -0.5 * (n * LOG_2PI + logdet + (Z * Z).sum(axis=0))
-        if xp is np:
+        o = [int(k) for k in p.occasions]
+        n = len(o)
+        L = smallmat.cholesky([[corr[o[i], o[j]] if j <= i else None for j in range(n)]
+                               for i in range(n)], xp.sqrt)
+        every = p.clusters.size == n_clusters  # balanced data: one pattern, no gather
+        U = u if every else u[p.clusters]
+        w = smallmat.forward_solve(L, [U[:, k] for k in range(n)])
+        quad = sum(wk * wk for wk in w)
+        logdet = 2.0 * smallmat.log_diag_sum(L, xp.log)
+        vals = -0.5 * (n * LOG_2PI + logdet + quad)
+        if total:
+            out = out + vals.sum()
+        elif xp is np:
             out[p.clusters] = vals
         else:
             out = xp.set_subtensor(out[p.clusters], vals)
     return out
 
 
-def cluster_logpdf(xp, kind: str, u, layout_arrays: dict, theta):
+def cluster_logpdf(xp, kind: str, u, layout_arrays: dict, theta, total: bool = False):
     """Per-cluster log-density of unit-variance residuals ``u`` (C, T) under the dense
     structure ``kind`` (``"compsymm"``: ``theta = rho``; ``"unstructured"``: ``theta`` the
-    K x K correlation matrix). ``layout_arrays`` from :func:`layout_arrays`."""
+    K x K correlation matrix), or its sum (``total=True``). ``layout_arrays`` from
+    :func:`layout_arrays`."""
     if kind == "compsymm":
-        return compsymm_logpdf(xp, u, layout_arrays["sizes"], theta)
+        out = compsymm_logpdf(xp, u, layout_arrays["sizes"], theta)
+        return out.sum() if total else out
     if kind == "unstructured":
         return unstructured_logpdf(xp, u, layout_arrays["patterns"], theta,
-                                   layout_arrays["n_clusters"])
+                                   layout_arrays["n_clusters"], total)
     raise ValueError(f"no dense residual structure {kind!r}")
 
 

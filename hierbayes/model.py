@@ -41,8 +41,9 @@ class Model:
     correlation : hb.AR1, hb.CAR1, hb.CompSymm or hb.Unstructured, optional
         Residual correlation within clusters. ``hb.CompSymm(group)`` (exchangeable, ``rho``
         in the ``phi`` slot) and ``hb.Unstructured(time, group)`` (a K x K correlation
-        ``corr_resid`` over the occasions, LKJ(2) prior) are Gaussian-only, fitted by the
-        latent backend, and refuse a random intercept on their group (not identified).
+        ``corr_resid`` over the occasions, LKJ(2) prior) are Gaussian-only and refuse a
+        random intercept on their group (not identified); compound symmetry with random
+        slopes on its group is integrated out by the marginal backend, the rest is latent.
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
         ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, or an object of

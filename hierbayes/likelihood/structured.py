@@ -44,6 +44,34 @@ def compsymm_logpdf(xp, u, sizes, rho):
     return -0.5 * (n * LOG_2PI + logdet + quad)
 
 
+def compsymm_whiten(xp, v, mask, nobs, rho):
+    """``R^-1/2 v`` per cluster along the last axis (a cluster's slots, zeros on padding)
+    and the log-Jacobian ``-1/2 log|R|`` per cluster, for ``R = (1 - rho) I + rho J``.
+
+    ``R^-1/2 = a I + (b - a) J / n`` with ``a = (1 - rho)^-1/2`` and
+    ``b = (1 + (n - 1) rho)^-1/2`` (the eigenvalues of ``R``: ``1 - rho`` off the mean,
+    ``1 + (n - 1) rho`` along it), so the whitened values are ``a v + (b - a) mean(v)`` on
+    the observed slots. ``nobs`` (cluster sizes) and ``rho`` broadcast against
+    ``v.sum(-1)``; ``mask`` against ``v``.
+
+    Examples
+    --------
+    >>> w, jac = compsymm_whiten(np, np.array([[1.0, 2.0, 0.0]]), np.array([[1, 1, 0]]),
+    ...                          np.array([2.0]), 0.5)
+    >>> R = np.array([[1.0, 0.5], [0.5, 1.0]])
+    >>> bool(np.isclose(w[0, :2] @ w[0, :2], np.array([1.0, 2.0]) @ np.linalg.solve(R, [1.0, 2.0])))
+    True
+    """
+    n = nobs
+    big = 1.0 + (n - 1.0) * rho
+    mean = v.sum(axis=-1) / n
+    a = xp.ones_like(mean) / xp.sqrt(1.0 - rho)  # the shape of the per-cluster values
+    b = 1.0 / xp.sqrt(big)
+    w = a[..., None] * v + ((b - a) * mean)[..., None] * mask
+    jac = -0.5 * ((n - 1.0) * xp.log(1.0 - rho) + xp.log(big))
+    return w, jac
+
+
 @dataclass(frozen=True)
 class Pattern:
     """Clusters observed at the same occasions: ``occasions`` (n,) codes in sorted order,

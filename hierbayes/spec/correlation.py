@@ -174,7 +174,9 @@ class CompSymm:
 
     With a random intercept on the same group the model is not identified (``rho sigma^2``
     and the intercept variance are the same quantity): :func:`hierbayes.design.build.build_design`
-    refuses it.
+    refuses it. Random slopes on the group (``(0 + x | id)``) are integrated out by the
+    marginal backend (whitening ``R^-1/2 = a I + (b - a) J / n``,
+    :func:`hierbayes.likelihood.structured.compsymm_whiten`); otherwise the latent backend.
 
     Parameters
     ----------

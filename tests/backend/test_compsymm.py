@@ -56,14 +56,16 @@ def test_backend_choice_and_bounds(data):
     n_max = int(data.groupby("id").size().max())
     assert m.design.phi_bounds == pytest.approx((-1 / (n_max - 1), 1.0))
     assert m.priors["phi"].params == pytest.approx({"lower": -1 / (n_max - 1), "upper": 1.0})
-    # slopes without intercept on id, and random effects of another factor: latent
-    for f in ("y ~ x + (0 + x | id)", "y ~ x + (1 | school)"):
-        m2 = hb.Model(f, data, correlation=CS)
-        assert m2.backend == "latent"
-        assert "Woodbury" in backend.marginal_unavailable(m2.design)
-        with pytest.raises(ValueError, match="use 'latent'"):
-            hb.Model(f, data, correlation=CS, backend="marginal")
-    assert "CompSymm is not in it" in bridge.unsupported(m.design, m.priors, "marginal")
+    # slopes without intercept on id: integrated out (compound-symmetry whitening)
+    m2 = hb.Model("y ~ x + (0 + x | id)", data, correlation=CS)
+    assert m2.backend == "marginal"
+    assert "CompSymm is not in it" in bridge.unsupported(m2.design, m2.priors, "marginal")
+    # random effects of another factor only: the correlation's group has none, latent
+    m3 = hb.Model("y ~ x + (1 | school)", data, correlation=CS)
+    assert m3.backend == "latent"
+    assert "has no random effects" in backend.marginal_unavailable(m3.design)
+    with pytest.raises(ValueError, match="Use backend='latent'"):
+        hb.Model("y ~ x + (1 | school)", data, correlation=CS, backend="marginal")
 
 
 def test_simulate_draws_the_exchangeable_covariance():
@@ -182,3 +184,28 @@ def test_sbc_mechanics():
     lo, hi = model.design.phi_bounds
     assert ((res.truth["rho (compound symmetry correlation)"] > lo)
             & (res.truth["rho (compound symmetry correlation)"] < hi)).all()
+
+
+def test_marginal_backend_with_slopes_recovers_and_matches_dense():
+    true = {"beta": [0.5, 1.0], "sigma": 1.2, "rho": 0.6, "sd_id": [0.8]}
+    data = hb.simulate("y ~ x + (0 + x | id)", _layout(120), true, correlation=CS, seed=4)
+    fit = hb.Model("y ~ x + (0 + x | id)", data, correlation=CS).fit(
+        draws=300, tune=300, chains=2, seed=2)
+    assert fit.backend == "marginal"
+    post = fit.idata.posterior
+    for v, t in (("phi", 0.6), ("sigma", 1.2)):
+        x = post[v].values.ravel()
+        assert abs(x.mean() - t) < 3 * x.std() + 0.05, (v, x.mean(), x.std())
+    assert post["b_id"].shape[2:] == (120, 1)  # recovered effects
+    # the per-cluster collapsed density against the dense covariance
+    ll = log_likelihood(fit)["y"].isel(chain=0, draw=4)
+    df = fit.design.source
+    beta, sigma, rho, sd = (post[v].isel(chain=0, draw=4).values
+                            for v in ("beta", "sigma", "phi", "sd_id"))
+    for lab in ("s00", "s07", "s33"):
+        r = df[df.id == lab]
+        n = len(r)
+        cov = (sigma**2 * ((1 - rho) * np.eye(n) + rho * np.ones((n, n)))
+               + sd[0] ** 2 * np.outer(r.x, r.x))
+        ref = stats.multivariate_normal(beta[0] + beta[1] * r.x, cov).logpdf(r.y)
+        assert float(ll.sel(id=lab)) == pytest.approx(ref, abs=1e-8)

@@ -38,8 +38,12 @@ class Model:
         an R factor's first level), else the alphabetically first value; or name it,
         ``C(dose, Treatment('placebo'))``; ``C(dose, Sum)`` for sum-to-zero contrasts.
     data : pandas.DataFrame
-    correlation : hb.AR1 or hb.CAR1, optional
-        Residual correlation within clusters.
+    correlation : hb.AR1, hb.CAR1, hb.CompSymm or hb.Unstructured, optional
+        Residual correlation within clusters. ``hb.CompSymm(group)`` (exchangeable, ``rho``
+        in the ``phi`` slot) and ``hb.Unstructured(time, group)`` (a K x K correlation
+        ``corr_resid`` over the occasions, LKJ(2) prior) are Gaussian-only and refuse a
+        random intercept on their group (not identified); compound symmetry with random
+        slopes on its group is integrated out by the marginal backend, the rest is latent.
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
         ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"gamma"``, ``"lognormal"``
@@ -55,7 +59,8 @@ class Model:
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
         a coefficient label such as ``"time"``, ``"beta"`` (every non-intercept
-        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``. A prior on the
+        coefficient), ``"sigma"``, ``"sd_<g>"``, ``"corr_<g>"``, ``"phi"``, ``"corr_resid"``
+        (``hb.Prior("LKJ", eta=...)``). A prior on the
         whole line (e.g. ``Normal``) for a positive parameter (``sigma``, ``sd_<g>``, ``nu``,
         ``alpha``, ``sd_ar``) is truncated at 0, as brms does, and printed so. Distribution
         and parameter names are checked against PyMC here, not at fit time. One key names
@@ -259,6 +264,12 @@ class Model:
                   None if d.layout is None else d.layout.pos.shape)
         )
         corr = None if d.correlation is None else (d.correlation.kind,)
+        if d.correlation is not None and d.correlation.dense:
+            # compound symmetry / unstructured: cluster sizes and occasion patterns are in the graph
+            import hashlib
+
+            h = hashlib.sha1(d.layout.sizes.tobytes() + d.time.tobytes() + d.layout.pos.tobytes())
+            corr = corr + (h.hexdigest(), d.occasions)
         # the family and link fix the likelihood graph too (logit and probit share shapes)
         corr = (corr, repr(self.spec.family), d.trials is not None,
                 tuple((k, c.centered) for k, c in self.centering.items()))

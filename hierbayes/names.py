@@ -32,13 +32,18 @@ COEF_DIM = "coef"
 SIGMA = "sigma"
 PHI = "phi"
 SD_AR = "sd_ar"
+#: the K x K residual correlation matrix of hb.Unstructured (dims occasion x occasion_bis)
+RESID_CORR = "corr_resid"
+OCCASION_DIM = "occasion"
+#: the residual sd of each occasion of hb.Unstructured(sd_by_occasion=True) (dims occasion)
+SIGMA_OCC = "sigma_occasion"
 #: the scalar model parameters that are not per group (family parameters and AR)
 SCALARS = ("sigma", "nu", "alpha", "shape", "zi", "hu", "phi", "sd_ar")
 #: the cut-points of an ordinal (cumulative) family and their dim, labelled ``"1|2"``
 CUTPOINTS = "cutpoints"
 CUTPOINT_DIM = "cutpoint"
 #: the scalar parameters that are positive (with every ``sd_<g>``): their priors live on (0, inf)
-POSITIVE_SCALARS = ("sigma", "nu", "alpha", "shape", "sd_ar")
+POSITIVE_SCALARS = ("sigma", "nu", "alpha", "shape", "sd_ar", "sigma_occasion")
 #: the scalar parameters that are probabilities: their priors live on (0, 1)
 PROBABILITIES = ("zi", "hu")
 
@@ -62,6 +67,7 @@ SCALAR_LABELS = {
 PHI_LABELS = {
     "ar1": "phi (AR(1) correlation)",
     "car1": "phi (correlation at unit time distance, CAR(1))",
+    "compsymm": "rho (compound symmetry correlation)",
 }
 
 
@@ -264,7 +270,26 @@ def hyperparameters(design) -> list[Hyperparameter]:
             out.append(Hyperparameter(label(n), n, {}, "residual"))
     kind = getattr(getattr(design, "correlation", None), "kind", None)
     out += [Hyperparameter(label(n, kind), n, {}, "correlation") for n in (PHI, SD_AR)]
+    occ = list(getattr(design, "occasions", ()) or ())
+    out += [Hyperparameter(f"sigma at {o} (residual sd)", SIGMA_OCC, {OCCASION_DIM: o}, "residual")
+            for o in occ]
+    for i in range(len(occ)):  # hb.Unstructured: the strict lower triangle, row-wise
+        for j in range(i):
+            out.append(Hyperparameter(resid_corr_label(occ[j], occ[i]), RESID_CORR,
+                                      {OCCASION_DIM: occ[i], bis(OCCASION_DIM): occ[j]},
+                                      "correlation"))
     return out
+
+
+def resid_corr_label(a: str, b: str) -> str:
+    """Summary label of the unstructured residual correlation between occasions ``a``, ``b``.
+
+    Examples
+    --------
+    >>> resid_corr_label("0", "2")
+    'corr(resid at 0, 2)'
+    """
+    return f"corr(resid at {a}, {b})"
 
 
 def _group_hyperparameters(group: str, terms: list[str], q: int) -> list[Hyperparameter]:
@@ -311,7 +336,7 @@ def is_hyperparameter(name: str) -> bool:
     if name.endswith("__"):
         return False
     return (name == FIXED or name in SCALARS or name == CUTPOINTS or is_group_sd(name)
-            or is_group_corr(name) or is_dpar_coef(name))
+            or is_group_corr(name) or is_dpar_coef(name) or name == SIGMA_OCC)
 
 
 def is_reported(name: str) -> bool:

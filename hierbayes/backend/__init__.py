@@ -28,6 +28,9 @@ def marginal_unavailable(design: Design) -> str | None:
     if not design.groups:
         return "the model has no grouping factor to integrate out"
     corr = design.correlation
+    if corr is not None and corr.kind == "unstructured":
+        return ("the marginal backend's Woodbury step takes AR(1)/CAR(1) and compound-symmetry "
+                "residuals; hb.Unstructured is fitted by the latent backend")
     if corr is not None and corr.group not in [g.name for g in design.groups]:
         return f"the residual correlation is within {corr.group!r}, which has no random effects"
     return None
@@ -67,6 +70,8 @@ def choose(design: Design, backend: str) -> str:
             raise ValueError(f"backend={backend!r}: {why}; use backend='latent'.")
         return "quadrature"
     if not ok:
+        if design.correlation is not None and design.correlation.kind == "unstructured":
+            raise ValueError(f"backend='marginal': {marginal_unavailable(design)}; use 'latent'.")
         prepare(design)  # raises the specific reason
         raise ValueError(f"backend='marginal': {marginal_unavailable(design)}; use 'latent'.")
     return backend

@@ -11,7 +11,7 @@ from hierbayes.design.build import Design
 from hierbayes.spec.priors import Prior
 from hierbayes.backend import censored, densities, params
 from hierbayes import names
-from hierbayes.likelihood import arprocess
+from hierbayes.likelihood import arprocess, structured
 
 
 def _data(name: str, value: np.ndarray):
@@ -79,12 +79,32 @@ def latent_ar_process(design: Design, phi, sd_ar):
     return U[_data("ar_c", cc), _data("ar_k", kk)]
 
 
+def _dense_loglik(design: Design, y, mu, sigma, theta):
+    """The Gaussian log-likelihood under a compound-symmetry or unstructured residual
+    correlation: ``e_i = sigma_i u_i`` with ``u`` correlated within cluster
+    (:func:`hierbayes.likelihood.structured.cluster_logpdf`), on the padded layout."""
+    lay = design.layout
+    pos = _data("pos", np.where(lay.mask, lay.pos, 0))
+    mask = _data("mask", lay.mask.astype(float))
+    e = (_data("y_obs", y) - mu)[pos] * mask
+    arrays = structured.layout_arrays(design)
+    arrays["sizes"] = _data("sizes", arrays["sizes"])
+    if "sigma" in design.dpars or design.sd_by_occasion:  # a residual sd per row
+        rs = sigma[pos] * mask + (1.0 - mask)
+        log_sd = pt.log(sigma).sum()
+    else:
+        rs, log_sd = sigma, float(design.n) * pt.log(sigma)
+    ll = structured.cluster_logpdf(pt, design.correlation.kind, e / rs, arrays, theta, total=True)
+    return ll - log_sd
+
+
 def build(design: Design, priors: dict[str, Prior], centering=None) -> pm.Model:
     """PyMC model with sampled random effects for every group factor (centred or
     non-centred per ``centering``, :func:`random_part`) and the family's likelihood.
 
     Gaussian with AR(1)/CAR(1) residuals: the whitened Gaussian likelihood (DESIGN.md
-    step 1) on the padded (cluster x occasion) layout. Other families with a correlation:
+    step 1) on the padded (cluster x occasion) layout; with compound-symmetry or
+    unstructured residuals, :func:`_dense_loglik`. Other families with a correlation:
     a latent AR(1)/CAR(1) process on the linear-predictor scale (:func:`latent_ar_process`).
     """
     fam = design.spec.family
@@ -98,6 +118,9 @@ def build(design: Design, priors: dict[str, Prior], centering=None) -> pm.Model:
         mu = pt.dot(X, beta) if design.p else pt.zeros(design.n)
         mu = mu + random_part(design, priors, centering=centering)
         y = design.y
+        if design.correlation is not None and design.correlation.dense:
+            pm.Potential("loglik", _dense_loglik(design, y, mu, fp["sigma"], phi))
+            return model
         if design.correlation is not None and fam.collapsible:
             sigma = fp["sigma"]
             lay = design.layout

@@ -26,6 +26,9 @@ def coords_for(design: Design) -> dict[str, list]:
         coords[names.dpar_dim(k)] = list(blk.names)
     if design.response_levels:
         coords[names.CUTPOINT_DIM] = names.cutpoint_labels(design.response_levels)
+    if design.occasions:
+        coords[names.OCCASION_DIM] = list(design.occasions)
+        coords[names.bis(names.OCCASION_DIM)] = list(design.occasions)
     return coords
 
 
@@ -129,6 +132,8 @@ def family_params(design: Design, priors: dict[str, Prior]) -> dict:
             out[k] = cutpoints(design, priors)
         elif k in design.dpars:
             out[k] = dpar_rows(design, priors, k)
+        elif k == "sigma" and design.sd_by_occasion:
+            out[k] = occasion_sd_rows(design, priors)
         else:
             out[k] = make_rv(k, priors[k])
     return out
@@ -147,10 +152,45 @@ def cutpoints(design: Design, priors: dict[str, Prior]):
                    transform=ordered, initval=start)
 
 
+def occasion_sd_rows(design: Design, priors: dict[str, Prior]):
+    """``sigma_occasion`` (dims ``occasion``, each with ``sigma``'s prior) of
+    hb.Unstructured(sd_by_occasion=True), as one residual sd per design row."""
+    sd = make_rv(names.SIGMA_OCC, priors["sigma"], dims=names.OCCASION_DIM)
+    idx = pm.Data("occ_idx", design.occasion_index, shape=(design.n,))
+    return sd[idx]
+
+
 def ar_phi(design: Design, priors: dict[str, Prior]):
+    """The correlation parameter ``phi`` (AR(1)/CAR(1) coefficient, compound-symmetry
+    ``rho``); the K x K correlation matrix ``corr_resid`` of an unstructured correlation
+    (:func:`residual_correlation`); None without a correlation."""
     if design.correlation is None:
         return None
+    if design.correlation.kind == "unstructured":
+        return residual_correlation(design, priors)
     return make_rv("phi", priors["phi"])
+
+
+def residual_correlation(design: Design, priors: dict[str, Prior]):
+    """``corr_resid`` (dims ``occasion`` x ``occasion_bis``), the unstructured residual
+    correlation matrix over the design's K occasions, with an LKJ prior (``eta`` of
+    ``priors["corr_resid"]``, default 2).
+
+    Built by ``pm.LKJCholeskyCov``, whose sds are independent of the correlation and do not
+    enter the likelihood; their prior is narrow (log-normal, sd 0.1 on the log scale) so
+    that the off-diagonal coordinates of the packed factor, ``sd_i`` times the correlation
+    factor, do not form a funnel along the unidentified sds (with ``Exponential(1)`` sds a
+    3 x 3 fit had 60 divergent transitions of 600)."""
+    K = len(design.occasions)
+    p = priors.get(names.RESID_CORR, Prior("LKJ", eta=2.0))
+    if p.dist != "LKJ":
+        raise ValueError(f"{names.RESID_CORR} takes an hb.Prior('LKJ', eta=...) prior, got {p.dist}.")
+    chol = pm.LKJCholeskyCov(
+        names.chol("resid"), n=K, eta=float(p.params.get("eta", 2.0)),
+        sd_dist=pm.LogNormal.dist(0.0, 0.1, shape=K), compute_corr=True,
+    )[1]
+    odim = names.OCCASION_DIM
+    return pm.Deterministic(names.RESID_CORR, chol, dims=(odim, names.bis(odim)))
 
 
 def re_covariance(group: GroupBlock, priors: dict[str, Prior]):

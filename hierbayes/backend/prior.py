@@ -49,7 +49,7 @@ def draw_hyperparameters(
         (draw, <g>__term) and ``corr_<g>`` (q > 1), with dims ``(draw, ...)``.
     """
     model = prior_model(design, priors)
-    var_names = ["beta", *design.spec.family.extra_params, "sd_ar", "phi",
+    var_names = ["beta", *design.spec.family.extra_params, "sd_ar", "phi", names.RESID_CORR, names.SIGMA_OCC,
                  *[names.dpar_coef(k) for k in design.dpars]]
     for g in design.groups:
         var_names.append(names.sd(g.name))

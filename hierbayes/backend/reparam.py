@@ -89,7 +89,7 @@ def phi_support(design: Design, priors: dict[str, Prior]) -> tuple[float, float]
     >>> reparam.phi_support(m.design, m.priors)
     (0.0, 1.0)
     """
-    lo, hi = (float(b) for b in design.correlation.phi_bounds)
+    lo, hi = (float(b) for b in design.phi_bounds)
     p = priors.get("phi")
     if p is not None and p.dist == "Uniform":
         lo = max(lo, float(p.params["lower"]))

@@ -25,7 +25,7 @@ from hierbayes.design.build import Design
 from hierbayes.predict.predictive import linear_predictor
 from hierbayes.likelihood.recover import covariance_cholesky
 from hierbayes import names
-from hierbayes.likelihood import arprocess
+from hierbayes.likelihood import arprocess, structured
 
 LOG_2PI = collapsed.LOG_2PI
 
@@ -121,8 +121,12 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
     bs = _flat(post, names.dpar_coef("sigma"))
     if bs is not None:  # a sigma formula: the sd of every row and draw, (D, N)
         sigma = design.dpars["sigma"].rows(bs)
+    if design.sd_by_occasion:  # an sd per occasion: per row, (D, N)
+        sigma = _flat(post, names.SIGMA_OCC)[:, design.occasion_index]
     D = sigma.shape[0]
     corr = design.correlation
+    if corr is not None and corr.dense:
+        return _latent_dense(design, post, sigma, bs is not None or design.sd_by_occasion, chunk)
     if corr is None:
         out = np.empty((D, design.n))
     else:
@@ -157,6 +161,34 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
                 - 0.5 * (w * w).sum(axis=1) / sigma[d] ** 2
                 + 0.5 * (np.log(inv_s2) * mask).sum(axis=1)
             )
+    return out
+
+
+def correlation_draws(design: Design, post) -> np.ndarray | None:
+    """Draws of the residual correlation's parameter, flattened over (chain, draw):
+    ``phi`` (D,) (compound symmetry's ``rho``), or ``corr_resid`` (D, K, K) of an
+    unstructured correlation; None without one."""
+    if design.correlation is None:
+        return None
+    return _flat(post, names.RESID_CORR if design.correlation.kind == "unstructured" else names.PHI)
+
+
+def _latent_dense(design: Design, post, sigma: np.ndarray, rowwise: bool, chunk: int) -> np.ndarray:
+    """Per-cluster conditional log-densities (D, C) under compound-symmetry or
+    unstructured residuals: ``e_i = sigma_i u_i``, ``u`` correlated within cluster."""
+    lay = design.layout
+    arrays = structured.layout_arrays(design)
+    theta = correlation_draws(design, post)
+    D = sigma.shape[0]
+    out = np.empty((D, lay.n_clusters))
+    for s in range(0, D, chunk):
+        sl = slice(s, min(s + chunk, D))
+        e = design.y[None] - _conditional_mean(design, post, sl)
+        for k, d in enumerate(range(sl.start, sl.stop)):
+            sd = sigma[d] if rowwise else np.full(design.n, sigma[d])
+            u = lay.pad(e[k] / sd)
+            out[d] = (structured.cluster_logpdf(np, design.correlation.kind, u, arrays, theta[d])
+                      - lay.pad(np.log(sd)).sum(axis=1))
     return out
 
 

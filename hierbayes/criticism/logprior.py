@@ -142,6 +142,17 @@ def log_prior(idata, design: Design, priors: dict[str, Prior]) -> xr.Dataset:
                 lkj_logpdf(corr.values, eta), dims=("chain", "draw"),
                 coords={"chain": post.chain, "draw": post.draw},
             )
+    if names.SIGMA_OCC in post:  # hb.Unstructured(sd_by_occasion=True): sigma's prior each
+        so = post[names.SIGMA_OCC]
+        out[names.SIGMA_OCC] = _like(so, prior_logpdf(priors["sigma"], so.values, names.SIGMA_OCC))
+    if names.RESID_CORR in post:  # hb.Unstructured: LKJ on the residual correlation matrix
+        odim = names.OCCASION_DIM
+        corr = post[names.RESID_CORR].transpose("chain", "draw", odim, names.bis(odim))
+        eta = float(priors.get(names.RESID_CORR, Prior("LKJ", eta=2.0)).params.get("eta", 2.0))
+        out[names.RESID_CORR] = xr.DataArray(
+            lkj_logpdf(corr.values, eta), dims=("chain", "draw"),
+            coords={"chain": post.chain, "draw": post.draw},
+        )
     # scalar top-level parameters: the residual sd, the family's own (Student-t nu, negative
     # binomial alpha), the latent AR process sd of non-Gaussian families, phi
     for key in ("sigma", *design.spec.family.extra_params, "sd_ar", "phi"):

@@ -17,7 +17,8 @@ import pandas as pd
 from hierbayes.design import censoring
 from hierbayes.design.censoring import Censoring
 from hierbayes.spec import mundlak
-from hierbayes.spec.correlation import AR1, CAR1, PhiSignWarning, time_spacing
+from hierbayes.spec.correlation import (MAX_OCCASIONS, Correlation, PhiSignWarning,
+                                        time_spacing)
 from hierbayes.spec.formula import ModelSpec
 
 
@@ -130,7 +131,9 @@ class Design:
     rows: np.ndarray
     n_input_rows: int
     n_dropped: int
-    correlation: AR1 | CAR1 | None = None
+    correlation: Correlation | None = None
+    #: per row: the correlation's time (AR1/CAR1), occasion code (Unstructured) or
+    #: position within its cluster (CompSymm)
     time: np.ndarray | None = None
     cluster: np.ndarray | None = None
     cluster_levels: tuple[str, ...] = ()
@@ -145,6 +148,26 @@ class Design:
     response_levels: tuple[str, ...] = ()
     #: censored responses (:mod:`hierbayes.design.censoring`; None: every response exact)
     censoring: Censoring | None = field(default=None, compare=False)
+    #: the occasion labels of an unstructured correlation, in code order
+    occasions: tuple = ()
+
+    @property
+    def sd_by_occasion(self) -> bool:
+        """Whether each occasion of an unstructured correlation has its own residual sd
+        (``sigma_occasion``, replacing ``sigma``)."""
+        return bool(getattr(self.correlation, "sd_by_occasion", False))
+
+    @property
+    def occasion_index(self) -> np.ndarray:
+        """The occasion code of every design row (hb.Unstructured)."""
+        return self.time.astype(np.int64)
+
+    @property
+    def phi_bounds(self) -> tuple[float, float]:
+        """The support of the correlation parameter ``phi`` for this design's clusters
+        (compound symmetry: ``(-1/(n_max - 1), 1)``)."""
+        n_max = int(self.layout.sizes.max()) if self.layout is not None else 1
+        return self.correlation.bounds(n_max)
 
     @property
     def n(self) -> int:
@@ -373,6 +396,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
     X, coef_names, common = _fixed_effects(spec, clean)
     factors = _group_factors(spec, clean)
     dpars = _dpar_blocks(spec, clean)
+    _check_structure(spec, factors, dpars)
     order, clusters = _cluster_order(spec, clean, factors)
     groups = tuple(
         GroupBlock(
@@ -395,6 +419,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, na_action: str = "drop", *
         cluster=clusters.cluster,
         cluster_levels=clusters.levels,
         layout=clusters.layout,
+        occasions=clusters.occasions,
         common_terms=common,
         trials=None if trials is None else trials[order],
         source=data,
@@ -594,6 +619,69 @@ class _Clusters:
     levels: tuple = ()
     time: np.ndarray | None = None
     layout: ClusterLayout | None = None
+    occasions: tuple = ()
+
+
+def _check_structure(spec: ModelSpec, factors: list, dpars: dict) -> None:
+    """Refuse what a compound-symmetry or unstructured correlation cannot take: a
+    non-Gaussian family, a random intercept on the same group (not identified), a sigma
+    formula next to an sd per occasion."""
+    corr = spec.correlation
+    if corr is None or not corr.dense:
+        return
+    name = type(corr).__name__
+    if not spec.family.collapsible:
+        raise ValueError(
+            f"hb.{name} is a residual correlation of the gaussian family; the {spec.family.name} "
+            f"family has no residuals to correlate: use a random intercept (1 | {corr.group}) "
+            "for exchangeable within-cluster dependence, or family='gaussian'."
+        )
+    for f in factors:
+        if f.name == corr.group and "Intercept" in f.terms:
+            raise ValueError(
+                f"hb.{name}(group={corr.group!r}) with a random intercept on {corr.group!r} is not "
+                f"identified: the within-cluster residual correlation and the intercept variance "
+                f"describe the same dependence: drop the (1 | {corr.group}) term, or the "
+                f"correlation (slopes without an intercept, (0 + x | {corr.group}), are fine)."
+            )
+    if getattr(corr, "sd_by_occasion", False) and "sigma" in dpars:
+        raise ValueError(
+            "hb.Unstructured(sd_by_occasion=True) already gives each occasion its own residual "
+            "sd; drop sigma=... or pass sd_by_occasion=False."
+        )
+
+
+def correlation_keys(frame: pd.DataFrame, corr, cluster: np.ndarray, occasions: tuple = (),
+                     where: str = "") -> tuple[np.ndarray, tuple]:
+    """The per-row key a residual correlation orders and relates rows by, and the occasion
+    labels: times (AR1/CAR1, :func:`correlation_times`); the row's position within its
+    cluster (CompSymm); the occasion's code among ``occasions`` (Unstructured; the sorted
+    distinct values of the fitted data when ``occasions`` is empty)."""
+    if corr.kind == "compsymm":
+        pos = pd.Series(cluster).groupby(cluster, sort=False).cumcount().to_numpy(float)
+        return pos, ()
+    if corr.kind != "unstructured":
+        return correlation_times(frame, corr, where), ()
+    if not occasions:
+        codes, occasions = _factor_codes(frame, (corr.time,))
+        if len(occasions) > MAX_OCCASIONS:
+            raise ValueError(
+                f"hb.Unstructured: {corr.time!r} has {len(occasions)} distinct values; an "
+                f"unstructured correlation takes at most {MAX_OCCASIONS} occasions "
+                f"({MAX_OCCASIONS * (MAX_OCCASIONS - 1) // 2} correlations). Use hb.AR1 or "
+                "hb.CAR1 for many occasions, or bin them."
+            )
+        if len(occasions) < 2:
+            raise ValueError(f"hb.Unstructured: {corr.time!r} has a single value; it needs "
+                             "at least two occasions (drop the correlation).")
+        return codes.astype(float), occasions
+    pos = {v: i for i, v in enumerate(occasions)}
+    labels = frame[corr.time].astype(str).to_numpy()
+    unknown = sorted(set(labels) - set(pos))
+    if unknown:
+        raise ValueError(f"occasion(s) {unknown[:5]} of {corr.time!r}{where} were not in the "
+                         f"fitted data (its occasions are {list(occasions)}).")
+    return np.array([pos[v] for v in labels], dtype=float), occasions
 
 
 def _cluster_order(spec: ModelSpec, clean: pd.DataFrame, factors: list[_Factor]):
@@ -602,9 +690,10 @@ def _cluster_order(spec: ModelSpec, clean: pd.DataFrame, factors: list[_Factor])
     corr = spec.correlation
     time = cluster = None
     cluster_levels: tuple = ()
+    occasions: tuple = ()
     if corr is not None:
-        time = correlation_times(clean, corr)
         cluster, cluster_levels = _factor_codes(clean, (corr.group,))
+        time, occasions = correlation_keys(clean, corr, cluster)
     elif factors:
         largest = max(factors, key=lambda f: len(f.levels))
         cluster, cluster_levels = largest.codes, largest.levels
@@ -617,15 +706,16 @@ def _cluster_order(spec: ModelSpec, clean: pd.DataFrame, factors: list[_Factor])
         _check_distinct_times(cluster, time, cluster_levels, corr)
         _check_spacing(cluster, time, corr)
     layout = cluster_layout(cluster, time, len(cluster_levels))
-    return order, _Clusters(cluster, cluster_levels, time, layout)
+    return order, _Clusters(cluster, cluster_levels, time, layout, occasions)
 
 
 def _check_distinct_times(cluster, time, cluster_levels, corr) -> None:
     dup = (np.diff(cluster) == 0) & (np.diff(time) == 0)
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
+        what = "occasion" if corr.kind == "unstructured" else "time"
         raise ValueError(
-            f"duplicated time {time[i]:g} in cluster {cluster_levels[cluster[i]]!r} of "
+            f"duplicated {what} {time[i]:g} in cluster {cluster_levels[cluster[i]]!r} of "
             f"{corr.group!r} ({int(dup.sum())} duplicates in all); times within a "
             f"cluster must be distinct for {type(corr).__name__}."
         )

@@ -16,7 +16,7 @@ import formulae
 import numpy as np
 import pandas as pd
 
-from hierbayes.design.build import Design, correlation_times, fixed_columns
+from hierbayes.design.build import Design, correlation_keys, fixed_columns
 
 #: How random effects are used for new rows (see :func:`hierbayes.predict.prediction.predict`).
 GROUP_MODES = ("existing", "new", "none")
@@ -135,7 +135,7 @@ def _required_columns(design: Design, groups: str) -> tuple[list[str], list[str]
             need |= _var_names(gt.expr) | set(gt.factor_columns)
     corr = []
     if design.correlation is not None:
-        corr = [design.correlation.time, design.correlation.group]
+        corr = [c for c in (design.correlation.time, design.correlation.group) if c is not None]
         if groups != "none":
             need |= set(corr)
     need.discard(spec.response)
@@ -269,8 +269,10 @@ def _correlation_rows(design: Design, frame: pd.DataFrame, corr_cols: list[str])
         return None, None
     if frame[corr_cols].isna().any().any():
         raise ValueError(f"missing values in the new data's columns {corr_cols}.")
-    time = correlation_times(frame, corr, " in the new data")
     cluster = _labels(frame, (corr.group,))
+    time, _ = correlation_keys(frame, corr, np.asarray(cluster), design.occasions, " in the new data")
+    if corr.kind == "compsymm":  # new rows are other rows than the fitted ones: keys < 0
+        time = -1.0 - time
     dup = pd.DataFrame({"c": cluster, "t": time}).duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])

@@ -189,7 +189,7 @@ def _metadata(fit, columns: list[dict]) -> dict:
                 dataclasses.asdict(spec.family) if dataclasses.is_dataclass(spec.family) else {}
             ),
             "family_repr": repr(spec.family),
-            "correlation": None if corr is None else {"type": corr.kind, "time": corr.time, "group": corr.group},
+            "correlation": None if corr is None else corr.to_dict(),
             "priors": {k: p.to_dict() for k, p in spec.priors.items()},
             "dpars": dict(spec.dpars),  # parameter formulas ({"sigma": "Sex"}), by keyword
             # the censoring columns (from the formula or censored=; parse takes both)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hierbayes.likelihood import arprocess, smallmat
+from hierbayes.likelihood import arprocess, smallmat, structured
 from hierbayes.design.build import Design
 from hierbayes.likelihood.patterns import cluster_patterns
 
@@ -39,7 +39,7 @@ class CollapsedData:
     """Precomputed arrays for the collapsed likelihood of one grouping factor."""
 
     layout: str  # "padded" or "pooled"
-    corr: str | None  # None, "ar1", "car1"
+    corr: str | None  # None, "ar1", "car1", "compsymm"
     q: int
     arrays: dict[str, np.ndarray]
     n_clusters: int
@@ -55,13 +55,18 @@ def padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
     """The design on the padded (cluster x occasion) layout of ``group``: ``Y``, ``X``,
     ``Z``, the time lags and masks the AR whitening uses, and ``nobs`` per cluster."""
     lay = design.layout
-    return {
+    out = {
         "Y": lay.pad(design.y),
         "X": lay.pad(design.X),
         "Z": lay.pad(group.Z),
         **arprocess.layout_arrays(lay),
         "nobs": lay.sizes.astype(float),
     }
+    if design.correlation is not None and design.correlation.kind == "compsymm":
+        out["mask"] = lay.mask.astype(float)  # the whitening's cluster means (no lags)
+        for k in ("lag", "inner", "odd"):
+            out.pop(k)
+    return out
 
 
 def cross_products(W: np.ndarray, inverse: np.ndarray, G: int) -> np.ndarray:
@@ -145,6 +150,12 @@ def prepare(design: Design, layout: str = "auto") -> CollapsedData:
         if corr is None:  # unused arrays would be data the compiled graph lacks (cache refits)
             for k in ("lag", "inner", "odd"):
                 pad.pop(k)
+    if corr is not None and corr.kind == "compsymm":
+        # compound symmetry whitens each cluster by its mean (structured.compsymm_whiten):
+        # the padded layout
+        if layout == "pooled":
+            raise ValueError("compound symmetry uses the padded layout (layout='padded' or 'auto').")
+        layout = "padded"
     if len(design.groups) > 1:
         # hybrid: the other factors stay latent and enter as a per-draw offset, which the
         # pooled layout's precomputed cross-products cannot take
@@ -257,10 +268,7 @@ def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None, ro
         e = e / row_sigma
         Z = Z / row_sigma[:, :, None]
         sigma = 1.0
-    a, inv_s2 = arprocess.coefficients(xp, corr, phi, arrays.get("lag"), arrays.get("inner"),
-                                       arrays.get("odd"))
-    ew = arprocess.whiten(xp, e, a, inv_s2)
-    Zw = arprocess.whiten(xp, Z, a, inv_s2)
+    ew, Zw, jac = _whitened(xp, arrays, corr, phi, e, Z, q)
     rr = (ew * ew).sum(axis=1)
     v = [(Zw[:, :, i] * ew).sum(axis=1) for i in range(q)]
     s2 = sigma * sigma
@@ -272,11 +280,27 @@ def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None, ro
     logdet_M, quad = _logdet_and_quad(xp, M, v)
     ll = _const_terms(xp, arrays["nobs"], 1.0, sigma, logdet_S, logdet_M, q)
     ll = ll - 0.5 * (rr - quad) / s2
-    if a is not None:
-        ll = ll + 0.5 * xp.log(inv_s2).sum(axis=1)
+    if jac is not None:
+        ll = ll + jac
     if row_sigma is not None:
         ll = ll - xp.log(row_sigma).sum(axis=1)
     return ll
+
+
+def _whitened(xp, arrays, corr, phi, e, Z, q: int):
+    """The residuals (C, T) and random-effect columns (C, T, q) whitened within cluster,
+    and the log-Jacobian per cluster (None without a correlation): the AR(1)/CAR(1) map, or
+    compound symmetry's ``R^-1/2`` (:func:`hierbayes.likelihood.structured.compsymm_whiten`)."""
+    if corr == "compsymm":
+        mask, nobs = arrays["mask"], arrays["nobs"]
+        ew, jac = structured.compsymm_whiten(xp, e, mask, nobs, phi)
+        cols = [structured.compsymm_whiten(xp, Z[:, :, i], mask, nobs, phi)[0] for i in range(q)]
+        return ew, xp.stack(cols, axis=2), jac
+    a, inv_s2 = arprocess.coefficients(xp, corr, phi, arrays.get("lag"), arrays.get("inner"),
+                                       arrays.get("odd"))
+    ew = arprocess.whiten(xp, e, a, inv_s2)
+    Zw = arprocess.whiten(xp, Z, a, inv_s2)
+    return ew, Zw, (None if a is None else 0.5 * xp.log(inv_s2).sum(axis=1))
 
 
 def row_sigma(xp, arrays, beta_sigma):

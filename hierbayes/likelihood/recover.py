@@ -18,6 +18,7 @@ from hierbayes.likelihood.arprocess import coefficients as ar_coefficients, whit
 from hierbayes.likelihood.collapsed import padded_arrays, collapsed_group
 from hierbayes.design.build import Design
 from hierbayes.likelihood.patterns import cluster_patterns
+from hierbayes.likelihood.structured import compsymm_whiten
 
 
 def covariance_cholesky(sd: np.ndarray, corr: np.ndarray | None) -> np.ndarray:
@@ -68,7 +69,7 @@ def draw_random_effects(
     """
     lay, g = design.layout, collapsed_group(design)
     pad = padded_arrays(design, g)
-    Y, X, Z, inner, odd = pad["Y"], pad["X"], pad["Z"], pad["inner"], pad["odd"]
+    Y, X, Z = pad["Y"], pad["X"], pad["Z"]
     corr = design.correlation.kind if design.correlation is not None else None
     D, q = beta.shape[0], g.q
     C = lay.n_clusters
@@ -88,9 +89,14 @@ def draw_random_effects(
             rs[:, lay.mask] = row_sigma[sl][:, lay.pos[lay.mask]]
             e = e / rs
             Zcols = [zc / rs for zc in Zcols]
-        if corr is not None:
+        if corr == "compsymm":  # R^-1/2 per cluster (structured.compsymm_whiten)
+            ph = phi[sl][:, None]
+            e = compsymm_whiten(np, e, pad["mask"], pad["nobs"], ph)[0]
+            Zcols = [compsymm_whiten(np, zc, pad["mask"], pad["nobs"], ph)[0] for zc in Zcols]
+        elif corr is not None:
             ph = phi[sl][:, None, None]
-            a, inv_s2 = ar_coefficients(np, corr, ph, lay.lag[None], inner[None], odd[None])
+            a, inv_s2 = ar_coefficients(np, corr, ph, lay.lag[None], pad["inner"][None],
+                                        pad["odd"][None])
             e = _whiten_batched(e, a, inv_s2)
             Zcols = [_whiten_batched(zc, a, inv_s2) for zc in Zcols]
         # per-cluster q x q algebra, unrolled over (draw, cluster) arrays

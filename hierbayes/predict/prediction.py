@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from hierbayes import names
-from hierbayes.likelihood import arprocess
+from hierbayes.likelihood import structured
 from hierbayes.design.build import Design
 from hierbayes.design.newdata import GROUP_MODES, NewRows, new_rows
 from hierbayes.predict.predictive import ParameterDraws, family_param_rows, parameter_draws, thin
@@ -128,6 +128,19 @@ def _fitted_residuals(design: Design, pd_: ParameterDraws, rows: np.ndarray) -> 
     return e
 
 
+def _new_row_sd(design: Design, new: NewRows, pd_: ParameterDraws) -> np.ndarray:
+    """The residual sd of every new row and draw, (D, M): a sigma formula's, or the sd of
+    the row's occasion (hb.Unstructured(sd_by_occasion=True))."""
+    if names.SIGMA_OCC not in pd_.extra:
+        return family_param_rows(pd_, design, new.dpars)["sigma"]
+    if new.time is None:
+        raise ValueError(
+            f"the residual sd depends on the occasion: the new data need the columns "
+            f"{[design.correlation.time, design.correlation.group]} (or predict kind='mean')."
+        )
+    return pd_.extra[names.SIGMA_OCC][:, new.time.astype(np.int64)]
+
+
 def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: str, kind: str, rng):
     """Conditional residual mean (+ a draw for ``kind="response"``) per new row, (D, M),
     and whether each row was conditioned on fitted residuals."""
@@ -136,14 +149,16 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
     conditioned = np.zeros(M, dtype=bool)
     # a sigma formula: e_i = sigma_i u_i with u the unit-variance AR process (nlme), so the
     # fitted residuals are divided by their sd and the new rows' part scaled by theirs
-    rowwise = "sigma" in pd_.dpar_coefs
-    sd_new = family_param_rows(pd_, design, new.dpars)["sigma"] if rowwise else None
+    rowwise = "sigma" in pd_.dpar_coefs or names.SIGMA_OCC in pd_.extra
+    needed = kind == "response" or (design.correlation is not None and new.cluster is not None)
+    sd_new = _new_row_sd(design, new, pd_) if rowwise and needed else None
     if design.correlation is None or new.cluster is None:
         if kind == "response":
             sd = sd_new if rowwise else pd_.sigma[:, None]
             out += sd * rng.standard_normal((D, M))
         return out, conditioned
     lay = design.layout
+    ckind = design.correlation.kind
     fitted = {lab: c for c, lab in enumerate(design.cluster_levels)}
     # clusters sharing (fitted times, new times) share every matrix: balanced data -> 1 pattern
     patterns: dict[tuple, list] = defaultdict(list)
@@ -155,12 +170,12 @@ def _residual_part(design: Design, new: NewRows, pd_: ParameterDraws, groups: st
         patterns[(t_obs, tuple(new.time[rows]))].append((c, rows))
     for (t_obs, t_new), members in patterns.items():
         tn = np.array(t_new)
-        R_nn = arprocess.correlation_matrix(tn, tn, pd_.phi)
+        R_nn = structured.correlation_matrix(ckind, tn, tn, pd_.phi)
         new_pos = np.array([rows for _, rows in members])  # (m, nn)
         if t_obs:
             to = np.array(t_obs)
-            R_oo = arprocess.correlation_matrix(to, to, pd_.phi)
-            R_on = arprocess.correlation_matrix(to, tn, pd_.phi)
+            R_oo = structured.correlation_matrix(ckind, to, to, pd_.phi)
+            R_on = structured.correlation_matrix(ckind, to, tn, pd_.phi)
             K = np.swapaxes(np.linalg.solve(R_oo, R_on), 1, 2)  # (D, nn, no) = R_no R_oo^-1
             cov = R_nn - K @ R_on
             obs_rows = np.array([lay.pos[c, : lay.sizes[c]] for c, _ in members])  # (m, no)

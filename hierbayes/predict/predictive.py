@@ -8,7 +8,7 @@ import numpy as np
 
 from hierbayes.design.build import Design
 from hierbayes import names
-from hierbayes.likelihood import arprocess
+from hierbayes.likelihood import arprocess, structured
 
 
 def linear_predictor(
@@ -30,11 +30,15 @@ def residual_draws(design: Design, sigma: np.ndarray, phi: np.ndarray | None, rn
     or (D, N) for a residual sd per row (a sigma formula).
 
     AR(1)/CAR(1): ``e_k = a_k e_{k-1} + sqrt(1 - a_k^2) sigma eps_k`` along each cluster's
-    time-sorted rows, ``a_k = phi^(t_k - t_{k-1})``.
+    time-sorted rows, ``a_k = phi^(t_k - t_{k-1})``. Compound symmetry and unstructured:
+    ``sigma L z`` per cluster (:func:`hierbayes.likelihood.structured.draw_rows`), ``phi``
+    the correlation draws (``rho`` (D,), or ``corr_resid`` (D, K, K)).
     """
     D = sigma.shape[0]
     if sigma.ndim == 2:  # a residual sd per row: e_i = sigma_i u_i, u the unit-variance process
         return residual_draws(design, np.ones(D), phi, rng) * sigma
+    if design.correlation is not None and design.correlation.dense:
+        return structured.draw_rows(rng, design, phi) * sigma[:, None]
     eps = rng.standard_normal((D, design.n)) * sigma[:, None]
     if design.correlation is None:
         return eps
@@ -52,7 +56,8 @@ def residual_draws(design: Design, sigma: np.ndarray, phi: np.ndarray | None, rn
 class ParameterDraws:
     """Posterior draws flattened over (chain, draw) into D rows, as numpy arrays.
 
-    ``beta`` (D, p); ``sigma`` (D,); ``phi`` (D,) or None; ``b[g]`` (D, levels, q) for every
+    ``beta`` (D, p); ``sigma`` (D,); ``phi`` (D,) or None (for hb.Unstructured the
+    correlation matrices ``corr_resid`` (D, K, K)); ``b[g]`` (D, levels, q) for every
     grouping factor whose random effects are in the posterior (levels in the design's
     order); ``chol[g]`` (D, q, q) Cholesky factors of the random-effect covariance.
     ``chains`` and ``draws`` are the coordinates of the flattened draws. With a formula
@@ -96,6 +101,13 @@ def thin(posterior, n_draws: int | None):
     return posterior.isel(draw=idx)
 
 
+def _correlation_parameter(post, design: Design, draws):
+    """``phi`` (D,), or ``corr_resid`` (D, K, K) of an unstructured correlation; None."""
+    if names.RESID_CORR in post:
+        return draws(names.RESID_CORR, names.OCCASION_DIM, names.bis(names.OCCASION_DIM))
+    return draws("phi") if "phi" in post else None
+
+
 def parameter_draws(posterior, design: Design) -> ParameterDraws:
     """Flatten the posterior variables a prediction needs (see :class:`ParameterDraws`).
 
@@ -131,10 +143,13 @@ def _flat_draws(post, design: Design) -> ParameterDraws:
     coefs = {k: draws(names.dpar_coef(k), names.dpar_dim(k)) for k in design.dpars
              if names.dpar_coef(k) in post}
     extra.update({k: design.dpars[k].rows(c) for k, c in coefs.items()})
+    if names.SIGMA_OCC in post:  # hb.Unstructured(sd_by_occasion=True): an sd per row
+        extra[names.SIGMA_OCC] = draws(names.SIGMA_OCC, names.OCCASION_DIM)
+        extra["sigma"] = extra[names.SIGMA_OCC][:, design.occasion_index]
     return ParameterDraws(
         beta=beta,
         sigma=extra.get("sigma"),
-        phi=draws("phi") if "phi" in post else None,
+        phi=_correlation_parameter(post, design, draws),
         b=b,
         chol=chol,
         chains=post["chain"].values,

@@ -231,10 +231,15 @@ def sample_prior_predictive(
     coefs = {k: prior[names.dpar_coef(k)].transpose("draw", names.dpar_dim(k)).values
              for k in design.dpars}
     extra.update({k: design.dpars[k].rows(c) for k, c in coefs.items()})  # (draws, N)
+    if names.SIGMA_OCC in prior:  # an sd per occasion: per row
+        so = prior[names.SIGMA_OCC].transpose("draw", names.OCCASION_DIM).values
+        extra.update({names.SIGMA_OCC: so, "sigma": so[:, design.occasion_index]})
     pd_ = ParameterDraws(
         beta=prior["beta"].transpose("draw", "coef").values,
         sigma=extra.get("sigma"),
-        phi=prior["phi"].values if "phi" in prior else None,
+        phi=(prior[names.RESID_CORR].transpose("draw", names.OCCASION_DIM,
+                                               names.bis(names.OCCASION_DIM)).values
+             if names.RESID_CORR in prior else prior["phi"].values if "phi" in prior else None),
         b=b, chol=chol, chains=np.zeros(draws, dtype=int), draws=np.arange(draws),
         extra=extra, dpar_coefs=coefs,
     )

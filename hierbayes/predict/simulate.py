@@ -11,7 +11,7 @@ from hierbayes.design.build import build_design
 from hierbayes.spec.families import get as get_family
 from hierbayes.spec.formula import ModelSpec, parse
 from hierbayes import names
-from hierbayes.likelihood import arprocess
+from hierbayes.likelihood import arprocess, structured
 
 
 def _spec(model_spec, correlation, family, dpars: dict) -> ModelSpec:
@@ -45,12 +45,25 @@ def _needed(d, spec: ModelSpec) -> set[str]:
     """The parameters the model's data-generating process needs (``beta`` may be omitted)."""
     fam = spec.family
     extra = {names.dpar_coef(p) if p in d.dpars else p for p in fam.extra_params}
+    if d.sd_by_occasion:  # hb.Unstructured(sd_by_occasion=True): an sd per occasion
+        extra = (extra - {"sigma"}) | {names.SIGMA_OCC}
     needed = {"beta", *extra} | {names.sd(g.name) for g in d.groups}
     if d.correlation is not None:
-        needed.add(names.PHI)
+        needed.add(names.RESID_CORR if d.correlation.kind == "unstructured" else names.PHI)
         if not fam.collapsible:  # the latent AR process on the linear-predictor scale
             needed.add(names.SD_AR)
     return needed
+
+
+def _aliases(params: dict, d) -> dict:
+    """``rho`` is compound symmetry's name for ``phi`` (its posterior variable)."""
+    if d.correlation is None or d.correlation.kind != "compsymm" or "rho" not in params:
+        return params
+    if names.PHI in params:
+        raise ValueError("give the compound-symmetry correlation once: as rho or as phi.")
+    out = {k: v for k, v in params.items() if k != "rho"}
+    out[names.PHI] = params["rho"]
+    return out
 
 
 def _check_params(params: dict, d, spec: ModelSpec) -> None:
@@ -83,8 +96,18 @@ def _check_params(params: dict, d, spec: ModelSpec) -> None:
                     f"{names.corr(g.name)} must be a {g.q} x {g.q} correlation matrix (symmetric, unit "
                     "diagonal, positive semi-definite)."
                 )
-    if d.correlation is not None:
-        lo, hi = d.correlation.phi_bounds
+    if d.correlation is not None and d.correlation.kind == "unstructured":
+        K = len(d.occasions)
+        c = np.asarray(params[names.RESID_CORR], dtype=float)
+        ok = (c.shape == (K, K) and np.allclose(c, c.T) and np.allclose(np.diag(c), 1.0)
+              and np.linalg.eigvalsh(c).min() > 0)
+        if not ok:
+            raise ValueError(
+                f"{names.RESID_CORR} must be a {K} x {K} positive definite correlation matrix over "
+                f"the occasions {list(d.occasions)} (symmetric, unit diagonal)."
+            )
+    elif d.correlation is not None:
+        lo, hi = d.phi_bounds
         phi = float(params["phi"])
         if not lo < phi < hi:
             raise ValueError(f"phi must lie in ({lo:g}, {hi:g}) for {type(d.correlation).__name__}, got {phi}.")
@@ -129,8 +152,10 @@ def simulate(
         array in the formula's column order) instead of ``sigma``: row ``i`` gets the sd
         ``exp(x_i' beta_sigma)``, and with a correlation ``e_i = sigma_i u_i``, ``u`` the
         unit-variance AR process.
-    correlation : hb.AR1 or hb.CAR1, optional
-        With a formula; a spec or model brings its own.
+    correlation : hb.AR1, hb.CAR1, hb.CompSymm or hb.Unstructured, optional
+        With a formula; a spec or model brings its own. ``params`` then holds ``phi``
+        (``rho`` for compound symmetry, either name) or ``corr_resid`` (the K x K
+        correlation matrix over the occasions, in sorted order, of hb.Unstructured).
     family : str or family object, optional
         With a formula (default ``"gaussian"``), as ``hb.Model`` takes it; a spec or model
         brings its own.
@@ -175,11 +200,12 @@ def simulate(
     # a placeholder response (the design checks its type, not its support)
     frame[spec.response] = rng.standard_normal(len(frame))
     d = build_design(spec, frame, na_action="raise", check_support=False)
+    params = _aliases(params, d)
     _check_params(params, d, spec)
     eta = _add_random_part(d.X @ _coefficients(params, d), d, params, rng)
     fam = spec.family
     if fam.collapsible:  # Gaussian: the residuals carry the correlation
-        sd = None if "sigma" in d.dpars else float(params["sigma"])
+        sd = None if "sigma" in d.dpars or d.sd_by_occasion else float(params["sigma"])
         y = eta + _residuals(d, sd, params, rng)
     else:
         if d.correlation is not None:
@@ -232,6 +258,8 @@ def _residuals(d, sd: float | None, params: dict, rng: np.random.Generator) -> n
     """Normal residuals with marginal sd ``sd``, independent or the AR(1)/CAR(1) process
     along each cluster's sorted rows (:func:`hierbayes.likelihood.arprocess.recursion`).
     ``sd=None`` with a sigma formula: ``e_i = sigma_i u_i``, ``u`` with unit variance."""
+    if sd is None and d.sd_by_occasion:
+        return _occasion_sds(params, d)[d.occasion_index] * _process(d, rng.standard_normal(d.n), params)
     if sd is None:
         blk = d.dpars["sigma"]
         row_sd = blk.rows(_coefficients(params, d, names.dpar_coef("sigma"), blk.names))[0]
@@ -239,14 +267,45 @@ def _residuals(d, sd: float | None, params: dict, rng: np.random.Generator) -> n
     return _process(d, rng.standard_normal(d.n) * sd, params)
 
 
+def _occasion_sds(params: dict, d) -> np.ndarray:
+    """``params["sigma_occasion"]``: K positive sds, one per occasion in sorted order."""
+    sd = np.atleast_1d(np.asarray(params[names.SIGMA_OCC], dtype=float))
+    if sd.shape != (len(d.occasions),) or np.any(sd <= 0):
+        raise ValueError(f"{names.SIGMA_OCC} needs {len(d.occasions)} positive values, one per "
+                         f"occasion {list(d.occasions)}, got {sd.tolist()}.")
+    return sd
+
+
 def _process(d, eps: np.ndarray, params: dict) -> np.ndarray:
     """Independent innovations ``eps`` carried through the AR(1)/CAR(1) recursion, if any."""
     if d.correlation is None:
         return eps
     lay = d.layout
+    if d.correlation.dense:  # compound symmetry / unstructured: a Cholesky draw per cluster
+        theta = np.asarray(params[names.RESID_CORR if d.correlation.kind == "unstructured"
+                                  else names.PHI], dtype=float)[None]
+        u = structured.draw_padded(_NormalsFrom(eps), d.correlation.kind, lay, theta, d.time)[0]
+        out = np.zeros(d.n)
+        out[lay.pos[lay.mask]] = u[lay.mask]
+        return out
     innov = np.where(lay.mask, eps[np.where(lay.mask, lay.pos, 0)], 0.0)
     a = np.where(lay.mask, arprocess.lag_power(float(params["phi"]), lay.lag), 0.0)
     e = arprocess.recursion(innov, a)
     out = np.zeros(d.n)
     out[lay.pos[lay.mask]] = e[lay.mask]
     return out
+
+
+class _NormalsFrom:
+    """A generator stand-in whose standard normals are given, scaled innovations ``eps``
+    (one per design row), laid out slot by slot as :func:`structured.draw_padded` asks."""
+
+    def __init__(self, eps: np.ndarray):
+        self._eps = eps
+        self._used = 0
+
+    def standard_normal(self, shape):
+        k = int(np.prod(shape))
+        out = self._eps[self._used:self._used + k].reshape(shape)
+        self._used += k
+        return out

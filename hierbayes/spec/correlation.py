@@ -1,7 +1,10 @@
-"""Residual correlation structures within clusters: AR(1) and continuous-time AR(1).
+"""Residual correlation structures within clusters: AR(1), continuous-time AR(1),
+compound symmetry and unstructured.
 
-These are plain, immutable specifications; the whitening maths lives in
-:mod:`hierbayes.likelihood.arprocess` and the PyMC graph in :mod:`hierbayes.backend`.
+These are plain, immutable specifications; the whitening maths of AR(1)/CAR(1) lives in
+:mod:`hierbayes.likelihood.arprocess`, the dense-structure densities (compound symmetry,
+unstructured) in :mod:`hierbayes.likelihood.structured`, and the PyMC graph in
+:mod:`hierbayes.backend`.
 """
 
 from __future__ import annotations
@@ -75,6 +78,15 @@ class AR1:
     kind = "ar1"
     integer_times = True
     phi_bounds = (-1.0, 1.0)
+    dense = False
+
+    def bounds(self, n_max: int) -> tuple[float, float]:
+        """The support of ``phi`` (the same for every cluster size)."""
+        return self.phi_bounds
+
+    def to_dict(self) -> dict:
+        """The model-file table (:func:`from_dict` reads it back)."""
+        return {"type": self.kind, "time": self.time, "group": self.group}
 
     def describe(self) -> str:
         return f"AR(1) in {self.time} within {self.group}"
@@ -131,6 +143,15 @@ class CAR1:
     kind = "car1"
     integer_times = False
     phi_bounds = (0.0, 1.0)
+    dense = False
+
+    def bounds(self, n_max: int) -> tuple[float, float]:
+        """The support of ``phi`` (the same for every cluster size)."""
+        return self.phi_bounds
+
+    def to_dict(self) -> dict:
+        """The model-file table (:func:`from_dict` reads it back)."""
+        return {"type": self.kind, "time": self.time, "group": self.group}
 
     def describe(self) -> str:
         return f"continuous-time AR(1) in {self.time} within {self.group}"
@@ -140,23 +161,156 @@ class CAR1:
         return None
 
 
-Correlation = AR1 | CAR1
+@dataclass(frozen=True)
+class CompSymm:
+    """Compound-symmetry (exchangeable) residual correlation within clusters.
+
+    Every two residuals of one cluster have correlation ``rho``: the residual covariance
+    of a cluster of size ``n`` is ``sigma^2 [(1 - rho) I + rho J]`` (``nlme::corCompSymm(form
+    = ~ 1 | id)``). Row order within a cluster does not matter (no time column). ``rho`` is
+    the posterior variable ``phi`` (the correlation-parameter slot; summary label "rho
+    (compound symmetry correlation)"), in ``(-1/(n_max - 1), 1)`` with ``n_max`` the
+    largest cluster (positive definiteness).
+
+    With a random intercept on the same group the model is not identified (``rho sigma^2``
+    and the intercept variance are the same quantity): :func:`hierbayes.design.build.build_design`
+    refuses it. Random slopes on the group (``(0 + x | id)``) are integrated out by the
+    marginal backend (whitening ``R^-1/2 = a I + (b - a) J / n``,
+    :func:`hierbayes.likelihood.structured.compsymm_whiten`); otherwise the latent backend.
+
+    Parameters
+    ----------
+    group : str
+        Column holding the cluster identifier.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> cs = hb.CompSymm(group="id")
+    >>> cs.describe(), cs.bounds(5)
+    ('compound symmetry within id', (-0.25, 1.0))
+    """
+
+    group: str
+
+    kind = "compsymm"
+    time = None
+    integer_times = False
+    dense = True
+
+    def bounds(self, n_max: int) -> tuple[float, float]:
+        """``(-1/(n_max - 1), 1)``: the correlations that keep every cluster's matrix
+        positive definite (``(-1, 1)`` when no cluster has two rows)."""
+        return (-1.0 / (n_max - 1) if n_max > 1 else -1.0, 1.0)
+
+    def describe(self) -> str:
+        return f"compound symmetry within {self.group}"
+
+    def sign_alias(self, spacing) -> None:
+        """Never aliased."""
+        return None
+
+    def to_dict(self) -> dict:
+        """The model-file table (:func:`from_dict` reads it back)."""
+        return {"type": self.kind, "group": self.group}
+
+
+#: the most distinct occasions an unstructured correlation takes
+MAX_OCCASIONS = 10
+
+
+@dataclass(frozen=True)
+class Unstructured:
+    """An unstructured K x K residual correlation over the K distinct occasions.
+
+    Residuals of one cluster at occasions ``j`` and ``k`` have correlation ``C[j, k]``
+    (``nlme::corSymm(form = ~ occasion | id)``, brms ``unstr(occasion, id)``), ``C`` a
+    correlation matrix with an LKJ(2) prior (posterior variable ``corr_resid``, dims
+    ``occasion`` x ``occasion_bis``). A cluster may miss occasions: it uses the
+    sub-matrix of those it has. With ``sd_by_occasion=True`` each occasion has its own
+    residual sd (``nlme``'s ``weights = varIdent(form = ~ 1 | occasion)``): the posterior
+    variable ``sigma_occasion`` (dims ``occasion``) replaces ``sigma``. At most
+    :data:`MAX_OCCASIONS` occasions.
+
+    Parameters
+    ----------
+    time : str
+        Column holding the occasion (any values; distinct within a cluster).
+    group : str
+        Column holding the cluster identifier.
+    sd_by_occasion : bool
+        One residual sd per occasion.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> hb.Unstructured(time="occasion", group="id").describe()
+    'unstructured correlation over occasion within id'
+    """
+
+    time: str
+    group: str
+    sd_by_occasion: bool = False
+
+    kind = "unstructured"
+    integer_times = False
+    dense = True
+    phi_bounds = None
+
+    def describe(self) -> str:
+        sd = ", an sd per occasion" if self.sd_by_occasion else ""
+        return f"unstructured correlation over {self.time} within {self.group}{sd}"
+
+    def sign_alias(self, spacing) -> None:
+        """Never aliased."""
+        return None
+
+    def to_dict(self) -> dict:
+        """The model-file table (:func:`from_dict` reads it back)."""
+        return {"type": self.kind, "time": self.time, "group": self.group,
+                "sd_by_occasion": bool(self.sd_by_occasion)}
+
+
+Correlation = AR1 | CAR1 | CompSymm | Unstructured
+#: the classes ``correlation=`` takes
+CLASSES = (AR1, CAR1, CompSymm, Unstructured)
 
 
 def from_dict(d: dict | None, where: str = "the correlation table") -> Correlation | None:
-    """Build a correlation from a model-file table such as ``{type="ar1", time=..., group=...}``;
-    an unknown key is an error naming it (``where`` says where it was written)."""
+    """Build a correlation from a model-file table such as ``{type="ar1", time=..., group=...}``,
+    ``{type="compsymm", group=...}`` or ``{type="unstructured", time=..., group=...,
+    sd_by_occasion=false}``; an unknown key is an error naming it (``where`` says where it
+    was written).
+
+    Examples
+    --------
+    >>> from_dict({"type": "compsymm", "group": "id"})
+    CompSymm(group='id')
+    """
     if not d:
         return None
-    check_keys(where, d, ("type", "time", "group"))
+    check_keys(where, d, ("type", "time", "group", "sd_by_occasion"))
     kind = str(d.get("type", "")).lower()
-    classes = {"ar1": AR1, "car1": CAR1}
+    classes = {"ar1": AR1, "car1": CAR1, "compsymm": CompSymm, "unstructured": Unstructured}
     if kind not in classes:
         raise ValueError(
-            f"correlation type {d.get('type')!r} is not known; use 'ar1' (integer times) "
-            "or 'car1' (real-valued times)."
+            f"correlation type {d.get('type')!r} is not known; use 'ar1' (integer times), "
+            "'car1' (real-valued times), 'compsymm' (group only) or 'unstructured' "
+            "(time = the occasion column)."
         )
-    missing = [k for k in ("time", "group") if k not in d]
+    keys = ("group",) if kind == "compsymm" else ("time", "group")
+    missing = [k for k in keys if k not in d]
     if missing:
         raise ValueError(f"correlation table needs the keys {missing} (column names).")
+    takes = keys + (("sd_by_occasion",) if kind == "unstructured" else ())
+    extra = [k for k in d if k not in takes + ("type",)]
+    if extra:
+        raise ValueError(f"a {kind!r} correlation takes no {extra} (its keys are {list(takes)}).")
+    if kind == "compsymm":
+        return CompSymm(group=str(d["group"]))
+    if kind == "unstructured":
+        sd = d.get("sd_by_occasion", False)
+        if not isinstance(sd, bool):
+            raise ValueError(f"sd_by_occasion must be true or false, got {sd!r}.")
+        return Unstructured(time=str(d["time"]), group=str(d["group"]), sd_by_occasion=sd)
     return classes[kind](time=str(d["time"]), group=str(d["group"]))

@@ -14,7 +14,7 @@ import formulae
 from formulae.categorical import ENCODINGS
 
 from hierbayes.spec import families
-from hierbayes.spec.correlation import AR1, CAR1
+from hierbayes.spec.correlation import CLASSES as CORRELATIONS, Correlation
 from hierbayes.spec.priors import Prior, as_prior
 from hierbayes.spec.syntax import check_syntax
 
@@ -49,7 +49,7 @@ class ModelSpec:
     fixed: str
     group_terms: tuple[GroupTerm, ...]
     family: families.Family
-    correlation: AR1 | CAR1 | None = None
+    correlation: Correlation | None = None
     priors: dict[str, Prior] = field(default_factory=dict)
     trials: str | None = None
     #: censoring: the indicator column (brms' ``y | cens(c)``: "left"/"none"/"right"/"interval"
@@ -72,7 +72,7 @@ class ModelSpec:
             names |= set(formulae.model_description(f"{self.response} ~ {rhs_d}").var_names) - {""}
         names -= set(ENCODINGS)
         if self.correlation is not None:
-            names |= {self.correlation.time, self.correlation.group}
+            names |= {self.correlation.time, self.correlation.group} - {None}
         return sorted(names)
 
 
@@ -127,7 +127,7 @@ def _group_term(part: str) -> list[GroupTerm] | None:
 def parse(
     formula: str,
     family: str | families.Gaussian = "gaussian",
-    correlation: AR1 | CAR1 | None = None,
+    correlation: Correlation | None = None,
     priors: dict[str, Prior] | None = None,
     *,
     sigma: str | None = None,
@@ -155,7 +155,7 @@ def parse(
         ``~`` (brms). Values ``"left"``/``"none"``/``"right"``/``"interval"`` or -1/0/1/2:
         ``y`` is an upper bound, exact, a lower bound, or the interval's lower end.
         Gaussian, Student-t and lognormal families (:mod:`hierbayes.design.censoring`).
-    correlation : AR1, CAR1 or None
+    correlation : AR1, CAR1, CompSymm, Unstructured or None
     priors : dict of str to Prior, optional
     sigma : str, optional
         A formula for the family's ``sigma`` on its link scale (log for the Gaussian and
@@ -198,8 +198,9 @@ def parse(
         else:
             groups.extend(g)
     check_syntax(formula, response)  # quotes the formula and points at what is not read
-    if correlation is not None and not isinstance(correlation, (AR1, CAR1)):
-        raise TypeError("correlation must be hb.AR1(time=..., group=...) or hb.CAR1(...).")
+    if correlation is not None and not isinstance(correlation, CORRELATIONS):
+        raise TypeError("correlation must be hb.AR1(time=..., group=...), hb.CAR1(...), "
+                        "hb.CompSymm(group=...) or hb.Unstructured(time=..., group=...).")
     if fam.needs_trials and trials is None:
         raise ValueError(
             f"the {fam.name} family needs the number of trials per row: write the response "

@@ -493,7 +493,9 @@ def _owners(design) -> list[tuple[str, str, str | None]]:
         if len(g.terms) > 1 and g.correlated:
             out.append((names.corr(g.name), f"the correlations of the grouping factor {g.name!r}",
                         g.name))
-    if design.correlation is not None:
+    if design.correlation is not None and design.correlation.kind == "unstructured":
+        out.append((names.RESID_CORR, "the residual correlation matrix over occasions", None))
+    elif design.correlation is not None:
         out.append((names.PHI, f"the {names.label(names.PHI)}", None))
         if not fam.collapsible:
             out.append((names.SD_AR, f"the {names.label(names.SD_AR)}", None))
@@ -584,8 +586,11 @@ def default_priors(design) -> dict[str, Prior]:
         )
         if len(g.terms) > 1 and g.correlated:
             out[names.corr(g.name)] = Prior("LKJ", eta=1.0)
-    if design.correlation is not None:
-        lo, hi = design.correlation.phi_bounds
+    corr = design.correlation
+    if corr is not None and corr.kind == "unstructured":
+        out[names.RESID_CORR] = Prior("LKJ", eta=2.0)
+    elif corr is not None:
+        lo, hi = design.phi_bounds
         out["phi"] = Prior("Uniform", lower=lo, upper=hi)
         if not design.spec.family.collapsible:
             out["sd_ar"] = Prior("HalfStudentT", nu=3, sigma=float(2.5 * s_y))

@@ -46,6 +46,11 @@ def _truth_and_params(prior_ds, design) -> tuple[pd.DataFrame, list[dict]]:
             elif name in d:  # a vector family parameter (cut-points) keeps its shape
                 value = d[name].values
                 p[name] = float(value) if value.ndim == 0 else value
+        odim = names.OCCASION_DIM  # hb.Unstructured: the correlation matrix, an sd per occasion
+        if names.RESID_CORR in d:
+            p[names.RESID_CORR] = d[names.RESID_CORR].transpose(odim, names.bis(odim)).values
+        if names.SIGMA_OCC in d:
+            p[names.SIGMA_OCC] = d[names.SIGMA_OCC].transpose(odim).values
         for g in design.groups:
             tdim = names.term_dim(g.name)
             p[names.sd(g.name)] = d[names.sd(g.name)].transpose(tdim).values

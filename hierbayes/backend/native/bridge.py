@@ -162,6 +162,10 @@ def _whitened_cost(C: int, T: int, m: int, q: int) -> float:
 
 def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str | None:
     """Why the kernel cannot compute this model's log-density (None when it can)."""
+    corr = design.correlation
+    if corr is not None and getattr(corr, "dense", False):
+        return (f"the kernel's residual correlations are AR(1)/CAR(1); "
+                f"hb.{type(corr).__name__} is not in it")
     if backend != "marginal":
         return "the kernel covers the marginal backend"
     if getattr(design.spec.family, "name", None) != "gaussian":

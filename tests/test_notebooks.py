@@ -124,6 +124,24 @@ def test_every_notebook_has_claims_checked():
     assert sorted(p.name for p in NOTEBOOKS) == sorted(CLAIMS)
 
 
+#: the most bytes a stored notebook may hold (figures at dpi ~80, small)
+MAX_BYTES = 300_000
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_stored_executed_with_a_figure(path):
+    """The site shows the notebooks as stored (myst-nb does not execute them): each is
+    committed executed, without errors, with at least one figure, and small."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), f"{path.name}: a code cell was not executed"
+    outputs = [o for c in code for o in c.outputs]
+    assert not any(o.output_type == "error" for o in outputs), f"{path.name}: stored with an error"
+    assert any("image/png" in o.get("data", {}) for o in outputs), (
+        f"{path.name}: no figure stored (a hierbayes Figure shows only under %matplotlib inline)")
+    assert path.stat().st_size < MAX_BYTES, f"{path.name}: {path.stat().st_size} bytes"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_executes_and_its_claims_hold(path):
     nb = nbformat.read(path, as_version=4)

@@ -76,7 +76,9 @@ class Fit:
             + (f"; {', '.join(latent_names)} latent (hybrid)" if latent_names else "")
             + ("; ridge-aligned coordinates" if self.timing.get("ridge") else "")
             + ")",
-            "latent": "latent (non-centred random effects)",
+            "latent": "latent (random effects sampled"
+            + ("; centred or not per factor: see 'Sampled effects')" if self.timing.get("centering")
+               else ")"),
             "quadrature": "marginal (random effects integrated out by adaptive Gauss-Hermite "
             f"quadrature, {self.timing.get('nagq', '?')} nodes per effect; "
             + ", ".join(g.name for g in d.groups) + " draws recovered"

@@ -48,7 +48,9 @@ design): cluster c holds rows
 ``starts[c]:starts[c + 1]`` of ``y`` (N,), ``X`` (N, p), ``Z`` (N, q), ``trials`` (N,) and
 ``offset`` (N,) (:class:`ClusterRows`). The parameters are ``beta`` (p,), the lower-triangular
 factor ``L`` (q, q) of the effects' covariance ``S = L L^T`` (columns in ``Z``'s order) and
-the family's parameter ``alpha`` (the negative binomial's shape; ignored otherwise). The
+the family's parameter ``alpha`` (its one parameter whatever its name, :func:`family_param`:
+the negative binomial's ``alpha``, the Gamma's ``shape``, the lognormal's ``sigma``; ignored
+without one). The
 gradient comes back in the same terms: ``beta`` (p,), ``L`` (q, q; lower triangle), ``alpha``
 and ``offset`` (N,), the derivative in each row's offset: what a hybrid model chains into the
 latent effects of its other factors (``Z_other^T g_offset``). A backend maps its sampled
@@ -305,6 +307,23 @@ def gauss_hermite_grid(nagq: int, q: int) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------- numpy reference
 
 
+def family_param(family: Family) -> str | None:
+    """The name of ``family``'s one parameter, what the kernel takes as ``alpha`` (and the
+    posterior holds under this name); None for a family without one.
+
+    Examples
+    --------
+    >>> from hierbayes.spec.families import get
+    >>> family_param(get("gamma")), family_param(get("lognormal")), family_param(get("poisson"))
+    ('shape', 'sigma', None)
+    """
+    extra = tuple(family.extra_params)
+    if len(extra) > 1:
+        raise ValueError(f"the marginal GLMM likelihood takes a family with at most one parameter; "
+                         f"{family.name} has {', '.join(extra)}. Use backend='latent'.")
+    return extra[0] if extra else None
+
+
 def _params(family: Family, alpha) -> dict:
     return {name: alpha for name in family.extra_params}
 
@@ -434,7 +453,8 @@ def loglik_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nag
     L : (q, q) lower-triangular array
         ``S = L L^T`` the effects' covariance.
     alpha : float, optional
-        The family's parameter (the negative binomial's shape).
+        The family's parameter (:func:`family_param`: the negative binomial's ``alpha``, the
+            Gamma's ``shape``, the lognormal's ``sigma``).
     nagq : int, optional
         Nodes per dimension; ``DEFAULT_NAGQ[q]`` by default.
     modes : (C, q) array, optional
@@ -641,7 +661,8 @@ class MarginalGLMM:
         beta : (p,) array
         L : (q, q) lower-triangular array
         alpha : float, optional
-            The family's parameter (the negative binomial's shape).
+            The family's parameter (:func:`family_param`: the negative binomial's ``alpha``, the
+            Gamma's ``shape``, the lognormal's ``sigma``).
         offset : (N,) array, optional
             Replaces ``rows.offset`` for this evaluation (the other factors' ``Z b``).
         grad : bool
@@ -683,7 +704,8 @@ def marginal_glmm(family: Family, rows: ClusterRows, nagq: int | None = None,
     Parameters
     ----------
     family : Family
-        Bernoulli (logit, probit), binomial (logit, probit), Poisson or negative binomial.
+        Bernoulli (logit, probit), binomial (logit, probit), Poisson, negative binomial,
+        Gamma (log) or lognormal.
     rows : ClusterRows
     nagq : int, optional
         Nodes per dimension; ``DEFAULT_NAGQ[q]`` by default, 1 for the Laplace approximation.

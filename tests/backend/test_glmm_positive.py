@@ -47,6 +47,14 @@ def test_backend_choice(name):
         hb.Model("y ~ x + (1 | g) + (1 | h)", df, family=name, backend="marginal")
 
 
+def test_a_parameter_formula_stays_latent():
+    """A formula for the lognormal's sigma is a per-row parameter the kernel does not take."""
+    df = _data("lognormal")
+    assert hb.Model("y ~ x + (1 | g)", df, family="lognormal", sigma="~ x").backend == "latent"
+    with pytest.raises(ValueError, match="formula for the family's parameter"):
+        hb.Model("y ~ x + (1 | g)", df, family="lognormal", sigma="~ x", backend="marginal")
+
+
 @pytest.mark.parametrize("formula, name", [
     ("y ~ x + (1 | g)", "gamma"),
     ("y ~ x + (1 + x | g)", "gamma"),

@@ -1,7 +1,8 @@
-"""Gamma and lognormal GLMMs on the quadrature backend: the backend choice, the PyMC model's
-gradient, the native callback against the PyMC model, the family parameter under its own
-name (``shape``, ``sigma``) in recovery and LOO, recovery of the effects against the exact
-conditional, and a posterior that agrees with the latent backend's."""
+"""Gamma and lognormal GLMMs on the quadrature backend: the backend choice, the family
+parameter under its own name (``shape``, ``sigma``) in recovery and LOO, recovery of the
+effects against the exact conditional, and a posterior that agrees with the latent
+backend's. (The PyMC model's gradient and the native callback: tests/backend/test_glmm.py,
+whose cases include both families.)"""
 
 from __future__ import annotations
 
@@ -29,11 +30,6 @@ def _data(name, n_clusters=20, size=5, seed=1, slope_sd=None):
     return pd.DataFrame({"g": [f"c{k:02d}" for k in g], "x": x, "y": y})
 
 
-def _flat(point):
-    keys = list(point)
-    return keys, np.concatenate([np.ravel(point[k]) for k in keys])
-
-
 @pytest.mark.parametrize("name", ["gamma", "lognormal"])
 def test_backend_choice(name):
     df = _data(name)
@@ -53,68 +49,6 @@ def test_a_parameter_formula_stays_latent():
     assert hb.Model("y ~ x + (1 | g)", df, family="lognormal", sigma="~ x").backend == "latent"
     with pytest.raises(ValueError, match="formula for the family's parameter"):
         hb.Model("y ~ x + (1 | g)", df, family="lognormal", sigma="~ x", backend="marginal")
-
-
-@pytest.mark.parametrize("formula, name", [
-    ("y ~ x + (1 | g)", "gamma"),
-    ("y ~ x + (1 + x | g)", "gamma"),
-    ("y ~ x + (1 | g)", "lognormal"),
-    ("y ~ x + (1 + x || g)", "lognormal"),
-])
-def test_model_density_has_the_kernels_gradient(formula, name):
-    m = hb.Model(formula, _data(name, 12, 5, slope_sd=0.3), family=name, backend="marginal")
-    assert m.backend == "quadrature"
-    model = m.build()
-    assert PARAM[name][0] in model.named_vars  # the family's own parameter name
-    ip = model.initial_point()
-    keys, x0 = _flat(ip)
-    x0 = x0 + np.random.default_rng(0).normal(0, 0.3, x0.size)
-
-    def point(v):
-        out, k = {}, 0
-        for key in keys:
-            s = np.size(ip[key])
-            out[key] = v[k:k + s].reshape(np.shape(ip[key]))
-            k += s
-        return out
-
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    h = 1e-6
-    fd = np.array([(logp(point(x0 + h * e)) - logp(point(x0 - h * e))) / (2 * h) for e in np.eye(x0.size)])
-    np.testing.assert_allclose(dlogp(point(x0)), fd, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("formula, name", [
-    ("y ~ x + (1 | g)", "gamma"),
-    ("y ~ x + (1 + x | g)", "gamma"),
-    ("y ~ x + (1 | g)", "lognormal"),
-    ("y ~ x + (1 + x | g)", "lognormal"),
-])
-def test_native_callback_equals_the_pymc_model(formula, name):
-    """The nutpie callback gives the PyMC model's log-density and gradient at random points
-    (1e-8), and its draws' natural parameters, the family's parameter among them."""
-    from hierbayes.backend.native import bridge, glmm_bridge
-
-    m = hb.Model(formula, _data(name, 12, 5, slope_sd=0.3), family=name, backend="marginal")
-    assert glmm_bridge.unsupported(m.design, m.priors, m.backend) is None
-    model = m.build()
-    _, slices = bridge.initial_point_fn(model)
-    buf, info = glmm_bridge.pack(m.design, m.priors, slices, model.hb_marginal_glmm)
-    assert PARAM[name][0] in info["expanded"][0]
-    shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    dets = model.compile_fn(model.replace_rvs_by_values([model[n] for n in info["expanded"][0]]),
-                            inputs=model.value_vars, on_unused_input="ignore")
-    rng = np.random.default_rng(3)
-    for _ in range(5):
-        x = rng.normal(size=info["n_dim"]) * 0.6
-        pt = {k: x[o:o + s].reshape(shapes[k]) for k, (o, s) in slices.items()}
-        got, got_g = glmm_bridge.logp_and_grad(buf, x)
-        want = float(logp(pt))
-        assert abs(got - want) <= 1e-8 * max(1.0, abs(want))
-        np.testing.assert_allclose(got_g, dlogp(pt), rtol=1e-8, atol=1e-8)
-        np.testing.assert_allclose(glmm_bridge.expand(buf, x),
-                                   np.concatenate([np.ravel(a) for a in dets(pt)]), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["gamma", "lognormal"])

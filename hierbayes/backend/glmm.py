@@ -143,7 +143,7 @@ class MarginalLogLikGrad(Op):
         out = _evaluate(self.mg, *inputs, grad=True)
         outputs[0][0] = np.asarray(out["beta"], dtype=float)
         outputs[1][0] = np.tril(np.asarray(out["L"], dtype=float))
-        outputs[2][0] = np.asarray(out["alpha"], dtype=float)
+        outputs[2][0] = np.asarray(out["param"], dtype=float)
 
 
 def _register_jax() -> None:
@@ -157,7 +157,7 @@ def _register_jax() -> None:
         def both(beta, L, alpha):
             out = _evaluate(mg, beta, L, alpha, grad=True)
             return (np.float64(out["ll"]), np.asarray(out["beta"], dtype=np.float64),
-                    np.tril(np.asarray(out["L"], dtype=np.float64)), np.float64(out["alpha"]))
+                    np.tril(np.asarray(out["L"], dtype=np.float64)), np.float64(out["param"]))
 
         def call(beta, L, alpha):
             shapes = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct(beta.shape, jnp.float64),

@@ -51,8 +51,8 @@ factor ``L`` (q, q) of the effects' covariance ``S = L L^T`` (columns in ``Z``'s
 the family's parameter ``alpha`` (its one parameter whatever its name, :func:`family_param`:
 the negative binomial's ``alpha``, the Gamma's ``shape``, the lognormal's ``sigma``; ignored
 without one). The
-gradient comes back in the same terms: ``beta`` (p,), ``L`` (q, q; lower triangle), ``alpha``
-and ``offset`` (N,), the derivative in each row's offset: what a hybrid model chains into the
+gradient comes back in the same terms: ``beta`` (p,), ``L`` (q, q; lower triangle), ``param``
+(in ``alpha``) and ``offset`` (N,), the derivative in each row's offset: what a hybrid model chains into the
 latent effects of its other factors (``Z_other^T g_offset``). A backend maps its sampled
 coordinates to ``(beta, L, alpha)`` (sds and an LKJ factor, log transforms, Jacobians) and
 chains this gradient through that map.
@@ -550,8 +550,8 @@ def grad_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nagq:
     -------
     dict
         ``ll`` (float), ``per_cluster`` (C,), ``modes`` (C, q), and the gradient: ``beta``
-        (p,), ``L`` (q, q, lower triangle; zeros above), ``alpha`` (float; 0 without a
-        family parameter), ``offset`` (N,): the derivative in each row's offset.
+        (p,), ``L`` (q, q, lower triangle; zeros above), ``param`` (float: in the family's
+        parameter, :func:`family_param`; 0 without one), ``offset`` (N,): the derivative in each row's offset.
 
     Examples
     --------
@@ -571,7 +571,7 @@ def grad_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nagq:
     eta0_all = rows.X @ np.asarray(beta, dtype=float) + rows.offset
     C = rows.n_clusters
     out = {"per_cluster": np.zeros(C), "modes": np.zeros((C, q)), "offset": np.zeros(rows.y.size),
-           "beta": np.zeros(rows.p), "L": np.zeros((q, q)), "alpha": 0.0}
+           "beta": np.zeros(rows.p), "L": np.zeros((q, q)), "param": 0.0}
     for c in range(C):
         s = rows.cluster(c)
         u0 = None if modes is None else modes[c]
@@ -580,7 +580,7 @@ def grad_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nagq:
         out["per_cluster"][c], out["modes"][c], out["offset"][s] = v, u, r
         out["beta"] += gb
         out["L"] += gL
-        out["alpha"] += ga
+        out["param"] += ga
     out["ll"] = float(out["per_cluster"].sum())
     return out
 
@@ -690,7 +690,7 @@ class MarginalGLMM:
             np.ascontiguousarray(L), a, self.constants, self.nodes, self.log_weights, self.center,
             self.tol, self.max_iter, self.modes, chol, per_cluster, g_off, grad, (0,) * q)
         return {"ll": ll, "per_cluster": per_cluster, "modes": self.modes.copy(), "chol_H": chol,
-                "beta": g_beta, "L": g_L, "alpha": g_alpha, "offset": g_off, "newton_steps": steps}
+                "beta": g_beta, "L": g_L, "param": g_alpha, "offset": g_off, "newton_steps": steps}
 
     def loglik(self, beta, L, alpha=None, offset=None) -> np.ndarray:
         """Each cluster's log-likelihood (C,), without the gradient."""

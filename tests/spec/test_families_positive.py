@@ -261,4 +261,4 @@ def test_numpy_quadrature_gradient_in_the_family_parameter(name):
     g = quadrature.grad_reference(fam, rows, [0.3, 0.5], [[0.6]], p, nagq=9)
     up = quadrature.loglik_reference(fam, rows, [0.3, 0.5], [[0.6]], p + h, nagq=9)[0].sum()
     down = quadrature.loglik_reference(fam, rows, [0.3, 0.5], [[0.6]], p - h, nagq=9)[0].sum()
-    assert g["alpha"] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)
+    assert g["param"] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)

@@ -2,6 +2,7 @@
 in the same process, on simulated data of issue 21's shapes.
 
     python benchmarks/bench_glmm.py                    # B1-B4, every tool
+    python benchmarks/bench_glmm.py --cases B7 B8       # Gamma and lognormal (1 | g)
     python benchmarks/bench_glmm.py --cases B2 --tools quadrature latent
 
 Per case and tool: wall time of the fit (compile included; each tool's compile cache is
@@ -27,12 +28,15 @@ CASES = {
     "B4": dict(family="negbinomial", formula="y ~ x + (1 | g)", n_clusters=100, size=4),
     "B5": dict(family="bernoulli", formula="y ~ x + (1 | subject) + (1 | item)", n_clusters=300, size=24),
     "B6": dict(family="bernoulli", formula="y ~ x + (1 | g)", n_clusters=20_000, size=5),
+    "B7": dict(family="gamma", formula="y ~ x + (1 | g)", n_clusters=100, size=5),
+    "B8": dict(family="lognormal", formula="y ~ x + (1 | g)", n_clusters=100, size=5),
 }
 
 
 def simulated(case: str, seed: int = 1) -> pd.DataFrame:
     """Data of one case: x within cluster, w a cluster-level binary covariate (B1), trials
-    10-30 (B3), negative binomial shape 2 (B4), fully crossed subjects x items (B5)."""
+    10-30 (B3), negative binomial shape 2 (B4), fully crossed subjects x items (B5), Gamma
+    shape 3 with a log link (B7), lognormal sigma 0.6 (B8)."""
     c = CASES[case]
     rng = np.random.default_rng(seed)
     C, n = c["n_clusters"], c["size"]
@@ -55,6 +59,10 @@ def simulated(case: str, seed: int = 1) -> pd.DataFrame:
         df["k"] = rng.binomial(df["n"], 1 / (1 + np.exp(-eta)))
     elif fam == "poisson":
         df["y"] = rng.poisson(np.exp(eta + 1.0))
+    elif fam == "gamma":
+        df["y"] = rng.gamma(3.0, np.exp(eta + 1.0) / 3.0)
+    elif fam == "lognormal":
+        df["y"] = np.exp(eta + 1.0 + 0.6 * rng.normal(size=len(df)))
     else:
         mu = np.exp(eta + 1.0)
         df["y"] = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
@@ -109,8 +117,12 @@ def fit_bambi(case: str) -> dict:
     df = simulated(case)
     formula = c["formula"].replace("k | trials(n)", "p(k, n)")
     family = {"negbinomial": "negativebinomial"}.get(c["family"], c["family"])
+    kw = {"link": "log"} if family == "gamma" else {}  # bambi's Gamma default link is inverse
+    if family == "lognormal":  # bambi has no lognormal family: a Gaussian model of log y
+        df = df.assign(y=np.log(df["y"]))
+        family = "gaussian"
     t0 = time.perf_counter()
-    model = bmb.Model(formula, df, family=family)
+    model = bmb.Model(formula, df, family=family, **kw)
     idata = model.fit(inference_method="nutpie", random_seed=1, chains=4, progressbar=False)
     seconds = time.perf_counter() - t0
     names = [v for v in idata.posterior.data_vars

@@ -404,7 +404,7 @@ class Model:
         """Quadrature backend: draw ``b_<g>`` per posterior draw from its exact conditional
         (:func:`hierbayes.likelihood.recover_glmm.draw_random_effects`)."""
         from hierbayes.backend import glmm
-        from hierbayes.likelihood import recover_glmm
+        from hierbayes.likelihood import quadrature, recover_glmm
 
         t1 = time.perf_counter()
         g = self.design.groups[0]
@@ -417,7 +417,8 @@ class Model:
         L = L.reshape(nc, nd, g.q, g.q)
         order = glmm.term_order(g)
         beta = post["beta"].values if self.design.p else np.zeros((nc, nd, 0))
-        alpha = post["alpha"].values if "alpha" in post else None
+        fp = quadrature.family_param(self.design.spec.family)
+        alpha = None if fp is None else post[fp].values
         mg = self.build().hb_marginal_glmm
         b, info = recover_glmm.draw_random_effects(mg, beta, L, alpha, np.random.default_rng([seed, 1]))
         b = b[..., np.argsort(order)]  # back to the design's term order

@@ -2,7 +2,9 @@
 adaptive Gauss-Hermite quadrature (DESIGN.md, "The marginal GLMM likelihood").
 
 NUTS explores the fixed effects, the effects' covariance (sds and LKJ correlation, the same
-variables and priors as the latent backend) and the family's own parameter; the marginal
+variables and priors as the latent backend) and the family's own parameter (:func:`hierbayes.likelihood.quadrature.family_param`: the
+negative binomial's ``alpha``, the Gamma's ``shape``, the lognormal's ``sigma``; the Op's
+``alpha`` input whatever its name); the marginal
 log-likelihood and its exact gradient come from the numba kernel of
 :mod:`hierbayes.likelihood.quadrature` through one PyTensor Op (:class:`MarginalLogLik`),
 which also lowers to JAX for nutpie (a host callback that returns value and gradient
@@ -32,10 +34,10 @@ from hierbayes.likelihood.recover import covariance_cholesky
 from hierbayes.spec.priors import Prior
 
 #: families the quadrature kernel evaluates
-FAMILIES = ("bernoulli", "binomial", "poisson", "negbinomial")
+FAMILIES = ("bernoulli", "binomial", "poisson", "negbinomial", "gamma", "lognormal")
 #: families whose derivatives (Family.eta_derivatives) the numpy reference takes but the
-#: numba kernel has no case for: they fit on the latent backend
-NO_KERNEL = ("gamma", "lognormal")
+#: numba kernel has no case for: they fit on the latent backend (none at present)
+NO_KERNEL: tuple[str, ...] = ()
 
 
 def unavailable(design: Design) -> str | None:
@@ -59,6 +61,9 @@ def unavailable(design: Design) -> str | None:
         why = f": {fam.no_marginal}" if fam.no_marginal else ""
         return (f"the {fam.name} family has no marginal backend{why} (integrated exactly: "
                 f"gaussian; by quadrature: {', '.join(FAMILIES)})")
+    if design.dpars:
+        return (f"a formula for the family's parameter ({', '.join(design.dpars)}) has no "
+                f"marginal backend")
     if len(design.groups) != 1:
         return (f"the quadrature backend integrates out one grouping factor; this model has "
                 f"{len(design.groups)}")
@@ -138,7 +143,7 @@ class MarginalLogLikGrad(Op):
         out = _evaluate(self.mg, *inputs, grad=True)
         outputs[0][0] = np.asarray(out["beta"], dtype=float)
         outputs[1][0] = np.tril(np.asarray(out["L"], dtype=float))
-        outputs[2][0] = np.asarray(out["alpha"], dtype=float)
+        outputs[2][0] = np.asarray(out["param"], dtype=float)
 
 
 def _register_jax() -> None:
@@ -152,7 +157,7 @@ def _register_jax() -> None:
         def both(beta, L, alpha):
             out = _evaluate(mg, beta, L, alpha, grad=True)
             return (np.float64(out["ll"]), np.asarray(out["beta"], dtype=np.float64),
-                    np.tril(np.asarray(out["L"], dtype=np.float64)), np.float64(out["alpha"]))
+                    np.tril(np.asarray(out["L"], dtype=np.float64)), np.float64(out["param"]))
 
         def call(beta, L, alpha):
             shapes = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct(beta.shape, jnp.float64),
@@ -207,7 +212,8 @@ def build(design: Design, priors: dict[str, Prior], nagq: int | None = None) -> 
         fp = params.family_params(design, priors)
         F, _ = params.re_covariance(g, priors)
         L = F[::-1, :] if _reversed(g) else F  # lower triangular, Z's columns reversed to match
-        alpha = fp.get("alpha", pt.constant(1.0))
+        name = quadrature.family_param(design.spec.family)
+        alpha = pt.constant(1.0) if name is None else fp[name]
         pm.Potential("loglik", MarginalLogLik(mg)(beta, L, alpha))
     model.hb_marginal_glmm = mg  # what recovery evaluates the kernel with
     return model

@@ -56,12 +56,14 @@ def _quadrature(design: Design, post, nagq: int | None = None) -> np.ndarray:
     ``per_cluster`` values at every draw (the effects integrated out, as in the sampled
     density)."""
     from hierbayes.backend import glmm
+    from hierbayes.likelihood import quadrature
 
     g = design.groups[0]
     mg = glmm.likelihood(design, nagq)  # the fit's own node count
     beta = _flat(post, "beta") if design.p else None
     L = glmm.kernel_factors(g, _flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
-    alpha = _flat(post, "alpha")
+    fp = quadrature.family_param(design.spec.family)
+    alpha = None if fp is None else _flat(post, fp)
     D = L.shape[0]
     out = np.empty((D, g.n_levels))
     for d in range(D):

@@ -48,9 +48,11 @@ design): cluster c holds rows
 ``starts[c]:starts[c + 1]`` of ``y`` (N,), ``X`` (N, p), ``Z`` (N, q), ``trials`` (N,) and
 ``offset`` (N,) (:class:`ClusterRows`). The parameters are ``beta`` (p,), the lower-triangular
 factor ``L`` (q, q) of the effects' covariance ``S = L L^T`` (columns in ``Z``'s order) and
-the family's parameter ``alpha`` (the negative binomial's shape; ignored otherwise). The
-gradient comes back in the same terms: ``beta`` (p,), ``L`` (q, q; lower triangle), ``alpha``
-and ``offset`` (N,), the derivative in each row's offset: what a hybrid model chains into the
+the family's parameter ``alpha`` (its one parameter whatever its name, :func:`family_param`:
+the negative binomial's ``alpha``, the Gamma's ``shape``, the lognormal's ``sigma``; ignored
+without one). The
+gradient comes back in the same terms: ``beta`` (p,), ``L`` (q, q; lower triangle), ``param``
+(in ``alpha``) and ``offset`` (N,), the derivative in each row's offset: what a hybrid model chains into the
 latent effects of its other factors (``Z_other^T g_offset``). A backend maps its sampled
 coordinates to ``(beta, L, alpha)`` (sds and an LKJ factor, log transforms, Jacobians) and
 chains this gradient through that map.
@@ -305,6 +307,23 @@ def gauss_hermite_grid(nagq: int, q: int) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------- numpy reference
 
 
+def family_param(family: Family) -> str | None:
+    """The name of ``family``'s one parameter, what the kernel takes as ``alpha`` (and the
+    posterior holds under this name); None for a family without one.
+
+    Examples
+    --------
+    >>> from hierbayes.spec.families import get
+    >>> family_param(get("gamma")), family_param(get("lognormal")), family_param(get("poisson"))
+    ('shape', 'sigma', None)
+    """
+    extra = tuple(family.extra_params)
+    if len(extra) > 1:
+        raise ValueError(f"the marginal GLMM likelihood takes a family with at most one parameter; "
+                         f"{family.name} has {', '.join(extra)}. Use backend='latent'.")
+    return extra[0] if extra else None
+
+
 def _params(family: Family, alpha) -> dict:
     return {name: alpha for name in family.extra_params}
 
@@ -434,7 +453,8 @@ def loglik_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nag
     L : (q, q) lower-triangular array
         ``S = L L^T`` the effects' covariance.
     alpha : float, optional
-        The family's parameter (the negative binomial's shape).
+        The family's parameter (:func:`family_param`: the negative binomial's ``alpha``, the
+            Gamma's ``shape``, the lognormal's ``sigma``).
     nagq : int, optional
         Nodes per dimension; ``DEFAULT_NAGQ[q]`` by default.
     modes : (C, q) array, optional
@@ -530,8 +550,8 @@ def grad_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nagq:
     -------
     dict
         ``ll`` (float), ``per_cluster`` (C,), ``modes`` (C, q), and the gradient: ``beta``
-        (p,), ``L`` (q, q, lower triangle; zeros above), ``alpha`` (float; 0 without a
-        family parameter), ``offset`` (N,): the derivative in each row's offset.
+        (p,), ``L`` (q, q, lower triangle; zeros above), ``param`` (float: in the family's
+        parameter, :func:`family_param`; 0 without one), ``offset`` (N,): the derivative in each row's offset.
 
     Examples
     --------
@@ -551,7 +571,7 @@ def grad_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nagq:
     eta0_all = rows.X @ np.asarray(beta, dtype=float) + rows.offset
     C = rows.n_clusters
     out = {"per_cluster": np.zeros(C), "modes": np.zeros((C, q)), "offset": np.zeros(rows.y.size),
-           "beta": np.zeros(rows.p), "L": np.zeros((q, q)), "alpha": 0.0}
+           "beta": np.zeros(rows.p), "L": np.zeros((q, q)), "param": 0.0}
     for c in range(C):
         s = rows.cluster(c)
         u0 = None if modes is None else modes[c]
@@ -560,7 +580,7 @@ def grad_reference(family: Family, rows: ClusterRows, beta, L, alpha=None, nagq:
         out["per_cluster"][c], out["modes"][c], out["offset"][s] = v, u, r
         out["beta"] += gb
         out["L"] += gL
-        out["alpha"] += ga
+        out["param"] += ga
     out["ll"] = float(out["per_cluster"].sum())
     return out
 
@@ -641,7 +661,8 @@ class MarginalGLMM:
         beta : (p,) array
         L : (q, q) lower-triangular array
         alpha : float, optional
-            The family's parameter (the negative binomial's shape).
+            The family's parameter (:func:`family_param`: the negative binomial's ``alpha``, the
+            Gamma's ``shape``, the lognormal's ``sigma``).
         offset : (N,) array, optional
             Replaces ``rows.offset`` for this evaluation (the other factors' ``Z b``).
         grad : bool
@@ -669,7 +690,7 @@ class MarginalGLMM:
             np.ascontiguousarray(L), a, self.constants, self.nodes, self.log_weights, self.center,
             self.tol, self.max_iter, self.modes, chol, per_cluster, g_off, grad, (0,) * q)
         return {"ll": ll, "per_cluster": per_cluster, "modes": self.modes.copy(), "chol_H": chol,
-                "beta": g_beta, "L": g_L, "alpha": g_alpha, "offset": g_off, "newton_steps": steps}
+                "beta": g_beta, "L": g_L, "param": g_alpha, "offset": g_off, "newton_steps": steps}
 
     def loglik(self, beta, L, alpha=None, offset=None) -> np.ndarray:
         """Each cluster's log-likelihood (C,), without the gradient."""
@@ -683,7 +704,8 @@ def marginal_glmm(family: Family, rows: ClusterRows, nagq: int | None = None,
     Parameters
     ----------
     family : Family
-        Bernoulli (logit, probit), binomial (logit, probit), Poisson or negative binomial.
+        Bernoulli (logit, probit), binomial (logit, probit), Poisson, negative binomial,
+        Gamma (log) or lognormal.
     rows : ClusterRows
     nagq : int, optional
         Nodes per dimension; ``DEFAULT_NAGQ[q]`` by default, 1 for the Laplace approximation.

@@ -9,7 +9,12 @@ callable from the backend's own compiled code (a nutpie callback).
 The families enter by a code (:data:`FAMILY_CODES`, keyed by family name and link). Each
 row's log density splits into a part without the linear predictor, summed once per cluster
 (:func:`const_terms`: the binomial coefficient, ``-log y!``, the negative binomial's
-``lgamma``), and a part in ``eta`` with its derivatives (:func:`row_terms`).
+``lgamma``, the Gamma's ``shape log shape - lgamma(shape) + (shape - 1) log y``, the
+lognormal's ``-log y - log sigma - log(2 pi) / 2``), and a part in ``eta`` with its
+derivatives (:func:`row_terms`). The family's one parameter (the negative binomial's
+``alpha``, the Gamma's ``shape``, the lognormal's ``sigma``) is the kernel's ``alpha``
+argument, whatever the family calls it; the codes from :data:`NEGBIN` on have one
+(:func:`has_param`), and their constants are recomputed at every evaluation.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import numpy as np
 # the point) instead of raising inside a C callback
 jit = numba.njit(cache=True, error_model="numpy")
 
-LOGIT, PROBIT, POISSON, NEGBIN = 1, 2, 3, 4
+LOGIT, PROBIT, POISSON, NEGBIN, GAMMA, LOGNORMAL = 1, 2, 3, 4, 5, 6
 #: kernel code of each (family name, link)
 FAMILY_CODES = {
     ("bernoulli", "logit"): LOGIT, ("binomial", "logit"): LOGIT,
     ("bernoulli", "probit"): PROBIT, ("binomial", "probit"): PROBIT,
     ("poisson", "log"): POISSON, ("negbinomial", "log"): NEGBIN,
+    ("gamma", "log"): GAMMA, ("lognormal", "identity"): LOGNORMAL,
 }
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 SQRT2 = math.sqrt(2.0)
@@ -97,6 +103,18 @@ def log_ndtr_mills(t):
 
 
 @jit
+def has_param(code):
+    """Whether the family of ``code`` has a parameter (the kernel's ``alpha``).
+
+    Examples
+    --------
+    >>> has_param(POISSON), has_param(GAMMA)
+    (False, True)
+    """
+    return code >= NEGBIN
+
+
+@jit
 def const_terms(code, y, n, alpha):
     """The part of a row's log density without ``eta``, and its derivative in ``alpha``.
 
@@ -109,6 +127,12 @@ def const_terms(code, y, n, alpha):
         return math.lgamma(n + 1.0) - math.lgamma(y + 1.0) - math.lgamma(n - y + 1.0), 0.0
     if code == POISSON:
         return -math.lgamma(y + 1.0), 0.0
+    if code == GAMMA:
+        ly = math.log(y)
+        return (alpha * math.log(alpha) - math.lgamma(alpha) + (alpha - 1.0) * ly,
+                math.log(alpha) + 1.0 - digamma(alpha) + ly)
+    if code == LOGNORMAL:
+        return -math.log(y) - math.log(alpha) - LOG_SQRT_2PI, -1.0 / alpha
     return (math.lgamma(y + alpha) - math.lgamma(alpha) - math.lgamma(y + 1.0),
             digamma(y + alpha) - digamma(alpha))
 
@@ -143,6 +167,16 @@ def row_terms(code, y, n, eta, alpha):
     if code == POISSON:
         mu = math.exp(eta)
         return y * eta - mu, y - mu, -mu, -mu, 0.0, 0.0, 0.0
+    if code == GAMMA:  # w = y e^-eta, v = shape w
+        w = y * math.exp(-eta)
+        v = alpha * w
+        return -alpha * eta - v, v - alpha, -v, v, -eta - w, w - 1.0, -w
+    if code == LOGNORMAL:  # r = log y - eta
+        r = math.log(y) - eta
+        s2 = alpha * alpha
+        s3 = s2 * alpha
+        return (-r * r / (2.0 * s2), r / s2, -1.0 / s2, 0.0, r * r / s3, -2.0 * r / s3,
+                2.0 / s3)
     z = eta - math.log(alpha)
     p, r = expit_pair(z)
     w = p * r
@@ -429,8 +463,8 @@ def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts
     """Marginal log-likelihood summed over clusters and its gradient.
 
     Arrays as :class:`hierbayes.likelihood.quadrature.ClusterRows`; ``consts`` (C,) the
-    clusters' constant terms (:func:`cluster_constants`; recomputed here for the negative
-    binomial, whose constants depend on ``alpha``); ``nodes`` (K, q) and
+    clusters' constant terms (:func:`cluster_constants`; recomputed here for the families
+    whose constants depend on ``alpha``, :func:`has_param`); ``nodes`` (K, q) and
     ``logw`` (K,) from :func:`~hierbayes.likelihood.quadrature.gauss_hermite_grid`,
     ``center`` the index of the node at zero (-1 if none). ``modes`` (C, q) are the warm
     starts, overwritten with the modes; ``chol_out`` (C, q, q) receives the lower Cholesky
@@ -479,7 +513,7 @@ def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts
     total, g_alpha, steps = 0.0, 0.0, 0
     for c in range(C):
         st, n = starts[c], starts[c + 1] - starts[c]
-        if code == NEGBIN:
+        if has_param(code):
             csum, csa = cluster_constant(code, y, trials, st, n, alpha)
         else:
             csum, csa = consts[c], 0.0

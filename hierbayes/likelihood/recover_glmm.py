@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hierbayes.likelihood.quadrature import MarginalGLMM
+from hierbayes.likelihood.quadrature import MarginalGLMM, family_param
 
 
 def _log_target(mg: MarginalGLMM, eta_fixed: np.ndarray, L: np.ndarray, u: np.ndarray,
@@ -47,7 +47,8 @@ def draw_random_effects(mg: MarginalGLMM, beta: np.ndarray, L: np.ndarray, alpha
     L : (nc, nd, q, q) array
         Lower Cholesky factors of the effects' covariance, in the kernel's term order.
     alpha : (nc, nd) array or None
-        The negative binomial's shape.
+        The family's parameter (:func:`~hierbayes.likelihood.quadrature.family_param`: the
+        negative binomial's ``alpha``, the Gamma's ``shape``, the lognormal's ``sigma``).
     rng : numpy Generator
     steps : int
         Independence Metropolis steps per draw.
@@ -83,7 +84,7 @@ def draw_random_effects(mg: MarginalGLMM, beta: np.ndarray, L: np.ndarray, alpha
             a = None if alpha_f is None else float(alpha_f[d])
             ev = mg.value_and_grad(beta_f[d], L_f[d], a, grad=False)
             mode[k], Rt[k] = ev["modes"], np.swapaxes(ev["chol_H"], -1, -2)
-        params = {} if alpha_f is None else {"alpha": alpha_f[sl][:, None]}
+        params = {} if alpha_f is None else {family_param(mg.family): alpha_f[sl][:, None]}
         eta_fixed = beta_f[sl] @ rows.X.T + rows.offset[None]
         Ls = L_f[sl]
 

@@ -11,7 +11,7 @@ from scipy import stats
 
 import hierbayes as hb
 from hierbayes.backend import glmm
-from hierbayes.likelihood import recover_glmm
+from hierbayes.likelihood import quadrature, recover_glmm
 
 
 def _poisson(n_clusters=40, size=4, seed=1, slope_sd=None):
@@ -25,6 +25,17 @@ def _poisson(n_clusters=40, size=4, seed=1, slope_sd=None):
     return pd.DataFrame({"g": [f"c{k:02d}" for k in g], "x": x, "y": rng.poisson(np.exp(eta))})
 
 
+def _data(family, n_clusters=12, size=5, seed=1, slope_sd=0.3):
+    """Data for ``family``: the Poisson data, as 0/1 above the median (Bernoulli) or as a
+    positive response ``exp(eta + noise)`` (Gamma, lognormal)."""
+    df = _poisson(n_clusters, size, seed, slope_sd)
+    if family == "bernoulli":
+        df["y"] = (df["y"] > df["y"].median()).astype(int)
+    elif family in ("gamma", "lognormal"):
+        df["y"] = np.exp(0.5 + 0.3 * df["x"] + np.random.default_rng(seed).normal(0, 0.6, len(df)))
+    return df
+
+
 def _flat(point):
     keys = list(point)
     return keys, np.concatenate([np.ravel(point[k]) for k in keys])
@@ -34,11 +45,17 @@ def _flat(point):
     ("y ~ x + (1 | g)", "poisson"),
     ("y ~ x + (1 + x | g)", "poisson"),
     ("y ~ x + (1 + x || g)", "negbinomial"),
+    ("y ~ x + (1 | g)", "gamma"),
+    ("y ~ x + (1 + x | g)", "gamma"),
+    ("y ~ x + (1 | g)", "lognormal"),
+    ("y ~ x + (1 + x || g)", "lognormal"),
 ])
 def test_model_density_has_the_kernels_gradient(formula, family):
-    m = hb.Model(formula, _poisson(12, 5, slope_sd=0.3), family=family, backend="marginal")
+    m = hb.Model(formula, _data(family), family=family, backend="marginal")
     assert m.backend == "quadrature"
     model = m.build()
+    fp = quadrature.family_param(m.design.spec.family)
+    assert fp is None or fp in model.named_vars  # the family's own parameter name
     ip = model.initial_point()
     keys, x0 = _flat(ip)
     rng = np.random.default_rng(0)
@@ -159,20 +176,23 @@ def test_reversed_factor_gives_the_design_orders_likelihood():
     ("y ~ x + (1 + x | g)", "poisson"),
     ("y ~ x + (1 + x || g)", "negbinomial"),
     ("y ~ x + (1 | g)", "bernoulli"),
+    ("y ~ x + (1 | g)", "gamma"),
+    ("y ~ x + (1 + x | g)", "gamma"),
+    ("y ~ x + (1 | g)", "lognormal"),
+    ("y ~ x + (1 + x | g)", "lognormal"),
 ])
 def test_native_callback_equals_the_pymc_model(formula, family):
     """The nutpie callback (priors, Jacobians, the quadrature likelihood) gives the PyMC
     model's log-density and gradient at random points, and its draws' natural parameters."""
     from hierbayes.backend.native import bridge, glmm_bridge
 
-    df = _poisson(12, 5, slope_sd=0.3)
-    if family == "bernoulli":
-        df["y"] = (df["y"] > df["y"].median()).astype(int)
-    m = hb.Model(formula, df, family=family, backend="marginal")
+    m = hb.Model(formula, _data(family), family=family, backend="marginal")
     assert glmm_bridge.unsupported(m.design, m.priors, m.backend) is None
     model = m.build()
     _, slices = bridge.initial_point_fn(model)
     buf, info = glmm_bridge.pack(m.design, m.priors, slices, model.hb_marginal_glmm)
+    fp = quadrature.family_param(m.design.spec.family)
+    assert fp is None or fp in info["expanded"][0]
     shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
     logp, dlogp = model.compile_logp(), model.compile_dlogp()
     dets = model.compile_fn(model.replace_rvs_by_values([model[n] for n in info["expanded"][0]]),

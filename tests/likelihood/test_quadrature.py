@@ -29,8 +29,17 @@ FAMILIES = {
     "binomial probit": F.Binomial(link="probit"),
     "poisson": F.Poisson(),
     "negbinomial": F.NegativeBinomial(),
+    "gamma": F.Gamma(),
+    "lognormal": F.LogNormal(),
 }
 ALPHA = 1.7
+#: families whose linear predictors are on a log scale of the response (extremes at +-8)
+LOG_SCALE = ("poisson", "negbinomial", "gamma", "lognormal")
+
+
+def par(family) -> dict:
+    """The family's parameter (if any) at ``ALPHA``, under its own name."""
+    return {name: ALPHA for name in family.extra_params}
 
 
 def design(family, q: int, sizes, seed: int, sd: float = 0.8, shift: float = 0.0):
@@ -47,7 +56,7 @@ def design(family, q: int, sizes, seed: int, sd: float = 0.8, shift: float = 0.0
     beta = np.array([0.3 + shift, -0.5])
     eta = X @ beta + (Z * (rng.normal(size=(C, q)) @ L.T)[cl]).sum(axis=1)
     trials = rng.integers(1, 12, N).astype(float) if family.name == "binomial" else None
-    y = family.draw(rng, np.clip(eta, -30, 6), {"alpha": ALPHA}, trials)
+    y = family.draw(rng, np.clip(eta, -30, 6), par(family), trials)
     rows, _ = Q.cluster_rows(y, X, Z, cl, n_clusters=C, trials=trials,
                              offset=0.1 * rng.normal(size=N))
     return rows, beta, L
@@ -57,7 +66,7 @@ def cluster_args(family, rows, beta, L, c):
     """``(y, n, eta0, W, params)`` of cluster ``c``."""
     s = rows.cluster(c)
     return (rows.y[s], rows.trials[s], rows.X[s] @ beta + rows.offset[s], rows.Z[s] @ L,
-            {"alpha": ALPHA})
+            par(family))
 
 
 def log_integrand(family, y, n, eta0, W, params):
@@ -161,7 +170,7 @@ def test_q1_all_zero_and_all_one_bernoulli_clusters(name):
 def test_q1_extreme_linear_predictors(name):
     """Linear predictors near +-30 (+-8 for counts): finite, and equal to quad."""
     family = FAMILIES[name]
-    big = 8.0 if family.name in ("poisson", "negbinomial") else 30.0
+    big = 8.0 if family.name in LOG_SCALE else 30.0
     for shift in (-big, big):
         rows, beta, L = design(family, 1, [1, 3, 10], seed=3)
         rows = rows.with_offset(rows.offset + shift)
@@ -184,7 +193,8 @@ def test_q1_matches_a_wide_non_adaptive_grid(name):
         assert abs(ll[c] - ref) < 1e-7, (c, ll[c], ref)
 
 
-@pytest.mark.parametrize("name", ["bernoulli logit", "binomial probit", "poisson", "negbinomial"])
+@pytest.mark.parametrize("name", ["bernoulli logit", "binomial probit", "poisson", "negbinomial",
+                                  "gamma", "lognormal"])
 def test_q2_cluster_loglik_matches_dblquad(name):
     family = FAMILIES[name]
     rows, beta, L = design(family, 2, [1, 3, 12], seed=5)
@@ -194,7 +204,8 @@ def test_q2_cluster_loglik_matches_dblquad(name):
         assert abs(ll[c] - ref) < 1e-6, (c, ll[c], ref)
 
 
-@pytest.mark.parametrize("name", ["bernoulli logit", "bernoulli probit", "poisson", "negbinomial"])
+@pytest.mark.parametrize("name", ["bernoulli logit", "bernoulli probit", "poisson", "negbinomial",
+                                  "gamma", "lognormal"])
 def test_q2_matches_a_wide_non_adaptive_grid(name):
     family = FAMILIES[name]
     rows, beta, L = design(family, 2, [1, 2, 4], seed=6, sd=0.6, shift=_small_counts(family))
@@ -306,9 +317,9 @@ def test_gradient_matches_central_differences(name, q, nagq):
     np.testing.assert_allclose(out["L"], g_L, atol=1e-6, rtol=1e-6)
     np.testing.assert_allclose(out["offset"][check], g_off, atol=1e-6, rtol=1e-6)
     if family.extra_params:
-        assert abs(out["alpha"] - g_alpha) < 1e-6 * max(1.0, abs(g_alpha))
+        assert abs(out["param"] - g_alpha) < 1e-6 * max(1.0, abs(g_alpha))
     else:
-        assert out["alpha"] == 0.0
+        assert out["param"] == 0.0
 
 
 # ------------------------------------------------------------------ kernel = reference
@@ -320,7 +331,7 @@ def _assert_kernel_equals_reference(family, rows, beta, L, nagq):
     assert abs(out["ll"] - ref["ll"]) < 1e-8 * max(1.0, abs(ref["ll"]))
     for key in ("per_cluster", "modes", "beta", "L", "offset"):
         np.testing.assert_allclose(out[key], ref[key], rtol=1e-8, atol=1e-8, err_msg=key)
-    assert abs(out["alpha"] - ref["alpha"]) < 1e-8 * max(1.0, abs(ref["alpha"]))
+    assert abs(out["param"] - ref["param"]) < 1e-8 * max(1.0, abs(ref["param"]))
 
 
 @pytest.mark.parametrize("nagq", [1, 2, 3, 5])
@@ -335,7 +346,7 @@ def test_kernel_equals_numpy_reference(name, q, nagq):
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_kernel_equals_reference_at_extreme_predictors(name):
     family = FAMILIES[name]
-    big = 8.0 if family.name in ("poisson", "negbinomial") else 30.0
+    big = 8.0 if family.name in LOG_SCALE else 30.0
     for shift in (-big, big):
         rows, beta, L = design(family, 2, [1, 3, 10], seed=30)
         _assert_kernel_equals_reference(family, rows.with_offset(rows.offset + shift), beta, L, 3)
@@ -346,19 +357,19 @@ def test_kernel_row_terms_equal_the_family(name):
     """The kernel's per-row log density and derivatives are the family's, over a grid."""
     family = FAMILIES[name]
     rng = np.random.default_rng(40)
-    counts = family.name in ("poisson", "negbinomial")
+    counts = family.name in LOG_SCALE
     eta = np.linspace(-20, 15, 61) if counts else np.linspace(-30, 30, 61)
     binomial = family.name == "binomial"
     n = rng.integers(1, 12, eta.size).astype(float) if binomial else np.ones(eta.size)
-    y = family.draw(rng, np.clip(eta, -20, 5), {"alpha": ALPHA}, n if binomial else None)
+    y = family.draw(rng, np.clip(eta, -20, 5), par(family), n if binomial else None)
     code = Q.family_code(family)
     got = np.array([qk.row_terms(code, yi, ni, ei, ALPHA) for yi, ni, ei in zip(y, n, eta)])
     got[:, 0] += [qk.const_terms(code, yi, ni, ALPHA)[0] for yi, ni in zip(y, n)]
-    want = family.eta_derivatives(y, eta, {"alpha": ALPHA}, n)
+    want = family.eta_derivatives(y, eta, par(family), n)
     for k in range(4):
         np.testing.assert_allclose(got[:, k], want[k], rtol=1e-11, atol=1e-11, err_msg=str(k))
     if family.extra_params:
-        dl, d1, d2 = family.param_derivatives(y, eta, {"alpha": ALPHA})["alpha"]
+        dl, d1, d2 = family.param_derivatives(y, eta, par(family))[Q.family_param(family)]
         c_alpha = np.array([qk.const_terms(code, yi, 1.0, ALPHA)[1] for yi in y])
         np.testing.assert_allclose(got[:, 4] + c_alpha, dl, rtol=1e-11, atol=1e-11)
         np.testing.assert_allclose(got[:, 5], d1, rtol=1e-11, atol=1e-11)
@@ -468,7 +479,7 @@ def test_zero_and_large_effect_sds(name):
     m = Q.marginal_glmm(family, rows)
     out = m.value_and_grad(beta, np.zeros((2, 2)), ALPHA)
     eta = rows.X @ beta + rows.offset
-    fixed = family.eta_derivatives(rows.y, eta, {"alpha": ALPHA}, rows.trials)[0].sum()
+    fixed = family.eta_derivatives(rows.y, eta, par(family), rows.trials)[0].sum()
     assert abs(out["ll"] - fixed) < 1e-10 * max(1.0, abs(fixed))
     assert np.all(np.isfinite(out["L"]))
     for LL in (np.zeros((2, 2)), 20.0 * np.eye(2)):

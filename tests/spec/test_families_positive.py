@@ -151,18 +151,18 @@ def _data(name, seed=0, n_ids=30, n_per=8):
 
 
 @pytest.mark.parametrize("name", ["gamma", "lognormal"])
-def test_quadrature_refuses_and_auto_picks_latent(name):
+def test_auto_picks_quadrature_for_one_intercept(name):
+    """One grouping factor with one effect: ``auto`` integrates it out by quadrature, as for
+    the count families (tests/backend/test_glmm_positive.py tests that backend)."""
     df, _ = _data(name)
-    m = hb.Model("y ~ x + (1 | id)", df, family=name)
-    assert m.backend == "latent"
-    with pytest.raises(ValueError, match=f"no {name} case"):
-        hb.Model("y ~ x + (1 | id)", df, family=name, backend="quadrature")
+    assert hb.Model("y ~ x + (1 | id)", df, family=name).backend == "quadrature"
+    assert hb.Model("y ~ x + (1 | id)", df, family=name, backend="latent").backend == "latent"
 
 
 @pytest.mark.parametrize("name", ["gamma", "lognormal"])
 def test_latent_fit_recovers_predicts_loo_and_saves(name, tmp_path):
     df, truth = _data(name)
-    m = hb.Model("y ~ x + (1 | id)", df, family=name)
+    m = hb.Model("y ~ x + (1 | id)", df, family=name, backend="latent")
     fit = m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False)
     post = fit.idata.posterior
     beta = post["beta"].values.reshape(-1, 2)
@@ -261,4 +261,4 @@ def test_numpy_quadrature_gradient_in_the_family_parameter(name):
     g = quadrature.grad_reference(fam, rows, [0.3, 0.5], [[0.6]], p, nagq=9)
     up = quadrature.loglik_reference(fam, rows, [0.3, 0.5], [[0.6]], p + h, nagq=9)[0].sum()
     down = quadrature.loglik_reference(fam, rows, [0.3, 0.5], [[0.6]], p - h, nagq=9)[0].sum()
-    assert g["alpha"] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)
+    assert g["param"] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)

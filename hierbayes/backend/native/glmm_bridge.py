@@ -15,6 +15,7 @@ from hierbayes import names
 from hierbayes.backend import glmm
 from hierbayes.backend.native import bridge, glmm_kernel, kernel
 from hierbayes.design.build import Design
+from hierbayes.likelihood import quadrature
 from hierbayes.spec.priors import Prior, half_line, lkj_eta, lkj_log_normaliser
 
 
@@ -33,10 +34,11 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
     sd = priors[names.sd(g.name)]
     if not half_line(sd) or bridge.prior_rows(sd, g.q) is None:
         return f"prior of 'sd_{g.name}' is not in the kernel"
-    if "alpha" in design.spec.family.extra_params:
-        a = priors["alpha"]
+    fp = quadrature.family_param(design.spec.family)
+    if fp is not None:
+        a = priors[fp]
         if not half_line(a) or bridge.prior_rows(a, 1) is None:
-            return "prior of 'alpha' is not in the kernel"
+            return f"prior of {fp!r} is not in the kernel"
     cp = priors.get(names.corr(g.name))
     if g.q > 1 and g.correlated and cp is not None and cp.dist != "LKJ":
         return f"prior of 'corr_{g.name}' is not LKJ"
@@ -61,7 +63,7 @@ def _glmm_section(mg, start: int) -> tuple[np.ndarray, list[np.ndarray]]:
     head[glmm_kernel.G_CENTER] = mg.center
     head[glmm_kernel.G_TOL] = mg.tol
     head[glmm_kernel.G_MAXIT] = mg.max_iter
-    head[glmm_kernel.G_ALPHA] = 1.0 if mg.family.name == "negbinomial" else 0.0
+    head[glmm_kernel.G_ALPHA] = 0.0 if quadrature.family_param(mg.family) is None else 1.0
     k = start + glmm_kernel.G_LEN
     for slot, arr in arrays.items():
         head[slot] = k
@@ -72,9 +74,9 @@ def _glmm_section(mg, start: int) -> tuple[np.ndarray, list[np.ndarray]]:
 def _expanded(design: Design):
     g = design.groups[0]
     tdim = names.term_dim(g.name)
-    alpha = "alpha" in design.spec.family.extra_params
-    exp_names = ["beta"] + (["alpha"] if alpha else []) + [names.sd(g.name)]
-    exp_shapes = [(design.p,)] + ([()] if alpha else []) + [(g.q,)]
+    fp = quadrature.family_param(design.spec.family)
+    exp_names = ["beta"] + ([fp] if fp else []) + [names.sd(g.name)]
+    exp_shapes = [(design.p,)] + ([()] if fp else []) + [(g.q,)]
     exp_dims = {"beta": ("coef",), names.sd(g.name): (tdim,)}
     if g.q > 1 and g.correlated:
         exp_names.append(names.corr(g.name))
@@ -95,13 +97,13 @@ def pack(design: Design, priors: dict[str, Prior], slices: dict, mg) -> tuple[np
         xl = slices[names.value_var(names.chol(g.name), "cholesky-cov-packed")][0]
     else:
         xl = slices[names.value_var(names.sd(g.name), "log")][0]
-    alpha = "alpha" in design.spec.family.extra_params
-    xr = slices[names.value_var("alpha", "log")][0] if alpha else 0
+    fp = quadrature.family_param(design.spec.family)
+    xr = slices[names.value_var(fp, "log")][0] if fp else 0
     sections = {
         kernel.O_BPRI: (np.concatenate([bridge.prior_rows(priors[n], 1) for n in coef])
                         if p else np.zeros((0, kernel.PRIOR_WIDTH))),
         kernel.O_BIDX: np.asarray(bridge.coefficient_slots(slices, coef), float),
-        kernel.O_SIGPRI: bridge.prior_rows(priors["alpha"], 1) if alpha else np.zeros((1, kernel.PRIOR_WIDTH)),
+        kernel.O_SIGPRI: bridge.prior_rows(priors[fp], 1) if fp else np.zeros((1, kernel.PRIOR_WIDTH)),
         kernel.O_SDPRI: bridge.prior_rows(priors[names.sd(g.name)], q)[order],
         kernel.O_ORDER: np.asarray(order, float),
     }

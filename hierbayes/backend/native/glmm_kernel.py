@@ -3,7 +3,8 @@
 The same contract as :mod:`hierbayes.backend.native.kernel`: nutpie calls a C function
 pointer with the sampled vector and one float64 buffer; the parameters are unpacked as PyMC
 does (``beta`` untransformed, the sds on the log scale or the LKJ Cholesky factor packed with
-a log diagonal, the negative binomial's ``alpha`` on the log scale), with their priors and
+a log diagonal, the family's one parameter on the log scale: the negative binomial's
+``alpha``, the Gamma's ``shape``, the lognormal's ``sigma``), with their priors and
 log-Jacobians in forward-mode dual numbers, and the marginal log-likelihood and its gradient
 come from :func:`hierbayes.likelihood.quadrature_kernel.value_and_grad`, chained through the
 dual numbers. The buffer has the Gaussian kernel's header (so its prior, LKJ and

@@ -9,10 +9,11 @@ mean of ``log y`` (identity link on the log scale) and the response-scale mean i
 ``exp(eta + sigma^2 / 2)``; ``sigma`` has the Gaussian family's rule on ``log y``,
 HalfStudentT(3, 2.5 sd(log y)).
 
-Neither has a marginal backend: the quadrature kernel is numba code per family and has no
-case for them, and the collapsed Gaussian backend reads the response from the design as it
-is (a lognormal model would need ``log y`` there and ``-sum log y`` added to every
-log-likelihood it reports). Both fit on the latent backend.
+With one grouping factor (1 to 3 effects) both fit on the quadrature backend
+(:mod:`hierbayes.backend.glmm`; the kernel's cases in
+:mod:`hierbayes.likelihood.quadrature_kernel`), which ``backend="auto"`` chooses as for the
+other GLMM families; otherwise on the latent backend. (The collapsed Gaussian backend reads
+the response from the design as it is: a lognormal model would need ``log y`` there.)
 """
 
 from __future__ import annotations

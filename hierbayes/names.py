@@ -45,6 +45,7 @@ AR_COEF = "ar"
 MA_COEF = "ma"
 AR_LAG_DIM = "ar_lag"
 MA_LAG_DIM = "ma_lag"
+ARMA_VARS = (ARMA_AR_PACF, ARMA_MA_PACF, AR_COEF, MA_COEF)
 #: the scalar model parameters that are not per group (family parameters and AR)
 SCALARS = ("sigma", "nu", "alpha", "shape", "zi", "hu", "phi", "sd_ar")
 #: the cut-points of an ordinal (cumulative) family and their dim, labelled ``"1|2"``
@@ -349,7 +350,8 @@ def is_hyperparameter(name: str) -> bool:
     if name.endswith("__"):
         return False
     return (name == FIXED or name in SCALARS or name == CUTPOINTS or is_group_sd(name)
-            or is_group_corr(name) or is_dpar_coef(name) or name == SIGMA_OCC)
+            or is_group_corr(name) or is_dpar_coef(name) or name == SIGMA_OCC
+            or name in ARMA_VARS)
 
 
 def is_reported(name: str) -> bool:

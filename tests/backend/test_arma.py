@@ -177,3 +177,17 @@ def test_sbc_arma11_calibrated():
     assert "ar[1] (ARMA coefficient)" in res.ranks.columns
     test = res.uniformity(bins=5)
     assert (test["p_value"] > 0.001).all(), test
+
+
+def test_sbc_mechanics():
+    from concurrent.futures import ThreadPoolExecutor
+
+    df = _layout(15, T=6, seed=3)
+    df["y"] = np.random.default_rng(1).normal(size=len(df))
+    model = hb.Model("y ~ x", df, correlation=A, priors={"sigma": hb.Prior("HalfNormal", sigma=1.0)})
+    with ThreadPoolExecutor(1) as ex:
+        res = hb.sbc(model, 2, executor=ex, seed=3, n_ranks=49, draws=100, tune=150)
+    assert res.fits.error.isna().all(), res.fits.error.tolist()
+    for c in ("ar[1] (ARMA coefficient)", "ma[1] (ARMA coefficient)"):
+        assert c in res.ranks.columns
+        assert (res.truth[c].abs() < 1).all()

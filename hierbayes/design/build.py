@@ -354,7 +354,8 @@ def correlation_times(frame: pd.DataFrame, corr, where: str = "") -> np.ndarray:
     time = t.to_numpy(dtype=float)
     if corr.integer_times and np.any(time != np.round(time)):
         raise ValueError(
-            f"time column {corr.time!r} has non-integer values{where}, which {type(corr).__name__} cannot use; "
+            f"time column {corr.time!r} has non-integer values{where}, which "
+            f"{type(corr).__name__} cannot use; "
             "use hb.CAR1 for real-valued, irregular times."
         )
     return time
@@ -623,9 +624,9 @@ class _Clusters:
 
 
 def _check_structure(spec: ModelSpec, factors: list, dpars: dict) -> None:
-    """Refuse what a compound-symmetry or unstructured correlation cannot take: a
-    non-Gaussian family, a random intercept on the same group (not identified), a sigma
-    formula next to an sd per occasion."""
+    """Refuse what a dense correlation (compound symmetry, unstructured, ARMA) cannot take:
+    a non-Gaussian family, a random intercept on the same group where it is not identified
+    (``aliases_intercept``: not for ARMA), a sigma formula next to an sd per occasion."""
     corr = spec.correlation
     if corr is None or not corr.dense:
         return

@@ -57,6 +57,10 @@ def test_spec_checks_and_backend_choice(data):
         hb.Model("k ~ x", d, correlation=A, family="bernoulli")
     with pytest.raises(ValueError, match="non-integer"):
         hb.Model("y ~ x", data.assign(time=data.time + 0.5), correlation=A)
+    from hierbayes.spec.correlation import PhiSignWarning
+
+    with pytest.warns(PhiSignWarning, match="multiple of 2"):
+        hb.Model("y ~ x", data.assign(time=2 * data.time), correlation=A)
     assert m.priors["arma_ar_pacf"] == hb.Prior("Uniform", lower=-1.0, upper=1.0)
     assert m.priors["arma_ma_pacf"] == hb.Prior("Uniform", lower=-1.0, upper=1.0)
 

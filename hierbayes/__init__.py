@@ -18,7 +18,7 @@ _warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", 
 
 from hierbayes import datasets  # noqa: E402
 from hierbayes.spec import families
-from hierbayes.spec.correlation import AR1, CAR1, CompSymm, Unstructured
+from hierbayes.spec.correlation import AR1, ARMA, CAR1, CompSymm, Unstructured
 from hierbayes.fit import Fit, load
 from hierbayes.sampling.cache import clear_cache
 from hierbayes import sampling
@@ -31,5 +31,5 @@ from hierbayes.studies.sweep import plot_prior_sweep, prior_sweep
 
 from hierbayes.version import __version__
 
-__all__ = ["AR1", "CAR1", "CompSymm", "Unstructured", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]
+__all__ = ["AR1", "ARMA", "CAR1", "CompSymm", "Unstructured", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]
 __all__ += ["prior_sweep", "plot_prior_sweep", "sbc", "clear_cache"]

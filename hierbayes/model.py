@@ -38,12 +38,15 @@ class Model:
         an R factor's first level), else the alphabetically first value; or name it,
         ``C(dose, Treatment('placebo'))``; ``C(dose, Sum)`` for sum-to-zero contrasts.
     data : pandas.DataFrame
-    correlation : hb.AR1, hb.CAR1, hb.CompSymm or hb.Unstructured, optional
+    correlation : hb.AR1, hb.CAR1, hb.CompSymm, hb.Unstructured or hb.ARMA, optional
         Residual correlation within clusters. ``hb.CompSymm(group)`` (exchangeable, ``rho``
         in the ``phi`` slot) and ``hb.Unstructured(time, group)`` (a K x K correlation
         ``corr_resid`` over the occasions, LKJ(2) prior) are Gaussian-only and refuse a
         random intercept on their group (not identified); compound symmetry with random
         slopes on its group is integrated out by the marginal backend, the rest is latent.
+        ``hb.ARMA(time, group, p, q)`` (Gaussian, latent backend; partial autocorrelations
+        ``arma_ar_pacf`` / ``arma_ma_pacf``, coefficients ``ar`` / ``ma``) takes random
+        effects on its group, an intercept too.
     family : str or family object, default "gaussian"
         ``"gaussian"``, ``"student"``, ``"bernoulli"``, ``"binomial"`` (response
         ``k | trials(n)``), ``"poisson"``, ``"negbinomial"``, ``"gamma"``, ``"lognormal"``

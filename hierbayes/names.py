@@ -37,6 +37,15 @@ RESID_CORR = "corr_resid"
 OCCASION_DIM = "occasion"
 #: the residual sd of each occasion of hb.Unstructured(sd_by_occasion=True) (dims occasion)
 SIGMA_OCC = "sigma_occasion"
+#: hb.ARMA(p, q): the sampled partial autocorrelations (dims ar_lag / ma_lag, 1..p / 1..q)
+#: and the implied coefficients (deterministics, the same dims)
+ARMA_AR_PACF = "arma_ar_pacf"
+ARMA_MA_PACF = "arma_ma_pacf"
+AR_COEF = "ar"
+MA_COEF = "ma"
+AR_LAG_DIM = "ar_lag"
+MA_LAG_DIM = "ma_lag"
+ARMA_VARS = (ARMA_AR_PACF, ARMA_MA_PACF, AR_COEF, MA_COEF)
 #: the scalar model parameters that are not per group (family parameters and AR)
 SCALARS = ("sigma", "nu", "alpha", "shape", "zi", "hu", "phi", "sd_ar")
 #: the cut-points of an ordinal (cumulative) family and their dim, labelled ``"1|2"``
@@ -270,6 +279,11 @@ def hyperparameters(design) -> list[Hyperparameter]:
             out.append(Hyperparameter(label(n), n, {}, "residual"))
     kind = getattr(getattr(design, "correlation", None), "kind", None)
     out += [Hyperparameter(label(n, kind), n, {}, "correlation") for n in (PHI, SD_AR)]
+    if kind == "arma":  # hb.ARMA: the coefficients ar[k], ma[k]
+        corr = design.correlation
+        out += [Hyperparameter(f"{v}[{k}] (ARMA coefficient)", v, {dim: k}, "correlation")
+                for v, dim, n in ((AR_COEF, AR_LAG_DIM, corr.p), (MA_COEF, MA_LAG_DIM, corr.q))
+                for k in range(1, n + 1)]
     occ = list(getattr(design, "occasions", ()) or ())
     out += [Hyperparameter(f"sigma at {o} (residual sd)", SIGMA_OCC, {OCCASION_DIM: o}, "residual")
             for o in occ]
@@ -336,7 +350,8 @@ def is_hyperparameter(name: str) -> bool:
     if name.endswith("__"):
         return False
     return (name == FIXED or name in SCALARS or name == CUTPOINTS or is_group_sd(name)
-            or is_group_corr(name) or is_dpar_coef(name) or name == SIGMA_OCC)
+            or is_group_corr(name) or is_dpar_coef(name) or name == SIGMA_OCC
+            or name in ARMA_VARS)
 
 
 def is_reported(name: str) -> bool:

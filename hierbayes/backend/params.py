@@ -29,6 +29,10 @@ def coords_for(design: Design) -> dict[str, list]:
     if design.occasions:
         coords[names.OCCASION_DIM] = list(design.occasions)
         coords[names.bis(names.OCCASION_DIM)] = list(design.occasions)
+    corr = design.correlation
+    if corr is not None and corr.kind == "arma":
+        coords.update({names.AR_LAG_DIM: list(range(1, corr.p + 1)),
+                       names.MA_LAG_DIM: list(range(1, corr.q + 1))})
     return coords
 
 
@@ -168,7 +172,43 @@ def ar_phi(design: Design, priors: dict[str, Prior]):
         return None
     if design.correlation.kind == "unstructured":
         return residual_correlation(design, priors)
+    if design.correlation.kind == "arma":
+        return arma_parameters(design, priors)
     return make_rv("phi", priors["phi"])
+
+
+def _check_pacf_prior(name: str, prior: Prior) -> None:
+    """A partial autocorrelation's prior lives on (-1, 1): a Uniform within it."""
+    lo, hi = prior.params.get("lower"), prior.params.get("upper")
+    ok = (prior.dist == "Uniform" and isinstance(lo, (int, float)) and isinstance(hi, (int, float))
+          and -1.0 <= lo < hi <= 1.0)
+    if not ok:
+        raise ValueError(f"{name} (partial autocorrelations of hb.ARMA, in (-1, 1)) takes an "
+                         f"hb.Prior('Uniform', lower=..., upper=...) within (-1, 1), got {prior!r}.")
+
+
+def arma_parameters(design: Design, priors: dict[str, Prior]):
+    """hb.ARMA(p, q): the partial autocorrelations ``arma_ar_pacf`` (dims ``ar_lag``) and
+    ``arma_ma_pacf`` (dims ``ma_lag``) with their priors (default Uniform(-1, 1)), the
+    coefficients ``ar``, ``ma`` as deterministics, and the packed parameter vector
+    (:mod:`hierbayes.likelihood.arma`) the likelihood takes."""
+    from hierbayes.likelihood import arma
+
+    corr = design.correlation
+    parts, lists = [], {}
+    for name, dim, k in ((names.ARMA_AR_PACF, names.AR_LAG_DIM, corr.p),
+                         (names.ARMA_MA_PACF, names.MA_LAG_DIM, corr.q)):
+        if k:
+            _check_pacf_prior(name, priors[name])
+        kap = make_rv(name, priors[name], dims=dim) if k else pt.zeros(0)
+        lists[name] = [kap[i] for i in range(k)]
+        parts += [kap, pt.zeros(arma.MAX_ORDER - k)]
+    ar, ma = arma.coefficients(lists[names.ARMA_AR_PACF], lists[names.ARMA_MA_PACF])
+    if corr.p:
+        pm.Deterministic(names.AR_COEF, pt.stack(ar), dims=names.AR_LAG_DIM)
+    if corr.q:
+        pm.Deterministic(names.MA_COEF, pt.stack(ma), dims=names.MA_LAG_DIM)
+    return pt.concatenate(parts)
 
 
 def residual_correlation(design: Design, priors: dict[str, Prior]):

@@ -50,6 +50,7 @@ def draw_hyperparameters(
     """
     model = prior_model(design, priors)
     var_names = ["beta", *design.spec.family.extra_params, "sd_ar", "phi", names.RESID_CORR, names.SIGMA_OCC,
+                 names.ARMA_AR_PACF, names.ARMA_MA_PACF, names.AR_COEF, names.MA_COEF,
                  *[names.dpar_coef(k) for k in design.dpars]]
     for g in design.groups:
         var_names.append(names.sd(g.name))

@@ -168,11 +168,17 @@ def _latent(design: Design, post, chunk: int = 256) -> np.ndarray:
 
 def correlation_draws(design: Design, post) -> np.ndarray | None:
     """Draws of the residual correlation's parameter, flattened over (chain, draw):
-    ``phi`` (D,) (compound symmetry's ``rho``), or ``corr_resid`` (D, K, K) of an
-    unstructured correlation; None without one."""
+    ``phi`` (D,) (compound symmetry's ``rho``), ``corr_resid`` (D, K, K) of an
+    unstructured correlation, the packed partial autocorrelations (D, 6) of an ARMA one
+    (:mod:`hierbayes.likelihood.arma`); None without one."""
     if design.correlation is None:
         return None
-    return _flat(post, names.RESID_CORR if design.correlation.kind == "unstructured" else names.PHI)
+    corr = design.correlation
+    if corr.kind == "arma":  # the packed partial autocorrelations (D, 6)
+        from hierbayes.likelihood import arma
+
+        return arma.theta_draws(lambda n, _dim: _flat(post, n), corr.p, corr.q)
+    return _flat(post, names.RESID_CORR if corr.kind == "unstructured" else names.PHI)
 
 
 def _latent_dense(design: Design, post, sigma: np.ndarray, rowwise: bool, chunk: int) -> np.ndarray:

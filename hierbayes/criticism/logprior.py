@@ -145,6 +145,9 @@ def log_prior(idata, design: Design, priors: dict[str, Prior]) -> xr.Dataset:
     if names.SIGMA_OCC in post:  # hb.Unstructured(sd_by_occasion=True): sigma's prior each
         so = post[names.SIGMA_OCC]
         out[names.SIGMA_OCC] = _like(so, prior_logpdf(priors["sigma"], so.values, names.SIGMA_OCC))
+    for key in (names.ARMA_AR_PACF, names.ARMA_MA_PACF):  # hb.ARMA: a prior on each pacf
+        if key in post:
+            out[key] = _like(post[key], prior_logpdf(priors[key], post[key].values, key))
     if names.RESID_CORR in post:  # hb.Unstructured: LKJ on the residual correlation matrix
         odim = names.OCCASION_DIM
         corr = post[names.RESID_CORR].transpose("chain", "draw", odim, names.bis(odim))

@@ -354,7 +354,8 @@ def correlation_times(frame: pd.DataFrame, corr, where: str = "") -> np.ndarray:
     time = t.to_numpy(dtype=float)
     if corr.integer_times and np.any(time != np.round(time)):
         raise ValueError(
-            f"time column {corr.time!r} has non-integer values{where}, which AR1 cannot use; "
+            f"time column {corr.time!r} has non-integer values{where}, which "
+            f"{type(corr).__name__} cannot use; "
             "use hb.CAR1 for real-valued, irregular times."
         )
     return time
@@ -623,9 +624,9 @@ class _Clusters:
 
 
 def _check_structure(spec: ModelSpec, factors: list, dpars: dict) -> None:
-    """Refuse what a compound-symmetry or unstructured correlation cannot take: a
-    non-Gaussian family, a random intercept on the same group (not identified), a sigma
-    formula next to an sd per occasion."""
+    """Refuse what a dense correlation (compound symmetry, unstructured, ARMA) cannot take:
+    a non-Gaussian family, a random intercept on the same group where it is not identified
+    (``aliases_intercept``: not for ARMA), a sigma formula next to an sd per occasion."""
     corr = spec.correlation
     if corr is None or not corr.dense:
         return
@@ -636,7 +637,7 @@ def _check_structure(spec: ModelSpec, factors: list, dpars: dict) -> None:
             f"family has no residuals to correlate: use a random intercept (1 | {corr.group}) "
             "for exchangeable within-cluster dependence, or family='gaussian'."
         )
-    for f in factors:
+    for f in factors if getattr(corr, "aliases_intercept", True) else ():
         if f.name == corr.group and "Intercept" in f.terms:
             raise ValueError(
                 f"hb.{name}(group={corr.group!r}) with a random intercept on {corr.group!r} is not "
@@ -660,7 +661,7 @@ def correlation_keys(frame: pd.DataFrame, corr, cluster: np.ndarray, occasions: 
     if corr.kind == "compsymm":
         pos = pd.Series(cluster).groupby(cluster, sort=False).cumcount().to_numpy(float)
         return pos, ()
-    if corr.kind != "unstructured":
+    if corr.kind != "unstructured":  # AR1, CAR1, ARMA
         return correlation_times(frame, corr, where), ()
     if not occasions:
         codes, occasions = _factor_codes(frame, (corr.time,))

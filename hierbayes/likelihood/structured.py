@@ -1,4 +1,4 @@
-"""Dense within-cluster residual correlations: compound symmetry and unstructured.
+"""Dense within-cluster residual correlations: compound symmetry, unstructured and ARMA.
 
 A cluster's residuals ``e = D u`` (``D`` the diagonal of residual sds) have ``u ~ N(0, R)``:
 
@@ -9,6 +9,9 @@ A cluster's residuals ``e = D u`` (``D`` the diagonal of residual sds) have ``u 
 - unstructured (``hb.Unstructured``): ``R = C[o, o]``, the sub-matrix of the K x K
   correlation matrix ``C`` at the cluster's observed occasions ``o``. Clusters that share
   their occasions (a *pattern*; balanced data: one) share one Cholesky factor.
+- ARMA(p, q) (``hb.ARMA``): ``R[i, j] = acf(|t_i - t_j|)``, the exact ARMA autocorrelation
+  (:mod:`hierbayes.likelihood.arma`); clusters whose times are the same from their first
+  share one Cholesky factor.
 
 Every function taking ``xp`` runs on numpy or pytensor.tensor arrays alike; the residuals
 come on the padded (cluster x slot) layout of :class:`hierbayes.design.build.ClusterLayout`
@@ -27,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from hierbayes.likelihood import arma
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -104,6 +109,14 @@ def unstructured_logpdf(xp, u, pats: list[Pattern], corr, n_clusters: int, total
     """``log N(u_c; 0, C[o_c, o_c])`` per cluster: (C,) from padded ``u`` (C, T), the
     layout's occasion patterns and the K x K correlation matrix ``corr``; their sum with
     ``total=True`` (what the sampler needs: no scatter into a per-cluster vector).
+    :func:`pattern_logpdf` with the entries of ``corr``."""
+    return pattern_logpdf(xp, u, pats, lambda a, b: corr[a, b], n_clusters, total)
+
+
+def pattern_logpdf(xp, u, pats: list[Pattern], entry, n_clusters: int, total: bool = False):
+    """``log N(u_c; 0, R_c)`` per cluster (or their sum, ``total=True``), ``R_c[i, j] =
+    entry(o_i, o_j)`` for the keys ``o`` of the cluster's pattern (occasion codes of an
+    unstructured correlation, times from the cluster's first of an ARMA one).
 
     Per pattern one n x n Cholesky factor ``L``, unrolled into scalar operations
     (:mod:`hierbayes.likelihood.smallmat`, n <= 10), and one forward substitution
@@ -115,7 +128,7 @@ def unstructured_logpdf(xp, u, pats: list[Pattern], corr, n_clusters: int, total
     for p in pats:
         o = [int(k) for k in p.occasions]
         n = len(o)
-        L = smallmat.cholesky([[corr[o[i], o[j]] if j <= i else None for j in range(n)]
+        L = smallmat.cholesky([[entry(o[i], o[j]) if j <= i else None for j in range(n)]
                                for i in range(n)], xp.sqrt)
         every = p.clusters.size == n_clusters  # balanced data: one pattern, no gather
         U = u if every else u[p.clusters]
@@ -143,16 +156,46 @@ def cluster_logpdf(xp, kind: str, u, layout_arrays: dict, theta, total: bool = F
     if kind == "unstructured":
         return unstructured_logpdf(xp, u, layout_arrays["patterns"], theta,
                                    layout_arrays["n_clusters"], total)
+    if kind == "arma":
+        ar, ma = arma_pacfs(theta, layout_arrays["order"])
+        r = arma.acf(ar, ma, layout_arrays["max_lag"])
+        return pattern_logpdf(xp, u, layout_arrays["patterns"], lambda a, b: r[abs(a - b)],
+                              layout_arrays["n_clusters"], total)
     raise ValueError(f"no dense residual structure {kind!r}")
+
+
+def arma_pacfs(theta, order: tuple[int, int]) -> tuple[list, list]:
+    """The AR and MA partial autocorrelations of packed ``theta`` (last axis
+    :data:`hierbayes.likelihood.arma.WIDTH`, numpy or PyTensor) for ARMA(p, q)."""
+    p, q = order
+    return ([theta[..., k] for k in range(p)],
+            [theta[..., arma.MAX_ORDER + k] for k in range(q)])
+
+
+def pattern_keys(kind: str, layout, time: np.ndarray) -> np.ndarray:
+    """The per-row keys clusters are grouped into patterns by: the occasion code
+    (unstructured), the time since the cluster's first row (ARMA: stationary, so only
+    the lags matter)."""
+    t = np.asarray(time, dtype=np.int64)
+    if kind != "arma":
+        return t
+    first = t[np.where(layout.sizes > 0, layout.pos[:, 0], 0)]
+    cl = np.zeros(t.size, dtype=np.int64)
+    cl[layout.pos[layout.mask]] = np.nonzero(layout.mask)[0]
+    return t - first[cl]
 
 
 def layout_arrays(design) -> dict:
     """What :func:`cluster_logpdf` needs of a design: cluster sizes (float) and, for the
-    unstructured correlation, the occasion patterns."""
+    unstructured and ARMA correlations, the patterns (ARMA: its order and largest lag)."""
     lay = design.layout
+    kind = design.correlation.kind
     out = {"sizes": lay.sizes.astype(float), "n_clusters": int(lay.n_clusters)}
-    if design.correlation.kind == "unstructured":
-        out["patterns"] = patterns(lay, design.time.astype(np.int64))
+    if kind in ("unstructured", "arma"):
+        out["patterns"] = patterns(lay, pattern_keys(kind, lay, design.time))
+    if kind == "arma":
+        out["order"] = (design.correlation.p, design.correlation.q)
+        out["max_lag"] = max([int(p.occasions[-1]) for p in out["patterns"]] + [0])
     return out
 
 
@@ -162,7 +205,9 @@ def correlation_matrix(kind: str, t1: np.ndarray, t2: np.ndarray, theta: np.ndar
 
     Keys: times for ``"ar1"``/``"car1"`` (``theta = phi``, :mod:`~hierbayes.likelihood.arprocess`);
     distinct row keys for ``"compsymm"`` (``theta = rho`` (D,): 1 for equal keys, ``rho``
-    otherwise); occasion codes for ``"unstructured"`` (``theta`` (D, K, K)).
+    otherwise); occasion codes for ``"unstructured"`` (``theta`` (D, K, K)); integer
+    times for ``"arma"`` (``theta`` (D, 6) packed partial autocorrelations: the ACF at
+    the lag).
 
     Examples
     --------
@@ -179,13 +224,18 @@ def correlation_matrix(kind: str, t1: np.ndarray, t2: np.ndarray, theta: np.ndar
     if kind == "unstructured":
         i1, i2 = np.asarray(t1, np.int64), np.asarray(t2, np.int64)
         return np.asarray(theta)[:, i1][:, :, i2]
+    if kind == "arma":
+        lag = np.rint(np.abs(np.asarray(t1, float)[:, None] - np.asarray(t2, float)[None, :]))
+        lag = lag.astype(np.int64)
+        r = arma.acf_packed(theta, int(lag.max()) if lag.size else 0)
+        return r[:, lag]
     raise ValueError(f"no residual structure {kind!r}")
 
 
 def draw_padded(rng, kind: str, layout, theta: np.ndarray, occasion=None) -> np.ndarray:
     """Unit-variance correlated residuals on the padded layout for D draws of ``theta``:
     (D, C, T), zeros on padding. ``occasion``: the occasion code per design row
-    (unstructured)."""
+    (unstructured), the integer time (ARMA)."""
     D = np.asarray(theta).shape[0]
     C, T = layout.pos.shape
     out = np.zeros((D, C, T))
@@ -199,10 +249,10 @@ def draw_padded(rng, kind: str, layout, theta: np.ndarray, occasion=None) -> np.
             z = rng.standard_normal((D, cl.size, n))
             out[:, cl, :n] = np.einsum("dij,dmj->dmi", L, z)
         return out
-    if kind == "unstructured":
-        for p in patterns(layout, np.asarray(occasion, np.int64)):
+    if kind in ("unstructured", "arma"):
+        for p in patterns(layout, pattern_keys(kind, layout, occasion)):
             n = p.occasions.size
-            R = correlation_matrix("unstructured", p.occasions, p.occasions, theta)
+            R = correlation_matrix(kind, p.occasions, p.occasions, theta)
             L = np.linalg.cholesky(R)
             z = rng.standard_normal((D, p.clusters.size, n))
             out[:, p.clusters, :n] = np.einsum("dij,dmj->dmi", L, z)

@@ -102,9 +102,15 @@ def thin(posterior, n_draws: int | None):
 
 
 def _correlation_parameter(post, design: Design, draws):
-    """``phi`` (D,), or ``corr_resid`` (D, K, K) of an unstructured correlation; None."""
+    """``phi`` (D,), ``corr_resid`` (D, K, K) of an unstructured correlation, the packed
+    partial autocorrelations (D, 6) of an ARMA one; None."""
     if names.RESID_CORR in post:
         return draws(names.RESID_CORR, names.OCCASION_DIM, names.bis(names.OCCASION_DIM))
+    corr = design.correlation
+    if corr is not None and corr.kind == "arma":  # packed partial autocorrelations (D, 6)
+        from hierbayes.likelihood import arma
+
+        return arma.theta_draws(draws, corr.p, corr.q)
     return draws("phi") if "phi" in post else None
 
 

@@ -48,7 +48,9 @@ def _needed(d, spec: ModelSpec) -> set[str]:
     if d.sd_by_occasion:  # hb.Unstructured(sd_by_occasion=True): an sd per occasion
         extra = (extra - {"sigma"}) | {names.SIGMA_OCC}
     needed = {"beta", *extra} | {names.sd(g.name) for g in d.groups}
-    if d.correlation is not None:
+    if d.correlation is not None and d.correlation.kind == "arma":  # the coefficients
+        needed |= {v for v, k in ((names.AR_COEF, d.correlation.p), (names.MA_COEF, d.correlation.q)) if k}
+    elif d.correlation is not None:
         needed.add(names.RESID_CORR if d.correlation.kind == "unstructured" else names.PHI)
         if not fam.collapsible:  # the latent AR process on the linear-predictor scale
             needed.add(names.SD_AR)
@@ -106,6 +108,8 @@ def _check_params(params: dict, d, spec: ModelSpec) -> None:
                 f"{names.RESID_CORR} must be a {K} x {K} positive definite correlation matrix over "
                 f"the occasions {list(d.occasions)} (symmetric, unit diagonal)."
             )
+    elif d.correlation is not None and d.correlation.kind == "arma":
+        _arma_theta(params, d)  # stationary and invertible, else an error naming them
     elif d.correlation is not None:
         lo, hi = d.phi_bounds
         phi = float(params["phi"])
@@ -152,10 +156,12 @@ def simulate(
         array in the formula's column order) instead of ``sigma``: row ``i`` gets the sd
         ``exp(x_i' beta_sigma)``, and with a correlation ``e_i = sigma_i u_i``, ``u`` the
         unit-variance AR process.
-    correlation : hb.AR1, hb.CAR1, hb.CompSymm or hb.Unstructured, optional
+    correlation : hb.AR1, hb.CAR1, hb.CompSymm, hb.Unstructured or hb.ARMA, optional
         With a formula; a spec or model brings its own. ``params`` then holds ``phi``
-        (``rho`` for compound symmetry, either name) or ``corr_resid`` (the K x K
-        correlation matrix over the occasions, in sorted order, of hb.Unstructured).
+        (``rho`` for compound symmetry, either name), ``corr_resid`` (the K x K
+        correlation matrix over the occasions, in sorted order, of hb.Unstructured), or
+        the coefficients ``ar`` (p values) and ``ma`` (q values) of hb.ARMA(p, q)
+        (``x_t = sum ar_i x_(t-i) + e_t + sum ma_j e_(t-j)``; stationary and invertible).
     family : str or family object, optional
         With a formula (default ``"gaussian"``), as ``hb.Model`` takes it; a spec or model
         brings its own.
@@ -267,6 +273,16 @@ def _residuals(d, sd: float | None, params: dict, rng: np.random.Generator) -> n
     return _process(d, rng.standard_normal(d.n) * sd, params)
 
 
+def _arma_theta(params: dict, d) -> np.ndarray:
+    """hb.ARMA: the packed partial autocorrelations (1, 6) of the coefficients ``params["ar"]``
+    (p values) and ``params["ma"]`` (q values), checked stationary and invertible."""
+    from hierbayes.likelihood import arma
+
+    c = d.correlation
+    ar, ma = arma.pacf_of(params.get(names.AR_COEF), params.get(names.MA_COEF), c.p, c.q)
+    return arma.pack(ar[None] if c.p else None, ma[None] if c.q else None)
+
+
 def _occasion_sds(params: dict, d) -> np.ndarray:
     """``params["sigma_occasion"]``: K positive sds, one per occasion in sorted order."""
     sd = np.atleast_1d(np.asarray(params[names.SIGMA_OCC], dtype=float))
@@ -281,9 +297,12 @@ def _process(d, eps: np.ndarray, params: dict) -> np.ndarray:
     if d.correlation is None:
         return eps
     lay = d.layout
-    if d.correlation.dense:  # compound symmetry / unstructured: a Cholesky draw per cluster
+    if d.correlation.kind == "arma":  # a Cholesky draw per time pattern
+        theta = _arma_theta(params, d)
+    elif d.correlation.dense:  # compound symmetry / unstructured: a Cholesky draw per cluster
         theta = np.asarray(params[names.RESID_CORR if d.correlation.kind == "unstructured"
                                   else names.PHI], dtype=float)[None]
+    if d.correlation.dense:
         u = structured.draw_padded(_NormalsFrom(eps), d.correlation.kind, lay, theta, d.time)[0]
         out = np.zeros(d.n)
         out[lay.pos[lay.mask]] = u[lay.mask]

@@ -1,5 +1,5 @@
 """Residual correlation structures within clusters: AR(1), continuous-time AR(1),
-compound symmetry and unstructured.
+compound symmetry, unstructured and ARMA(p, q).
 
 These are plain, immutable specifications; the whitening maths of AR(1)/CAR(1) lives in
 :mod:`hierbayes.likelihood.arprocess`, the dense-structure densities (compound symmetry,
@@ -271,15 +271,92 @@ class Unstructured:
                 "sd_by_occasion": bool(self.sd_by_occasion)}
 
 
-Correlation = AR1 | CAR1 | CompSymm | Unstructured
+@dataclass(frozen=True)
+class ARMA:
+    """Stationary ARMA(p, q) residual correlation in an integer time index, within clusters.
+
+    Two residuals of one cluster at times ``s`` and ``t`` have correlation ``acf(|t - s|)``,
+    the autocorrelation function of ``x_t = sum_i ar_i x_(t-i) + e_t + sum_j ma_j e_(t-j)``
+    (``nlme::corARMA(form = ~ time | id, p, q)``, brms ``arma(time, id, p, q)``): gaps in
+    time are the lags between the times, as nlme takes a time covariate. ``p, q`` in 0..3,
+    ``p + q >= 1``; ARMA(1, 0) is :class:`AR1`.
+
+    The sampled parameters are the partial autocorrelations ``arma_ar_pacf`` (dims
+    ``ar_lag``) and ``arma_ma_pacf`` (dims ``ma_lag``) in (-1, 1), Uniform(-1, 1) priors
+    (stationary and invertible by construction, as nlme's internal parameters); the
+    coefficients ``ar`` and ``ma`` are deterministics (:mod:`hierbayes.likelihood.arma`).
+    Fitted by the latent backend, Gaussian family; random effects next to it (a random
+    intercept too) stay latent.
+
+    Parameters
+    ----------
+    time : str
+        Column holding the integer time index.
+    group : str
+        Column holding the cluster identifier.
+    p, q : int
+        The AR and MA orders.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> hb.ARMA(time="week", group="id", p=1, q=1).describe()
+    'ARMA(1, 1) in week within id'
+    """
+
+    time: str
+    group: str
+    p: int = 1
+    q: int = 1
+
+    kind = "arma"
+    integer_times = True
+    dense = True
+    phi_bounds = None
+    #: a random intercept next to it is identified (nlme allows it)
+    aliases_intercept = False
+
+    def __post_init__(self):
+        for k in ("p", "q"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 3:
+                raise ValueError(f"hb.ARMA: {k} must be a whole number in 0..3, got {v!r}.")
+        if self.p + self.q < 1:
+            raise ValueError("hb.ARMA: p + q must be at least 1 (ARMA(0, 0) is no correlation: "
+                             "drop correlation=).")
+        object.__setattr__(self, "p", int(self.p))
+        object.__setattr__(self, "q", int(self.q))
+
+    def describe(self) -> str:
+        return f"ARMA({self.p}, {self.q}) in {self.time} within {self.group}"
+
+    def sign_alias(self, spacing: int | None) -> str | None:
+        """Why the data do not identify the coefficients, or None: with every gap a
+        multiple of ``spacing > 1`` only the correlations at those lags enter."""
+        if spacing is None or spacing == 1:
+            return None
+        return (
+            f"every gap in {self.time!r} is a multiple of {spacing}: only the correlations at "
+            f"lags {spacing}, {2 * spacing}, ... enter the likelihood, so the ARMA coefficients "
+            f"at unit lag are not identified; use {self.time} in units of the spacing "
+            f"({self.time} / {spacing})"
+        )
+
+    def to_dict(self) -> dict:
+        """The model-file table (:func:`from_dict` reads it back)."""
+        return {"type": self.kind, "time": self.time, "group": self.group, "p": self.p,
+                "q": self.q}
+
+
+Correlation = AR1 | CAR1 | CompSymm | Unstructured | ARMA
 #: the classes ``correlation=`` takes
-CLASSES = (AR1, CAR1, CompSymm, Unstructured)
+CLASSES = (AR1, CAR1, CompSymm, Unstructured, ARMA)
 
 
 def from_dict(d: dict | None, where: str = "the correlation table") -> Correlation | None:
     """Build a correlation from a model-file table such as ``{type="ar1", time=..., group=...}``,
-    ``{type="compsymm", group=...}`` or ``{type="unstructured", time=..., group=...,
-    sd_by_occasion=false}``; an unknown key is an error naming it (``where`` says where it
+    ``{type="compsymm", group=...}``, ``{type="unstructured", time=..., group=...,
+    sd_by_occasion=false}`` or ``{type="arma", time=..., group=..., p=1, q=1}``; an unknown key is an error naming it (``where`` says where it
     was written).
 
     Examples
@@ -289,20 +366,21 @@ def from_dict(d: dict | None, where: str = "the correlation table") -> Correlati
     """
     if not d:
         return None
-    check_keys(where, d, ("type", "time", "group", "sd_by_occasion"))
+    check_keys(where, d, ("type", "time", "group", "sd_by_occasion", "p", "q"))
     kind = str(d.get("type", "")).lower()
-    classes = {"ar1": AR1, "car1": CAR1, "compsymm": CompSymm, "unstructured": Unstructured}
+    classes = {"ar1": AR1, "car1": CAR1, "compsymm": CompSymm, "unstructured": Unstructured,
+               "arma": ARMA}
     if kind not in classes:
         raise ValueError(
             f"correlation type {d.get('type')!r} is not known; use 'ar1' (integer times), "
-            "'car1' (real-valued times), 'compsymm' (group only) or 'unstructured' "
-            "(time = the occasion column)."
+            "'car1' (real-valued times), 'compsymm' (group only), 'unstructured' "
+            "(time = the occasion column) or 'arma' (integer times, p and q)."
         )
     keys = ("group",) if kind == "compsymm" else ("time", "group")
     missing = [k for k in keys if k not in d]
     if missing:
         raise ValueError(f"correlation table needs the keys {missing} (column names).")
-    takes = keys + (("sd_by_occasion",) if kind == "unstructured" else ())
+    takes = keys + {"unstructured": ("sd_by_occasion",), "arma": ("p", "q")}.get(kind, ())
     extra = [k for k in d if k not in takes + ("type",)]
     if extra:
         raise ValueError(f"a {kind!r} correlation takes no {extra} (its keys are {list(takes)}).")
@@ -313,4 +391,6 @@ def from_dict(d: dict | None, where: str = "the correlation table") -> Correlati
         if not isinstance(sd, bool):
             raise ValueError(f"sd_by_occasion must be true or false, got {sd!r}.")
         return Unstructured(time=str(d["time"]), group=str(d["group"]), sd_by_occasion=sd)
+    if kind == "arma":
+        return ARMA(time=str(d["time"]), group=str(d["group"]), p=d.get("p", 1), q=d.get("q", 1))
     return classes[kind](time=str(d["time"]), group=str(d["group"]))

@@ -200,7 +200,8 @@ def parse(
     check_syntax(formula, response)  # quotes the formula and points at what is not read
     if correlation is not None and not isinstance(correlation, CORRELATIONS):
         raise TypeError("correlation must be hb.AR1(time=..., group=...), hb.CAR1(...), "
-                        "hb.CompSymm(group=...) or hb.Unstructured(time=..., group=...).")
+                        "hb.CompSymm(group=...), hb.Unstructured(time=..., group=...) or "
+                        "hb.ARMA(time=..., group=..., p=..., q=...).")
     if fam.needs_trials and trials is None:
         raise ValueError(
             f"the {fam.name} family needs the number of trials per row: write the response "

@@ -495,6 +495,10 @@ def _owners(design) -> list[tuple[str, str, str | None]]:
                         g.name))
     if design.correlation is not None and design.correlation.kind == "unstructured":
         out.append((names.RESID_CORR, "the residual correlation matrix over occasions", None))
+    elif design.correlation is not None and design.correlation.kind == "arma":
+        c = design.correlation
+        out += [(n, f"every {what} partial autocorrelation of the ARMA residuals (in (-1, 1))", None)
+                for n, what, k in ((names.ARMA_AR_PACF, "AR", c.p), (names.ARMA_MA_PACF, "MA", c.q)) if k]
     elif design.correlation is not None:
         out.append((names.PHI, f"the {names.label(names.PHI)}", None))
         if not fam.collapsible:
@@ -589,6 +593,9 @@ def default_priors(design) -> dict[str, Prior]:
     corr = design.correlation
     if corr is not None and corr.kind == "unstructured":
         out[names.RESID_CORR] = Prior("LKJ", eta=2.0)
+    elif corr is not None and corr.kind == "arma":  # stationary / invertible: pacfs in (-1, 1)
+        out.update({n: Prior("Uniform", lower=-1.0, upper=1.0)
+                    for n, k in ((names.ARMA_AR_PACF, corr.p), (names.ARMA_MA_PACF, corr.q)) if k})
     elif corr is not None:
         lo, hi = design.phi_bounds
         out["phi"] = Prior("Uniform", lower=lo, upper=hi)

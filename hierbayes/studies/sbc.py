@@ -51,6 +51,9 @@ def _truth_and_params(prior_ds, design) -> tuple[pd.DataFrame, list[dict]]:
             p[names.RESID_CORR] = d[names.RESID_CORR].transpose(odim, names.bis(odim)).values
         if names.SIGMA_OCC in d:
             p[names.SIGMA_OCC] = d[names.SIGMA_OCC].transpose(odim).values
+        for v in (names.AR_COEF, names.MA_COEF):  # hb.ARMA: simulate takes the coefficients
+            if v in d:
+                p[v] = np.atleast_1d(d[v].values)
         for g in design.groups:
             tdim = names.term_dim(g.name)
             p[names.sd(g.name)] = d[names.sd(g.name)].transpose(tdim).values

@@ -101,9 +101,11 @@ def thin(posterior, n_draws: int | None):
     return posterior.isel(draw=idx)
 
 
-def _correlation_parameter(post, design: Design, draws):
-    """``phi`` (D,), ``corr_resid`` (D, K, K) of an unstructured correlation, the packed
-    partial autocorrelations (D, 6) of an ARMA one; None."""
+def correlation_parameter(post, design: Design, draws):
+    """The residual correlation's parameter draws from ``post`` (a posterior or prior
+    dataset) through ``draws(name, *dims)``: ``phi`` (D,) of AR(1)/CAR(1)/compound symmetry,
+    ``corr_resid`` (D, K, K) of an unstructured correlation, the packed partial
+    autocorrelations (D, 6) of an ARMA one; None without a correlation."""
     if names.RESID_CORR in post:
         return draws(names.RESID_CORR, names.OCCASION_DIM, names.bis(names.OCCASION_DIM))
     corr = design.correlation
@@ -155,7 +157,7 @@ def _flat_draws(post, design: Design) -> ParameterDraws:
     return ParameterDraws(
         beta=beta,
         sigma=extra.get("sigma"),
-        phi=_correlation_parameter(post, design, draws),
+        phi=correlation_parameter(post, design, draws),
         b=b,
         chol=chol,
         chains=post["chain"].values,

@@ -17,7 +17,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from hierbayes.design.build import Design
-from hierbayes.predict.predictive import ParameterDraws, _correlation_parameter, fitted_draws
+from hierbayes.predict.predictive import ParameterDraws, correlation_parameter, fitted_draws
 from hierbayes.likelihood.recover import covariance_cholesky
 from hierbayes import names
 
@@ -237,7 +237,7 @@ def sample_prior_predictive(
     pd_ = ParameterDraws(
         beta=prior["beta"].transpose("draw", "coef").values,
         sigma=extra.get("sigma"),
-        phi=_correlation_parameter(prior, design,
+        phi=correlation_parameter(prior, design,
                                    lambda n, *dims: prior[n].transpose("draw", *dims).values),
         b=b, chol=chol, chains=np.zeros(draws, dtype=int), draws=np.arange(draws),
         extra=extra, dpar_coefs=coefs,

@@ -217,8 +217,8 @@ def simulate(
         if d.correlation is not None:
             eta = eta + _residuals(d, float(params[names.SD_AR]), params, rng)
         family_params = {k: params[k] for k in fam.extra_params if k not in d.dpars}
-        for k, blk in d.dpars.items():  # a formula for the parameter: one value per row
-            family_params[k] = blk.rows(_coefficients(params, d, names.dpar_coef(k), blk.names))[0]
+        for k in d.dpars:  # a formula for the parameter: one value per row
+            family_params[k] = _dpar_rows(params, d, k)
         y = fam.draw(rng, eta, family_params, d.trials)
         if fam.ordered_response:  # codes 0 .. K-1 as the family's levels, else 1 .. K
             y = fam.response_values(y, fam.levels or ())
@@ -248,6 +248,13 @@ def _coefficients(params: dict, d, key: str = "beta", labels=None) -> np.ndarray
     return beta
 
 
+def _dpar_rows(params: dict, d, name: str) -> np.ndarray:
+    """The value per design row of a parameter with a formula (``sigma="~ Sex"``): the
+    link's inverse of ``X_name beta_name`` at ``params["beta_<name>"]``."""
+    blk = d.dpars[name]
+    return blk.rows(_coefficients(params, d, names.dpar_coef(name), blk.names))[0]
+
+
 def _add_random_part(mu: np.ndarray, d, params: dict, rng: np.random.Generator) -> np.ndarray:
     """``mu + sum_g Z_g b_g`` with each factor's effects drawn from N(0, sd corr sd)."""
     out = mu
@@ -267,9 +274,7 @@ def _residuals(d, sd: float | None, params: dict, rng: np.random.Generator) -> n
     if sd is None and d.sd_by_occasion:
         return _occasion_sds(params, d)[d.occasion_index] * _process(d, rng.standard_normal(d.n), params)
     if sd is None:
-        blk = d.dpars["sigma"]
-        row_sd = blk.rows(_coefficients(params, d, names.dpar_coef("sigma"), blk.names))[0]
-        return row_sd * _process(d, rng.standard_normal(d.n), params)
+        return _dpar_rows(params, d, "sigma") * _process(d, rng.standard_normal(d.n), params)
     return _process(d, rng.standard_normal(d.n) * sd, params)
 
 

@@ -39,6 +39,10 @@ class Fit:
     options : SamplerOptions
     timing : dict
         Seconds spent building, compiling, sampling and recovering.
+    inputs : dict or None
+        What rebuilds the model (``hb.Model``'s arguments, the data as the design's frozen
+        copy): cross-validation refits (:func:`hierbayes.reloo`, :func:`hierbayes.loo_kfold`)
+        use it. None for a fit read back by :func:`hierbayes.load`.
     """
 
     idata: az.InferenceData
@@ -48,6 +52,7 @@ class Fit:
     layout: str | None
     options: object
     timing: dict = field(default_factory=dict)
+    inputs: dict | None = field(default=None, repr=False)
 
     @property
     def spec(self):

@@ -370,7 +370,8 @@ class Model:
         if self.backend == "quadrature" and recover_random_effects:
             self._add_glmm_effects(idata, opts.seed, timing)
         timing["total_s"] = time.perf_counter() - t0
-        return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing)
+        return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing,
+                   inputs=self.inputs)
 
     def _sampler_options(self, *, target_accept, mass_matrix, **kw) -> sample.SamplerOptions:
         """The fit's sampler options, with this model's defaults for ``target_accept`` and

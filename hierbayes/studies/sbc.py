@@ -97,9 +97,9 @@ def _sbc_fit(task: FitTask) -> dict:
     post = hyperparameters(fit.idata, fit.design)
     L = ex["n_ranks"]
     ranks, ess = {}, {}
-    import arviz as az
+    import arviz_stats as azs
 
-    ess_all = az.ess(post, method="bulk")
+    ess_all = azs.ess(post, method="bulk")
     for name, true in ex["truth"].items():
         draws = post[name].values.reshape(-1)  # chain-major
         keep = draws[np.linspace(0, draws.size - 1, L).round().astype(int)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -265,6 +266,46 @@ class Fit:
         if "log_likelihood" not in self.idata.groups():
             self.idata.add_groups(log_likelihood=log_likelihood(self))
         return self.idata.log_likelihood
+
+    def thin(self, factor: int | str = "auto") -> "Fit":
+        """A copy of the fit keeping every ``factor``-th draw of every chain, in every group
+        (posterior with the random effects, sampler statistics, log-likelihood, ...).
+
+        Parameters
+        ----------
+        factor : int or "auto"
+            ``"auto"``: arviz-stats' choice (``arviz_stats.thin``, Säilynoja et al. 2022:
+            from the bulk and tail ESS) computed on the hyperparameters of the summary, so that
+            the thinned draws stay nearly independent; an int keeps every ``factor``-th draw.
+
+        Returns
+        -------
+        Fit
+
+        Examples
+        --------
+        >>> fit.thin(2).idata.posterior.sizes["draw"]
+        100
+        """
+        import arviz_stats as azs
+
+        from hierbayes.criticism.sensitivity import hyperparameters
+
+        n = self.idata.posterior.sizes["draw"]
+        if isinstance(factor, str):
+            if factor != "auto":
+                raise ValueError(f"factor must be a whole number >= 1 or 'auto', got {factor!r}.")
+            kept = azs.thin(hyperparameters(self.idata, self.design), factor="auto")
+            factor = max(1, round(n / kept.sizes["draw"]))
+        elif isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+            raise ValueError(f"factor must be a whole number >= 1 or 'auto', got {factor!r}.")
+        groups = {}
+        for name in self.idata.groups():
+            ds = self.idata[name]
+            groups[name] = ds.isel(draw=slice(None, None, int(factor))) if "draw" in ds.dims else ds
+        idata = az.InferenceData(**groups)
+        timing = {**self.timing, "thin": int(factor)}
+        return dataclasses.replace(self, idata=idata, timing=timing)
 
     def to_netcdf(self, path) -> str:
         """Write the InferenceData to netCDF."""

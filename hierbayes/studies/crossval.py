@@ -151,9 +151,9 @@ class RefitWrapper(azs.SamplingWrapper):
     Examples
     --------
     >>> w = RefitWrapper(fit)
-    >>> train, test = w.sel_observations([0])
-    >>> len(train) + len(test) == len(fit.design.source)
-    True
+    >>> train, (held, rows) = w.sel_observations([0])   # the first cluster of 'id'
+    >>> len(held), len(train) + len(rows) == len(fit.design.source)
+    (1, True)
     """
 
     def __init__(self, fit, unit: str | None = None, model_inputs: dict | None = None,

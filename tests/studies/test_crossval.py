@@ -104,3 +104,17 @@ def test_a_refit_that_lost_a_predictor_level_is_refused():
     refit = full.isel(coef=[0])
     with pytest.raises(ValueError, match="'beta'.*appears only in the held-out rows"):
         crossval.check_same_parameters(full, refit)
+
+
+def test_thin_keeps_every_kth_draw_of_every_group(fit):
+    fit.log_likelihood()
+    thin = fit.thin(4)
+    for group in ("posterior", "sample_stats", "log_likelihood"):
+        np.testing.assert_array_equal(thin.idata[group]["draw"].values, fit.idata[group]["draw"].values[::4])
+    np.testing.assert_array_equal(thin.idata.posterior["b_id"].values, fit.idata.posterior["b_id"].values[:, ::4])
+    assert thin.timing["thin"] == 4 and "thin" not in fit.timing
+    auto = fit.thin()  # arviz-stats' factor from the hyperparameters' bulk and tail ESS
+    assert auto.timing["thin"] >= 1
+    assert auto.idata.posterior.sizes["draw"] == len(range(0, 200, auto.timing["thin"]))
+    with pytest.raises(ValueError, match="whole number >= 1 or 'auto'"):
+        fit.thin(0)

@@ -217,6 +217,19 @@ def test_sbc_gamma_random_intercept_calibrated():
     assert (res.uniformity(bins=5).p_value > 0.001).all()
 
 
+@pytest.mark.slow
+def test_sbc_lognormal_random_intercept_calibrated():
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame({"id": np.repeat(np.arange(20), 6), "x": rng.normal(size=120)})
+    df["y"] = np.exp(rng.normal(size=120))
+    priors = {"Intercept": hb.Prior("Normal", mu=0, sigma=1), "x": hb.Prior("Normal", mu=0, sigma=1),
+              "sd_id": hb.Prior("HalfNormal", sigma=0.5), "sigma": hb.Prior("HalfNormal", sigma=1.0)}
+    model = hb.Model("y ~ x + (1 | id)", df, family="lognormal", priors=priors)
+    res = hb.sbc(model, 40, seed=6, n_ranks=49, draws=250, tune=400, max_workers=2)
+    assert res.fits.error.isna().all(), res.fits.error.tolist()
+    assert (res.uniformity(bins=5).p_value > 0.001).all(), res.uniformity(bins=5)
+
+
 def test_sbc_mechanics_of_a_lognormal_model():
     rng = np.random.default_rng(9)
     df = pd.DataFrame({"id": np.repeat(np.arange(10), 4), "x": rng.normal(size=40)})

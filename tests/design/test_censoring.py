@@ -188,8 +188,30 @@ def test_simulate_draws_uncensored_and_sbc_refuses():
                                                           "sigma": 1.0}, seed=2)
     assert sim.y.max() > df.y.max() + 0.5  # above the censoring point: not censored
     df["c"] = "none"
-    with pytest.raises(ValueError, match="censored model"):
+    with pytest.raises(ValueError, match="censored model needs censor="):
         hb.sbc(hb.Model("y | cens(c) ~ x + (1 | g)", df), 2)
+
+
+def test_detection_limit_censors_at_numbers_and_columns():
+    df = pd.DataFrame({"y": [-2.0, 0.0, 5.0, 1.0], "lod": [-1.0, np.nan, 1.0, 2.0]})
+    out = hb.DetectionLimit(lower="lod", upper=4.0, response="y", indicator="c")(df)
+    assert out.y.tolist() == [-1.0, 0.0, 4.0, 2.0]
+    assert out.c.tolist() == ["left", "none", "right", "left"]
+    assert df.y.tolist() == [-2.0, 0.0, 5.0, 1.0]  # a copy: the input is untouched
+    spec = hb.spec.formula.parse("y | cens(c) ~ x")
+    assert hb.DetectionLimit(upper=1.0).for_model(spec) == hb.DetectionLimit(upper=1.0, response="y", indicator="c")
+    with pytest.raises(ValueError, match="lower=, upper= or both"):
+        hb.DetectionLimit()
+    with pytest.raises(ValueError, match="lower < upper"):
+        hb.DetectionLimit(lower=2.0, upper=1.0)
+    with pytest.raises(ValueError, match="finite number or a column name"):
+        hb.DetectionLimit(lower=np.inf)
+    with pytest.raises(ValueError, match="response= and indicator="):
+        hb.DetectionLimit(lower=0.0)(df)
+    with pytest.raises(ValueError, match="no censoring column"):
+        hb.DetectionLimit(lower=0.0).for_model(hb.spec.formula.parse("y ~ x"))
+    with pytest.raises(KeyError, match="'lod2'"):
+        hb.DetectionLimit(lower="lod2", response="y", indicator="c")(df)
 
 
 @pytest.mark.slow  # numba compiles the t cdf's gradient: ~150 s on two shared cores

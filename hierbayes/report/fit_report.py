@@ -14,7 +14,9 @@ from hierbayes.report.plots import (
     plot_caterpillar, plot_ppc, plot_shrinkage_arrows, plot_shrinkage_densities, ppc_caption,
     rank_plot, trace_plot,
 )
-from hierbayes.report.residuals import ppc_lag1_autocorr, residual_summary, within_group_residuals
+from hierbayes.report.residuals import (
+    censored_rows_note, ppc_lag1_autocorr, residual_summary, within_group_residuals,
+)
 from hierbayes.report.shrinkage import shrinkage_frame, shrinkage_table
 from hierbayes import names
 
@@ -71,7 +73,9 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
         text += f"\n\nPSIS-LOO not available: {why_not}"
     if d.groups and all(names.effects(g.name) in fit.posterior for g in d.groups):
         resid = within_group_residuals(fit.idata, d)
-        tables["Standardized within-group residuals"] = residual_summary(resid).to_frame().T
+        note = censored_rows_note(d)
+        title = "Standardized within-group residuals" + ("" if note is None else f" ({note})")
+        tables[title] = residual_summary(resid).to_frame().T
         if not d.spec.family.ordered_response:  # no per-cluster fits of ordinal responses
             frame = shrinkage_frame(fit.idata, d)
             tables["Shrinkage towards the population (per term)"] = shrinkage_table(fit.idata, d, frame=frame)

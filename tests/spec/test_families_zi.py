@@ -337,6 +337,12 @@ def test_predictive_checks_and_residuals(zi_formula_fit):
     assert np.all(np.isfinite(r)) and abs(np.mean(r)) < 0.3 and 0.6 < np.std(r) < 1.5
 
 
+def test_report_says_what_the_per_cluster_fits_estimate(zip_fit, tmp_path):
+    _, fit = zip_fit
+    html = fit.report(tmp_path).read_text()
+    assert "log E[y] = eta + log(1 - zi)" in html
+
+
 def test_save_load_round_trip(zi_formula_fit, tmp_path):
     m, fit = zi_formula_fit
     path = tmp_path / "fit.nc"

@@ -83,8 +83,9 @@ def simulation_inputs(model) -> dict:
 
 def censoring_process(model, censor):
     """The censoring process ``hb.sbc`` applies to each simulated data set of ``model``:
-    None for an uncensored model, ``censor`` (a :class:`~hierbayes.design.censoring.
-    DetectionLimit` given the model's columns) for a censored one; refused otherwise.
+    None for an uncensored model, ``censor`` (a
+    :class:`~hierbayes.design.censoring.DetectionLimit` given the model's columns) for a
+    censored one; refused otherwise.
 
     Examples
     --------

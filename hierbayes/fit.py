@@ -197,13 +197,22 @@ class Fit:
         return shrinkage_table(self.idata, self.design, group)
 
     def residuals(self):
-        """Standardized within-group residuals summary (Min, Q1, Med, Q3, Max), as nlme prints."""
+        """Standardized within-group residuals summary (Min, Q1, Med, Q3, Max), as nlme prints;
+        a censored model's summary is of its exact rows (the series' name counts the others)."""
         from hierbayes.report import residual_summary, within_group_residuals
+        from hierbayes.report.residuals import censored_rows_note
 
-        return residual_summary(within_group_residuals(self.idata, self.design))
+        out = residual_summary(within_group_residuals(self.idata, self.design))
+        note = censored_rows_note(self.design)
+        return out if note is None else out.rename(f"residuals ({note})")
 
-    def posterior_predictive(self, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
+    def posterior_predictive(self, n_draws: int | None = None, seed: int = 0,
+                             censored: bool = True) -> np.ndarray:
         """Replicated data (draws x rows, in the user's row order) for posterior predictive checks.
+
+        A censored model's replicates are censored as the data's rows are (a replicate
+        beyond a censored row's bound is reported at the bound; ``censored=False``: the
+        uncensored draws; :func:`hierbayes.predict.predictive.censored_replicates`).
 
         The draws are also stored in ``idata.posterior_predictive`` (variable ``y``, dims
         ``chain, draw, obs`` as ``observed_data``), replacing earlier ones, so
@@ -213,7 +222,7 @@ class Fit:
         """
         from hierbayes.predict.predictive import posterior_predictive_dataset
 
-        ds = posterior_predictive_dataset(self.idata, self.design, n_draws, seed)
+        ds = posterior_predictive_dataset(self.idata, self.design, n_draws, seed, censored=censored)
         if "posterior_predictive" in self.idata.groups():
             del self.idata.posterior_predictive
         self.idata.add_groups(posterior_predictive=ds)

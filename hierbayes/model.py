@@ -125,8 +125,9 @@ class Model:
         indicator column, with the interval's upper-bound column as ``("c", "y2")``. Values
         ``"left"``, ``"none"``, ``"right"``, ``"interval"`` (or -1, 0, 1, 2). Gaussian,
         Student-t and lognormal families, latent backend, no residual correlation; the
-        log-likelihood (LOO) is the censored one, predictive draws and ``hb.simulate`` are
-        uncensored (:mod:`hierbayes.design.censoring`).
+        log-likelihood (LOO) is the censored one; ``hb.simulate`` draws uncensored responses,
+        predictive replicates are censored as the data are, ``hb.sbc`` takes the censoring
+        process as ``censor=`` (:mod:`hierbayes.design.censoring`).
 
     Examples
     --------

@@ -447,6 +447,10 @@ class Model:
         L_S = recover.covariance_cholesky(flat(names.sd(g.name)), corr)
         rng = np.random.default_rng([seed, 1])
         phi = flat("phi") if "phi" in post else None
+        if self.design.correlation is not None and self.design.correlation.kind in ("unstructured", "arma"):
+            from hierbayes.criticism.loglik import correlation_draws
+
+            phi = correlation_draws(self.design, post)  # the structure's parameters
         draw = (
             recover.draw_random_effects_by_pattern
             if self.layout == "pooled"
@@ -455,6 +459,9 @@ class Model:
         rs = None
         if "sigma" in self.design.dpars:  # a residual sd per row
             rs = self.design.dpars["sigma"].rows(flat(names.dpar_coef("sigma")))
+            draw = functools.partial(recover.draw_random_effects, row_sigma=rs)
+        if self.design.sd_by_occasion:  # an sd per occasion: per row
+            rs = flat(names.SIGMA_OCC)[:, self.design.occasion_index]
             draw = functools.partial(recover.draw_random_effects, row_sigma=rs)
         sigma = flat("sigma") if rs is None else np.ones(nc * nd)
         others = [h for h in self.design.groups if h.name != g.name]

@@ -28,9 +28,6 @@ def marginal_unavailable(design: Design) -> str | None:
     if not design.groups:
         return "the model has no grouping factor to integrate out"
     corr = design.correlation
-    if corr is not None and corr.kind in ("unstructured", "arma"):
-        return ("the marginal backend's Woodbury step takes AR(1)/CAR(1) and compound-symmetry "
-                f"residuals; hb.{type(corr).__name__} is fitted by the latent backend")
     if corr is not None and corr.group not in [g.name for g in design.groups]:
         return f"the residual correlation is within {corr.group!r}, which has no random effects"
     return None
@@ -70,8 +67,6 @@ def choose(design: Design, backend: str) -> str:
             raise ValueError(f"backend={backend!r}: {why}; use backend='latent'.")
         return "quadrature"
     if not ok:
-        if design.correlation is not None and design.correlation.kind in ("unstructured", "arma"):
-            raise ValueError(f"backend='marginal': {marginal_unavailable(design)}; use 'latent'.")
         prepare(design)  # raises the specific reason
         raise ValueError(f"backend='marginal': {marginal_unavailable(design)}; use 'latent'.")
     return backend

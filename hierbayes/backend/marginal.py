@@ -33,8 +33,9 @@ def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedDa
             # ridge-aligned coordinates of the same prior (random intercept vs AR(1))
             sigma, phi, _, S = reparam.ridge_parameters(design, priors)
         else:
-            # a sigma formula: beta_sigma instead of the scalar sigma (rows below)
-            sigma = None if "sigma" in design.dpars else params.residual_sd(priors)
+            # a sigma formula or an sd per occasion: no scalar sigma (rows below)
+            per_row = "sigma" in design.dpars or design.sd_by_occasion
+            sigma = None if per_row else params.residual_sd(priors)
             phi = params.ar_phi(design, priors)
             _, S = params.re_covariance(cg, priors)
         shared = {k: pm.Data(f"cd_{k}", v, shape=v.shape) for k, v in cdata.arrays.items()}
@@ -53,8 +54,12 @@ def build(design: Design, priors: dict[str, Prior], cdata: collapsed.CollapsedDa
             rs = None
             if "sigma" in design.dpars:
                 rs = collapsed.row_sigma(pt, shared, params.dpar_coefficients(design, priors, "sigma"))
+            elif design.sd_by_occasion:  # hb.Unstructured(sd_by_occasion=True)
+                rows = params.occasion_sd_rows(design, priors)
+                rs = rows[shared["pos"]] * shared["mask"] + (1.0 - shared["mask"])
             ll = collapsed.loglik_padded(
-                pt, shared, cdata.corr, beta, sigma, phi, S, q, offset=offset, row_sigma=rs
+                pt, shared, cdata.corr, beta, sigma, phi, S, q, offset=offset, row_sigma=rs,
+                dense=cdata.dense, total=True,
             )
         pm.Potential("loglik", ll.sum())
     return model

@@ -86,10 +86,12 @@ def _marginal(design: Design, post) -> np.ndarray:
     g = collapsed.collapsed_group(design)
     others = [h for h in design.groups if h.name != g.name]
     cd = collapsed.prepare(design, layout="padded")
-    beta, sigma, phi = _flat(post, "beta"), _flat(post, "sigma"), _flat(post, "phi")
+    beta, sigma = _flat(post, "beta"), _flat(post, "sigma")
+    phi = correlation_draws(design, post)  # phi, or a dense structure's parameters
     L = covariance_cholesky(_flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
     S = L @ np.swapaxes(L, -1, -2)
     bs = _flat(post, names.dpar_coef("sigma"))  # a sigma formula: an sd per row
+    so = _flat(post, names.SIGMA_OCC)
     out = np.empty((L.shape[0], cd.n_clusters))
     for d in range(L.shape[0]):
         offset = None
@@ -98,9 +100,12 @@ def _marginal(design: Design, post) -> np.ndarray:
             rows = linear_predictor(design, np.zeros((1, 0)), b, groups=others)[0]
             offset = design.layout.pad(rows)
         rs = None if bs is None else collapsed.row_sigma(np, cd.arrays, bs[d])
+        if design.sd_by_occasion:  # an sd per occasion: per padded slot, 1 past the end
+            rs = np.where(cd.arrays["mask"] > 0, so[d][cd.arrays["occ"]], 1.0)
         out[d] = collapsed.loglik_padded(
             np, cd.arrays, cd.corr, beta[d], None if sigma is None else sigma[d],
             None if phi is None else phi[d], S[d], cd.q, offset=offset, row_sigma=rs,
+            dense=cd.dense,
         )
     return out
 

@@ -39,16 +39,22 @@ class CollapsedData:
     """Precomputed arrays for the collapsed likelihood of one grouping factor."""
 
     layout: str  # "padded" or "pooled"
-    corr: str | None  # None, "ar1", "car1", "compsymm"
+    corr: str | None  # None, "ar1", "car1", "compsymm", "unstructured", "arma"
     q: int
     arrays: dict[str, np.ndarray]
     n_clusters: int
+    #: unstructured / ARMA residuals: the occasion patterns and the structure's settings
+    #: (:func:`hierbayes.likelihood.structured.layout_arrays`); None otherwise
+    dense: dict | None = None
 
     def signature(self) -> tuple:
         """Everything that fixes the compiled graph (shapes and structure)."""
+        pats = () if self.dense is None else (
+            tuple((tuple(p.occasions), tuple(p.clusters)) for p in self.dense["patterns"]),
+            self.dense.get("order"), self.dense.get("max_lag"))
         return (self.layout, self.corr, self.q) + tuple(
             (k, v.shape, str(v.dtype)) for k, v in sorted(self.arrays.items())
-        )
+        ) + pats
 
 
 def padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
@@ -62,10 +68,13 @@ def padded_arrays(design: Design, group) -> dict[str, np.ndarray]:
         **arprocess.layout_arrays(lay),
         "nobs": lay.sizes.astype(float),
     }
-    if design.correlation is not None and design.correlation.kind == "compsymm":
+    kind = design.correlation.kind if design.correlation is not None else None
+    if kind in ("compsymm", "unstructured", "arma"):
         out["mask"] = lay.mask.astype(float)  # the whitening's cluster means (no lags)
         for k in ("lag", "inner", "odd"):
             out.pop(k)
+    if design.sd_by_occasion:  # hb.Unstructured(sd_by_occasion=True): the occasion of each slot
+        out["occ"] = lay.pad(design.occasion_index.astype(float)).astype(np.int64)
     return out
 
 
@@ -156,6 +165,16 @@ def prepare(design: Design, layout: str = "auto") -> CollapsedData:
         if layout == "pooled":
             raise ValueError("compound symmetry uses the padded layout (layout='padded' or 'auto').")
         layout = "padded"
+    if corr is not None and corr.kind in ("unstructured", "arma") or design.sd_by_occasion:
+        # one Cholesky factor of R per occasion pattern, whitening each cluster's rows
+        if layout == "pooled":
+            raise ValueError(f"hb.{type(corr).__name__} uses the padded layout (layout='padded' or 'auto').")
+        dense = structured.layout_arrays(design)
+        dense.pop("sizes")
+        pad["pos"] = np.where(design.layout.mask, design.layout.pos, 0)
+        if len(design.groups) > 1:
+            pad["mask"] = design.layout.mask.astype(float)
+        return CollapsedData("padded", corr.kind, group.q, pad, design.layout.n_clusters, dense)
     if len(design.groups) > 1:
         # hybrid: the other factors stay latent and enter as a per-draw offset, which the
         # pooled layout's precomputed cross-products cannot take
@@ -247,7 +266,8 @@ def _const_terms(xp, nobs, count, sigma, logdet_S, logdet_M, q):
     )
 
 
-def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None, row_sigma=None):
+def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None, row_sigma=None,
+                  dense=None, total: bool = False):
     """Per-cluster collapsed log-likelihood on the padded layout (returns shape (C,)).
 
     The q x q algebra per cluster is unrolled (:mod:`hierbayes.likelihood.smallmat`) into
@@ -259,6 +279,15 @@ def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None, ro
     ``D = diag(sigma_i)`` (nlme's variance function with a correlation), so ``e`` and ``Z``
     are divided by ``sigma_i`` before the whitening, the Woodbury step runs at unit residual
     variance, and ``log|D| = sum log sigma_i`` enters the determinant.
+
+    Unstructured and ARMA residuals (``corr`` ``"unstructured"`` / ``"arma"``; ``phi`` is
+    then the K x K correlation matrix / the packed partial autocorrelations, ``dense`` the
+    :attr:`CollapsedData.dense` patterns) whiten each cluster by ``L^-1``, ``L`` the
+    Cholesky factor of ``R`` shared by the clusters of one occasion pattern
+    (:func:`loglik_dense`).
+
+    ``total=True`` returns the sum over clusters (what the sampler needs; for the dense
+    structures it saves scattering each pattern's values into a per-cluster vector).
     """
     Y, X, Z = arrays["Y"], arrays["X"], arrays["Z"]
     e = Y - (X * beta).sum(axis=-1)
@@ -268,6 +297,12 @@ def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None, ro
         e = e / row_sigma
         Z = Z / row_sigma[:, :, None]
         sigma = 1.0
+    if corr in ("unstructured", "arma"):
+        ll = loglik_dense(xp, e, Z, dense, corr, phi, sigma, S, q, total=total)
+        if row_sigma is None:
+            return ll
+        log_rs = xp.log(row_sigma).sum(axis=1)
+        return ll - (log_rs.sum() if total else log_rs)
     ew, Zw, jac = _whitened(xp, arrays, corr, phi, e, Z, q)
     rr = (ew * ew).sum(axis=1)
     v = [(Zw[:, :, i] * ew).sum(axis=1) for i in range(q)]
@@ -284,7 +319,76 @@ def loglik_padded(xp, arrays, corr, beta, sigma, phi, S, q: int, offset=None, ro
         ll = ll + jac
     if row_sigma is not None:
         ll = ll - xp.log(row_sigma).sum(axis=1)
-    return ll
+    return ll.sum() if total else ll
+
+
+def dense_entry(corr: str, theta, dense: dict):
+    """``entry(a, b)``: the residual correlation between pattern keys ``a`` and ``b`` (occasion
+    codes of hb.Unstructured, with ``theta`` the K x K correlation; times since the cluster's
+    first of hb.ARMA, with ``theta`` the packed partial autocorrelations)."""
+    if corr == "unstructured":
+        return lambda a, b: theta[a, b]
+    from hierbayes.likelihood import arma
+
+    ar, ma = structured.arma_pacfs(theta, dense["order"])
+    r = arma.acf(ar, ma, dense["max_lag"])
+    return lambda a, b: r[abs(a - b)]
+
+
+def loglik_dense(xp, e, Z, dense: dict, corr: str, theta, sigma, S, q: int, total: bool = False):
+    """Per-cluster collapsed log-likelihood (C,) under an unstructured or ARMA residual
+    correlation: ``log N(e_c; 0, sigma^2 R_c + Z_c S Z_c')``.
+
+    Per occasion pattern one Cholesky factor ``L`` of ``R`` (unrolled, n <= 10 slots), the
+    cluster's residuals and random-effect columns whitened by forward substitution, then the
+    Woodbury / determinant-lemma step of :func:`loglik_padded`:
+    ``log|V| = n log sigma^2 + log|R| + log|S| + log|S^-1 + Q / sigma^2|`` and
+    ``e' V^-1 e = (e~'e~ - v' M^-1 v) / sigma^2`` with ``Q = Z~'Z~``, ``v = Z~'e~``,
+    ``M = sigma^2 S^-1 + Q``. ``total=True``: their sum (no scatter into a per-cluster vector).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import stats
+    >>> from hierbayes.likelihood.structured import Pattern
+    >>> C = np.array([[1.0, 0.5], [0.5, 1.0]])
+    >>> dense = {"patterns": [Pattern(np.array([0, 1]), np.array([0]))], "n_clusters": 1}
+    >>> e, Z, S = np.array([[0.3, -0.4]]), np.ones((1, 2, 1)), np.array([[0.25]])
+    >>> ll = loglik_dense(np, e, Z, dense, "unstructured", C, 1.5, S, 1)
+    >>> bool(np.isclose(ll[0], stats.multivariate_normal(np.zeros(2), 2.25 * C + 0.25).logpdf(e[0])))
+    True
+    """
+    entry = dense_entry(corr, theta, dense)
+    s2 = sigma * sigma
+    S_inv, logdet_S = _S_inverse(xp, S, q)
+    out = 0.0 if total else xp.zeros(dense["n_clusters"])
+    for p in dense["patterns"]:
+        o = [int(k) for k in p.occasions]
+        n = len(o)
+        L = smallmat.cholesky([[entry(o[i], o[j]) if j <= i else None for j in range(n)]
+                               for i in range(n)], xp.sqrt)
+        every = p.clusters.size == dense["n_clusters"]
+        E = e if every else e[p.clusters]
+        ZZ = Z if every else Z[p.clusters]
+        w = smallmat.forward_solve(L, [E[:, k] for k in range(n)])
+        zw = [smallmat.forward_solve(L, [ZZ[:, k, i] for k in range(n)]) for i in range(q)]
+        rr = sum(wk * wk for wk in w)
+        v = [sum(zw[i][k] * w[k] for k in range(n)) for i in range(q)]
+        M = [[s2 * S_inv[i][j] + sum(zw[i][k] * zw[j][k] for k in range(n)) if j <= i else None
+              for j in range(q)] for i in range(q)]
+        logdet_M, quad = _logdet_and_quad(xp, M, v)
+        logdet_R = 2.0 * smallmat.log_diag_sum(L, xp.log)
+        ll = (_const_terms(xp, float(n), 1.0, sigma, logdet_S, logdet_M, q) - 0.5 * logdet_R
+              - 0.5 * (rr - quad) / s2)
+        if total:
+            out = out + ll.sum()
+        elif every:
+            out = out + ll
+        elif xp is np:
+            out[p.clusters] = ll
+        else:
+            out = xp.set_subtensor(out[p.clusters], ll)
+    return out
 
 
 def _whitened(xp, arrays, corr, phi, e, Z, q: int):
@@ -371,4 +475,5 @@ def loglik(xp, data: CollapsedData, beta, sigma, phi, S, beta_sigma=None):
         T = data.arrays["Z"].shape[1]
         return loglik_pooled(xp, data.arrays, data.corr, beta, sigma, phi, S, data.q, T).sum()
     rs = None if beta_sigma is None else row_sigma(xp, data.arrays, beta_sigma)
-    return loglik_padded(xp, data.arrays, data.corr, beta, sigma, phi, S, data.q, row_sigma=rs).sum()
+    return loglik_padded(xp, data.arrays, data.corr, beta, sigma, phi, S, data.q, row_sigma=rs,
+                         dense=data.dense).sum()

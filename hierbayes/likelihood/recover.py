@@ -18,7 +18,7 @@ from hierbayes.likelihood.arprocess import coefficients as ar_coefficients, whit
 from hierbayes.likelihood.collapsed import padded_arrays, collapsed_group
 from hierbayes.design.build import Design
 from hierbayes.likelihood.patterns import cluster_patterns
-from hierbayes.likelihood.structured import compsymm_whiten
+from hierbayes.likelihood.structured import compsymm_whiten, correlation_matrix, layout_arrays
 
 
 def covariance_cholesky(sd: np.ndarray, corr: np.ndarray | None) -> np.ndarray:
@@ -27,6 +27,32 @@ def covariance_cholesky(sd: np.ndarray, corr: np.ndarray | None) -> np.ndarray:
         return sd[..., :, None] * np.eye(sd.shape[-1])
     cov = sd[..., :, None] * corr * sd[..., None, :]
     return np.linalg.cholesky(cov)
+
+
+def whiten_dense(design: Design, corr: str, theta: np.ndarray, e: np.ndarray, Zcols: list):
+    """Whiten padded residuals ``e`` (D, C, T) and random-effect columns (each (D, C, T))
+    within cluster by ``L^-1``, ``L`` the Cholesky factor of an unstructured or ARMA
+    residual correlation at the cluster's occasion pattern, for D draws ``theta``.
+
+    Examples
+    --------
+    >>> import hierbayes as hb, pandas as pd
+    >>> df = pd.DataFrame({"g": [0, 0, 1], "t": [0, 1, 0], "y": [1.0, 2.0, 0.5], "x": [0.1, 0.2, 0.3]})
+    >>> d = hb.Model("y ~ x + (0 + x | g)", df, correlation=hb.Unstructured(time="t", group="g")).design
+    >>> C = np.array([[[1.0, 0.6], [0.6, 1.0]]])
+    >>> w, _ = whiten_dense(d, "unstructured", C, np.array([[[1.0, 2.0], [0.5, 0.0]]]), [])
+    >>> w.round(4).tolist()   # [1, (2 - 0.6) / 0.8] and the one-row cluster unchanged
+    [[[1.0, 1.75], [0.5, 0.0]]]
+    """
+    e = e.copy()
+    Zcols = [zc.copy() for zc in Zcols]
+    for p in layout_arrays(design)["patterns"]:
+        n = p.occasions.size
+        L = np.linalg.cholesky(correlation_matrix(corr, p.occasions, p.occasions, theta))  # (D, n, n)
+        for arr in [e, *Zcols]:
+            sub = arr[:, p.clusters, :n]  # (D, m, n)
+            arr[:, p.clusters, :n] = np.linalg.solve(L[:, None], sub[..., None])[..., 0]
+    return e, Zcols
 
 
 def draw_random_effects(
@@ -93,6 +119,8 @@ def draw_random_effects(
             ph = phi[sl][:, None]
             e = compsymm_whiten(np, e, pad["mask"], pad["nobs"], ph)[0]
             Zcols = [compsymm_whiten(np, zc, pad["mask"], pad["nobs"], ph)[0] for zc in Zcols]
+        elif corr in ("unstructured", "arma"):  # L^-1 per occasion pattern and draw
+            e, Zcols = whiten_dense(design, corr, phi[sl], e, Zcols)
         elif corr is not None:
             ph = phi[sl][:, None, None]
             a, inv_s2 = ar_coefficients(np, corr, ph, lay.lag[None], pad["inner"][None],

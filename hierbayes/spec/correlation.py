@@ -285,8 +285,10 @@ class ARMA:
     ``ar_lag``) and ``arma_ma_pacf`` (dims ``ma_lag``) in (-1, 1), Uniform(-1, 1) priors
     (stationary and invertible by construction, as nlme's internal parameters); the
     coefficients ``ar`` and ``ma`` are deterministics (:mod:`hierbayes.likelihood.arma`).
-    Fitted by the latent backend, Gaussian family; random effects next to it (a random
-    intercept too) stay latent.
+    Gaussian family. With random effects on its group (a random intercept too) the marginal
+    backend integrates them out (the collapsed likelihood whitened by the Cholesky factor of
+    each time pattern's ARMA correlation, :func:`hierbayes.likelihood.collapsed.loglik_dense`);
+    without random effects (gls) the latent backend fits it.
 
     Parameters
     ----------

@@ -48,10 +48,9 @@ def test_spec_checks_and_backend_choice(data):
         with pytest.raises(ValueError, match="hb.ARMA"):
             hb.ARMA(time="time", group="id", **{"p": 1, "q": 1, **bad})
     m = hb.Model("y ~ x + (1 | id)", data, correlation=A)  # a random intercept is identified
-    assert m.backend == "latent"
-    assert "hb.ARMA is fitted by the latent backend" in backend.marginal_unavailable(m.design)
-    with pytest.raises(ValueError, match="use 'latent'"):
-        hb.Model("y ~ x + (1 | id)", data, correlation=A, backend="marginal")
+    assert m.backend == "marginal"  # and integrated out (tests/backend/test_marginal_dense.py)
+    assert backend.marginal_unavailable(m.design) is None
+    assert hb.Model("y ~ x", data, correlation=A).backend == "latent"  # gls: nothing to integrate
     d = data.assign(k=(data.y > 0).astype(int))
     with pytest.raises(ValueError, match="gaussian family"):
         hb.Model("k ~ x", d, correlation=A, family="bernoulli")

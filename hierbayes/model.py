@@ -404,13 +404,14 @@ class Model:
         timing["recover_s"] = time.perf_counter() - t1
 
     def _add_glmm_effects(self, idata: az.InferenceData, seed: int, timing: dict) -> None:
-        """Quadrature backend: draw ``b_<g>`` per posterior draw from its exact conditional
-        (:func:`hierbayes.likelihood.recover_glmm.draw_random_effects`)."""
+        """Quadrature backend: draw the integrated factor's ``b_<g>`` per posterior draw from
+        its exact conditional (:func:`hierbayes.likelihood.recover_glmm.draw_random_effects`),
+        given that draw's sampled effects of the other factors in a hybrid model."""
         from hierbayes.backend import glmm
         from hierbayes.likelihood import quadrature, recover_glmm
 
         t1 = time.perf_counter()
-        g = self.design.groups[0]
+        g = glmm.integrated_group(self.design)
         post = idata.posterior
         corr = post[names.corr(g.name)].values if names.corr(g.name) in post else None
         sd = post[names.sd(g.name)].values
@@ -422,8 +423,11 @@ class Model:
         beta = post["beta"].values if self.design.p else np.zeros((nc, nd, 0))
         fp = quadrature.family_param(self.design.spec.family)
         alpha = None if fp is None else post[fp].values
-        mg = self.build().hb_marginal_glmm
-        b, info = recover_glmm.draw_random_effects(mg, beta, L, alpha, np.random.default_rng([seed, 1]))
+        model = self.build()
+        mg = model.hb_marginal_glmm
+        offset = glmm.sampled_offsets(self.design, post, model.hb_row_order)
+        b, info = recover_glmm.draw_random_effects(mg, beta, L, alpha, np.random.default_rng([seed, 1]),
+                                                   offset=offset)
         b = b[..., np.argsort(order)]  # back to the design's term order
         tdim = names.term_dim(g.name)
         post[names.effects(g.name)] = xr.DataArray(

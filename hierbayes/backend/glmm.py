@@ -213,8 +213,8 @@ def _value_and_gradients(mg, order, inputs) -> list:
     """The value of :func:`_call` and its gradients in its inputs' order and shapes (design
     row order for the offsets)."""
     out = _call(mg, order, inputs, grad=True)
-    grads = [np.float64(out["ll"]), np.asarray(out["beta"], dtype=np.float64),
-             np.tril(np.asarray(out["L"], dtype=np.float64)), np.float64(out["param"])]
+    grads = [np.asarray(out["ll"], dtype=np.float64), np.asarray(out["beta"], dtype=np.float64),
+             np.tril(np.asarray(out["L"], dtype=np.float64)), np.asarray(out["param"], dtype=np.float64)]
     if order is not None:
         g_off = np.empty(order.size)
         g_off[order] = out["offset"]

@@ -4,6 +4,14 @@ in the same process, on simulated data of issue 21's shapes.
     python benchmarks/bench_glmm.py                    # B1-B4, every tool
     python benchmarks/bench_glmm.py --cases B7 B8       # Gamma and lognormal (1 | g)
     python benchmarks/bench_glmm.py --cases B2 --tools quadrature latent
+    python benchmarks/bench_glmm.py --cases B5 --tools quadrature quadrature_low_rank \
+        quadrature_centred latent bambi                # the GLMM hybrid (crossed factors)
+
+``quadrature`` is ``backend="auto"``: for B5 the GLMM hybrid (subject, the factor with the
+most levels, integrated out; item sampled, centred or not by the rule of
+:mod:`hierbayes.backend.centring`); ``quadrature_low_rank`` the same with nutpie's low-rank
+metric, ``quadrature_centred`` / ``quadrature_noncentred`` with the sampled factors' form
+forced (B5 only).
 
 Per case and tool: wall time of the fit (compile included; each tool's compile cache is
 warmed by a discarded first fit, as a user's second fit would find it), sampling time,
@@ -94,17 +102,22 @@ def _stats(idata, seconds: float, names: list[str]) -> dict:
     }
 
 
-def fit_hierbayes(case: str, backend: str) -> dict:
+def fit_hierbayes(case: str, backend: str, label: str = "", centered: bool | None = None,
+                  **fit_kw) -> dict:
     import hierbayes as hb
+    from hierbayes.backend import sampled_groups
 
     c = CASES[case]
     df = simulated(case)
     t0 = time.perf_counter()
     model = hb.Model(c["formula"], df, family=c["family"], backend=backend)
-    fit = model.fit(seed=1, progressbar=False)
+    if centered is not None:  # the sampled factors' form forced
+        forms = {g.name: centered for g in sampled_groups(model.design, model.backend)}
+        model = hb.Model(c["formula"], df, family=c["family"], backend=backend, centered=forms)
+    fit = model.fit(seed=1, progressbar=False, **fit_kw)
     seconds = time.perf_counter() - t0
     names = _hyper(fit.posterior)
-    out = {"case": case, "tool": f"hierbayes {model.backend}", **_stats(fit.idata, seconds, names)}
+    out = {"case": case, "tool": f"hierbayes {model.backend}{label}", **_stats(fit.idata, seconds, names)}
     out["sampling_s"] = round(fit.timing["sampling_s"], 1)
     out["recover_s"] = round(fit.timing.get("recover_s", 0.0), 1)
     return out
@@ -134,6 +147,9 @@ def fit_bambi(case: str) -> dict:
 
 
 TOOLS = {"quadrature": lambda c: fit_hierbayes(c, "auto"),
+         "quadrature_low_rank": lambda c: fit_hierbayes(c, "auto", " low-rank", mass_matrix="low_rank"),
+         "quadrature_centred": lambda c: fit_hierbayes(c, "auto", " centred", centered=True),
+         "quadrature_noncentred": lambda c: fit_hierbayes(c, "auto", " non-centred", centered=False),
          "latent": lambda c: fit_hierbayes(c, "latent"),
          "bambi": fit_bambi}
 
@@ -141,7 +157,7 @@ TOOLS = {"quadrature": lambda c: fit_hierbayes(c, "auto"),
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", nargs="+", default=["B1", "B2", "B3", "B4"], choices=list(CASES))
-    ap.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
+    ap.add_argument("--tools", nargs="+", default=["quadrature", "latent", "bambi"], choices=list(TOOLS))
     args = ap.parse_args()
     rows = []
     for case in args.cases:

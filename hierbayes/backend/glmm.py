@@ -320,8 +320,8 @@ def sampled_offsets(design: Design, posterior, order: np.ndarray):
     >>> m = hb.Model("y ~ 1 + (1 | s) + (1 | i)", df, family="bernoulli")
     >>> b = xr.DataArray(np.array([[[[1.0], [-1.0]]]]), dims=("chain", "draw", "i", "i__term"))
     >>> _, order = likelihood_and_order(m.design)
-    >>> sampled_offsets(m.design, xr.Dataset({"b_i": b}), order)(np.array([0])).tolist()
-    [[1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0, -1.0]]
+    >>> sampled_offsets(m.design, xr.Dataset({"b_i": b}), order)(np.array([0])).tolist()  # rows by s
+    [[1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0]]
     """
     from hierbayes import names
 

@@ -41,6 +41,10 @@ CASES = {
 }
 
 
+#: draws and tune per chain of every tool's fit (``--draws``, ``--tune``; default 1,000 each)
+SETTINGS = {"draws": 1000, "tune": 1000}
+
+
 def simulated(case: str, seed: int = 1) -> pd.DataFrame:
     """Data of one case: x within cluster, w a cluster-level binary covariate (B1), trials
     10-30 (B3), negative binomial shape 2 (B4), fully crossed subjects x items (B5), Gamma
@@ -114,7 +118,7 @@ def fit_hierbayes(case: str, backend: str, label: str = "", centered: bool | Non
     if centered is not None:  # the sampled factors' form forced
         forms = {g.name: centered for g in sampled_groups(model.design, model.backend)}
         model = hb.Model(c["formula"], df, family=c["family"], backend=backend, centered=forms)
-    fit = model.fit(seed=1, progressbar=False, **fit_kw)
+    fit = model.fit(seed=1, progressbar=False, **SETTINGS, **fit_kw)
     seconds = time.perf_counter() - t0
     names = _hyper(fit.posterior)
     out = {"case": case, "tool": f"hierbayes {model.backend}{label}", **_stats(fit.idata, seconds, names)}
@@ -136,7 +140,7 @@ def fit_bambi(case: str) -> dict:
         family = "gaussian"
     t0 = time.perf_counter()
     model = bmb.Model(formula, df, family=family, **kw)
-    idata = model.fit(inference_method="nutpie", random_seed=1, chains=4, progressbar=False)
+    idata = model.fit(inference_method="nutpie", random_seed=1, chains=4, progressbar=False, **SETTINGS)
     seconds = time.perf_counter() - t0
     names = [v for v in idata.posterior.data_vars
              if not v.endswith("_offset") and "|" not in v and v != "mu" and v != "p"]
@@ -158,11 +162,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", nargs="+", default=["B1", "B2", "B3", "B4"], choices=list(CASES))
     ap.add_argument("--tools", nargs="+", default=["quadrature", "latent", "bambi"], choices=list(TOOLS))
+    ap.add_argument("--skip-warm", nargs="*", default=[], choices=list(TOOLS),
+                    help="tools fitted once, without the discarded first fit (the native kernel's "
+                         "compile is cached on disk; their first fit then includes building the model)")
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=1000)
     args = ap.parse_args()
+    SETTINGS.update(draws=args.draws, tune=args.tune)
     rows = []
     for case in args.cases:
         for tool in args.tools:
-            TOOLS[tool](case)  # warm every compile cache; discarded
+            if tool not in args.skip_warm:
+                TOOLS[tool](case)  # warm every compile cache; discarded
             rows.append(TOOLS[tool](case))
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)

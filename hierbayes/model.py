@@ -56,8 +56,9 @@ class Model:
         ``"ordinal"``: ordered levels, cut-points instead of an intercept; latent backend),
         or an object of :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``
         or ``Cumulative(levels=["low", "mid", "high"])``. Bernoulli,
-        binomial, Poisson and negative binomial models with one grouping factor can integrate
-        its effects out by adaptive Gauss-Hermite quadrature (``backend``); other
+        binomial, Poisson, negative binomial, Gamma and lognormal models can integrate one
+        grouping factor's effects out by adaptive Gauss-Hermite quadrature (``backend``; with
+        several factors the one with the most levels, the others sampled); other
         non-Gaussian models use the latent backend.
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
@@ -73,10 +74,11 @@ class Model:
     backend : {"auto", "marginal", "latent", "quadrature"}
         ``"marginal"``: the random effects integrated out, exactly for Gaussian models (with
         several factors, the largest integrated out and the others latent), by adaptive
-        Gauss-Hermite quadrature for GLMMs with one grouping factor (``"quadrature"``,
-        :mod:`hierbayes.backend.glmm`); ``"latent"``: every effect sampled (non-centred);
-        ``"auto"``: marginal where it applies (GLMMs: one effect per cluster), latent
-        otherwise.
+        Gauss-Hermite quadrature for GLMMs (``"quadrature"``, :mod:`hierbayes.backend.glmm`;
+        with several factors the same hybrid: the factor with the most levels integrated
+        out, the others' effects sampled and entering as an offset); ``"latent"``: every
+        effect sampled; ``"auto"``: marginal where it applies (GLMMs: one effect per
+        cluster of the integrated factor), latent otherwise.
     nagq : int, optional
         Quadrature backend: Gauss-Hermite nodes per effect (1 is the Laplace approximation;
         default 9, 7, 5 for 1, 2, 3 effects per cluster: the accuracy table of

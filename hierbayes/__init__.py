@@ -24,7 +24,9 @@ from hierbayes.sampling.cache import clear_cache
 from hierbayes import sampling
 from hierbayes.model import Model
 from hierbayes.spec.priors import Prior
+from hierbayes.design.censoring import DetectionLimit
 from hierbayes.studies.sbc import sbc
+from hierbayes.studies.crossval import loo_kfold, reloo
 from hierbayes.predict.simulate import simulate
 from hierbayes.criticism.comparison import compare, loo
 from hierbayes.studies.sweep import plot_prior_sweep, prior_sweep
@@ -32,4 +34,4 @@ from hierbayes.studies.sweep import plot_prior_sweep, prior_sweep
 from hierbayes.version import __version__
 
 __all__ = ["AR1", "ARMA", "CAR1", "CompSymm", "Unstructured", "Fit", "Model", "Prior", "datasets", "families", "simulate", "__version__", "compare", "loo", "load"]
-__all__ += ["prior_sweep", "plot_prior_sweep", "sbc", "clear_cache"]
+__all__ += ["DetectionLimit", "prior_sweep", "plot_prior_sweep", "sbc", "clear_cache", "reloo", "loo_kfold"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -39,6 +40,10 @@ class Fit:
     options : SamplerOptions
     timing : dict
         Seconds spent building, compiling, sampling and recovering.
+    inputs : dict or None
+        What rebuilds the model (``hb.Model``'s arguments, the data as the design's frozen
+        copy): cross-validation refits (:func:`hierbayes.reloo`, :func:`hierbayes.loo_kfold`)
+        use it. None for a fit read back by :func:`hierbayes.load`.
     """
 
     idata: az.InferenceData
@@ -48,6 +53,7 @@ class Fit:
     layout: str | None
     options: object
     timing: dict = field(default_factory=dict)
+    inputs: dict | None = field(default=None, repr=False)
 
     @property
     def spec(self):
@@ -206,13 +212,22 @@ class Fit:
         return shrinkage_table(self.idata, self.design, group)
 
     def residuals(self):
-        """Standardized within-group residuals summary (Min, Q1, Med, Q3, Max), as nlme prints."""
+        """Standardized within-group residuals summary (Min, Q1, Med, Q3, Max), as nlme prints;
+        a censored model's summary is of its exact rows (the series' name counts the others)."""
         from hierbayes.report import residual_summary, within_group_residuals
+        from hierbayes.report.residuals import censored_rows_note
 
-        return residual_summary(within_group_residuals(self.idata, self.design))
+        out = residual_summary(within_group_residuals(self.idata, self.design))
+        note = censored_rows_note(self.design)
+        return out if note is None else out.rename(f"residuals ({note})")
 
-    def posterior_predictive(self, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
+    def posterior_predictive(self, n_draws: int | None = None, seed: int = 0,
+                             censored: bool = True) -> np.ndarray:
         """Replicated data (draws x rows, in the user's row order) for posterior predictive checks.
+
+        A censored model's replicates are censored as the data's rows are (a replicate
+        beyond a censored row's bound is reported at the bound; ``censored=False``: the
+        uncensored draws; :func:`hierbayes.predict.predictive.censored_replicates`).
 
         The draws are also stored in ``idata.posterior_predictive`` (variable ``y``, dims
         ``chain, draw, obs`` as ``observed_data``), replacing earlier ones, so
@@ -222,7 +237,7 @@ class Fit:
         """
         from hierbayes.predict.predictive import posterior_predictive_dataset
 
-        ds = posterior_predictive_dataset(self.idata, self.design, n_draws, seed)
+        ds = posterior_predictive_dataset(self.idata, self.design, n_draws, seed, censored=censored)
         if "posterior_predictive" in self.idata.groups():
             del self.idata.posterior_predictive
         self.idata.add_groups(posterior_predictive=ds)
@@ -275,6 +290,46 @@ class Fit:
         if "log_likelihood" not in self.idata.groups():
             self.idata.add_groups(log_likelihood=log_likelihood(self))
         return self.idata.log_likelihood
+
+    def thin(self, factor: int | str = "auto") -> "Fit":
+        """A copy of the fit keeping every ``factor``-th draw of every chain, in every group
+        (posterior with the random effects, sampler statistics, log-likelihood, ...).
+
+        Parameters
+        ----------
+        factor : int or "auto"
+            ``"auto"``: arviz-stats' choice (``arviz_stats.thin``, Säilynoja et al. 2022:
+            from the bulk and tail ESS) computed on the hyperparameters of the summary, so that
+            the thinned draws stay nearly independent; an int keeps every ``factor``-th draw.
+
+        Returns
+        -------
+        Fit
+
+        Examples
+        --------
+        >>> fit.thin(2).idata.posterior.sizes["draw"]
+        100
+        """
+        import arviz_stats as azs
+
+        from hierbayes.criticism.sensitivity import hyperparameters
+
+        n = self.idata.posterior.sizes["draw"]
+        if isinstance(factor, str):
+            if factor != "auto":
+                raise ValueError(f"factor must be a whole number >= 1 or 'auto', got {factor!r}.")
+            kept = azs.thin(hyperparameters(self.idata, self.design), factor="auto")
+            factor = max(1, round(n / kept.sizes["draw"]))
+        elif isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+            raise ValueError(f"factor must be a whole number >= 1 or 'auto', got {factor!r}.")
+        groups = {}
+        for name in self.idata.groups():
+            ds = self.idata[name]
+            groups[name] = ds.isel(draw=slice(None, None, int(factor))) if "draw" in ds.dims else ds
+        idata = az.InferenceData(**groups)
+        timing = {**self.timing, "thin": int(factor)}
+        return dataclasses.replace(self, idata=idata, timing=timing)
 
     def to_netcdf(self, path) -> str:
         """Write the InferenceData to netCDF."""

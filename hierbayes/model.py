@@ -127,8 +127,9 @@ class Model:
         indicator column, with the interval's upper-bound column as ``("c", "y2")``. Values
         ``"left"``, ``"none"``, ``"right"``, ``"interval"`` (or -1, 0, 1, 2). Gaussian,
         Student-t and lognormal families, latent backend, no residual correlation; the
-        log-likelihood (LOO) is the censored one, predictive draws and ``hb.simulate`` are
-        uncensored (:mod:`hierbayes.design.censoring`).
+        log-likelihood (LOO) is the censored one; ``hb.simulate`` draws uncensored responses,
+        predictive replicates are censored as the data are, ``hb.sbc`` takes the censoring
+        process as ``censor=`` (:mod:`hierbayes.design.censoring`).
 
     Examples
     --------
@@ -372,7 +373,8 @@ class Model:
         if self.backend == "quadrature" and recover_random_effects:
             self._add_glmm_effects(idata, opts.seed, timing)
         timing["total_s"] = time.perf_counter() - t0
-        return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing)
+        return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing,
+                   inputs=self.inputs)
 
     def _sampler_options(self, *, target_accept, mass_matrix, **kw) -> sample.SamplerOptions:
         """The fit's sampler options, with this model's defaults for ``target_accept`` and

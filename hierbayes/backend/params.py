@@ -11,7 +11,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from hierbayes.design.build import Design, GroupBlock
-from hierbayes.spec.priors import Prior, half_form, lkj_eta
+from hierbayes.spec.priors import check_pacf_prior, Prior, half_form, lkj_eta
 from hierbayes import names
 
 
@@ -177,16 +177,6 @@ def ar_phi(design: Design, priors: dict[str, Prior]):
     return make_rv("phi", priors["phi"])
 
 
-def _check_pacf_prior(name: str, prior: Prior) -> None:
-    """A partial autocorrelation's prior lives on (-1, 1): a Uniform within it."""
-    lo, hi = prior.params.get("lower"), prior.params.get("upper")
-    ok = (prior.dist == "Uniform" and isinstance(lo, (int, float)) and isinstance(hi, (int, float))
-          and -1.0 <= lo < hi <= 1.0)
-    if not ok:
-        raise ValueError(f"{name} (partial autocorrelations of hb.ARMA, in (-1, 1)) takes an "
-                         f"hb.Prior('Uniform', lower=..., upper=...) within (-1, 1), got {prior!r}.")
-
-
 def arma_parameters(design: Design, priors: dict[str, Prior]):
     """hb.ARMA(p, q): the partial autocorrelations ``arma_ar_pacf`` (dims ``ar_lag``) and
     ``arma_ma_pacf`` (dims ``ma_lag``) with their priors (default Uniform(-1, 1)), the
@@ -199,7 +189,7 @@ def arma_parameters(design: Design, priors: dict[str, Prior]):
     for name, dim, k in ((names.ARMA_AR_PACF, names.AR_LAG_DIM, corr.p),
                          (names.ARMA_MA_PACF, names.MA_LAG_DIM, corr.q)):
         if k:
-            _check_pacf_prior(name, priors[name])
+            check_pacf_prior(name, priors[name])  # resolve_priors checked it; a built model too
         kap = make_rv(name, priors[name], dims=dim) if k else pt.zeros(0)
         lists[name] = [kap[i] for i in range(k)]
         parts += [kap, pt.zeros(arma.MAX_ORDER - k)]

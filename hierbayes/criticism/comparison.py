@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -38,10 +39,14 @@ class LOO:
     unit : str
         ``"obs"`` (leave one observation out) or the grouping factor whose clusters are left
         out whole (leave-one-cluster-out).
+    refitted : tuple of str
+        Units whose elpd comes from an exact refit without them (:func:`hierbayes.reloo`),
+        not from PSIS; their Pareto k is reported as 0.
     """
 
     elpd: az.ELPDData
     unit: str
+    refitted: tuple = ()
 
     @property
     def elpd_loo(self) -> float:
@@ -89,7 +94,7 @@ class LOO:
             else f"leave-one-cluster-out over {self.n_units} clusters of {self.unit!r}"
         )
         lines = [
-            f"PSIS-LOO, {what}:",
+            f"PSIS-LOO, {what}" + (f" ({len(self.refitted)} of them refitted exactly)" if self.refitted else "") + ":",
             f"  elpd_loo {self.elpd_loo:.1f} (se {self.se:.1f}), p_loo {self.p_loo:.1f}",
             "  Pareto k: " + ", ".join(f"{n} {lab}" for lab, n in self.k_counts().items()),
         ]
@@ -99,8 +104,9 @@ class LOO:
                 f"  {self.n_high_k} {'observations' if self.unit == 'obs' else 'clusters'} have "
                 f"k > {K_GOOD} (largest: "
                 + ", ".join(f"{lab} {v:.2f}" for lab, v in worst.items())
-                + "): their elpd estimates are unreliable, and so is the total. Refit without "
-                "them for an exact LOO of those units, or use K-fold cross-validation."
+                + "): their elpd estimates are unreliable, and so is the total. hb.reloo(fit) "
+                "refits without each of them for an exact LOO of those units; hb.loo_kfold(fit) "
+                "runs K-fold cross-validation when there are many."
             )
         else:
             lines.append(f"  All Pareto k <= {K_GOOD}: the PSIS estimate is reliable.")
@@ -151,11 +157,17 @@ def aggregate(ll: xr.DataArray, design, unit: str) -> xr.DataArray:
     )
 
 
-def _reff(posterior) -> float:
+def relative_efficiency(posterior) -> float:
     """Relative efficiency as ArviZ computes it (mean ESS over draws), over the
-    hyperparameters only: the thousands of random effects would dominate the cost."""
+    hyperparameters only: the thousands of random effects would dominate the cost.
+
+    Examples
+    --------
+    >>> 0 < relative_efficiency(fit.idata.posterior) < 5
+    True
+    """
     keep = [v for v in posterior.data_vars if not names.is_effects(v)]
-    ess = az.ess(posterior[keep], method="mean")
+    ess = azs.ess(posterior[keep], method="mean")
     n = posterior.sizes["chain"] * posterior.sizes["draw"]
     return float(np.hstack([ess[v].values.ravel() for v in ess.data_vars]).mean() / n)
 
@@ -216,7 +228,7 @@ def loo(fit, unit: str | None = None) -> LOO:
     with warnings.catch_warnings():
         # ArviZ warns on large k; LOO.describe() reports the counts and what to do
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        elpd = az.loo(data, pointwise=True, var_name="y", reff=_reff(fit.idata.posterior))
+        elpd = az.loo(data, pointwise=True, var_name="y", reff=relative_efficiency(fit.idata.posterior))
     return LOO(elpd=elpd, unit=name)
 
 

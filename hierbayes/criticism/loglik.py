@@ -253,25 +253,53 @@ def log_likelihood(fit) -> xr.Dataset:
     >>> ll["y"].dims                        # doctest: +SKIP
     ('chain', 'draw', 'id')
     """
-    design, post = fit.design, fit.idata.posterior
+    nagq = (getattr(fit, "timing", None) or {}).get("nagq")
+    return xr.Dataset({"y": unit_log_likelihood(fit.design, fit.backend, fit.idata.posterior, nagq)})
+
+
+def unit_log_likelihood(design: Design, backend: str, post, nagq: int | None = None) -> xr.DataArray:
+    """The log-likelihood of ``design``'s data per unit (see :func:`unit`) at every draw of
+    ``post``, as the ``backend`` of a fit defines it.
+
+    ``post`` may come from another fit of the same model (cross-validation refits): it needs
+    the variables the unit's density reads (for a latent fit, ``b_<g>`` on ``design``'s levels).
+
+    Parameters
+    ----------
+    design : Design
+    backend : {"marginal", "quadrature", "latent"}
+    post : xarray.Dataset
+        Posterior draws (dims ``chain``, ``draw``).
+    nagq : int, optional
+        The quadrature nodes of a quadrature fit (default: the backend's default).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(chain, draw, unit)``.
+
+    Examples
+    --------
+    >>> da = unit_log_likelihood(fit.design, fit.backend, fit.idata.posterior)
+    >>> da.dims
+    ('chain', 'draw', 'id')
+    """
     nc, nd = post.sizes["chain"], post.sizes["draw"]
-    name = unit(design, fit.backend)
+    name = unit(design, backend)
     if name == "obs":
         values = _latent(design, post)
         order = np.argsort(design.rows)
         values, coords = values[:, order], design.rows[order]
     else:
-        if fit.backend == "quadrature":
-            nagq = (getattr(fit, "timing", None) or {}).get("nagq")
+        if backend == "quadrature":
             from hierbayes.backend import glmm
 
             values, coords = _quadrature(design, post, nagq), list(glmm.integrated_group(design).levels)
         else:
-            values = _marginal(design, post) if fit.backend == "marginal" else _latent(design, post)
+            values = _marginal(design, post) if backend == "marginal" else _latent(design, post)
             coords = list(design.cluster_levels)
-    da = xr.DataArray(
+    return xr.DataArray(
         values.reshape(nc, nd, -1),
         dims=["chain", "draw", name],
         coords={"chain": post.chain, "draw": post.draw, name: coords},
     )
-    return xr.Dataset({"y": da})

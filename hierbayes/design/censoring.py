@@ -12,13 +12,17 @@ value      code  the true value ``Y``               log-likelihood term
 "interval" 2     ``y < Y <= y2``                    ``log (F(y2) - F(y))``
 =========  ====  =================================  ==========================
 
-Fits, the pointwise log-likelihood (LOO) and power-scaling use these terms; posterior and
-prior predictive draws and :func:`hierbayes.simulate` draw uncensored responses (what the
-measurement would have been without the censoring).
+Fits, the pointwise log-likelihood (LOO) and power-scaling use these terms.
+:func:`hierbayes.simulate` and the prior predictive draw uncensored responses (what the
+measurement would have been without the censoring); posterior predictive replicates of the
+fitted rows are censored row by row as the data are (:func:`censor_like`), and
+:class:`DetectionLimit` is a censoring process that ``hb.sbc(censor=...)`` applies to
+every simulated data set.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,3 +172,107 @@ def logpdf(family, y, cens: Censoring, eta, params: dict) -> np.ndarray:
         else:
             out[..., i] = f(yb[..., i], eb[..., i], p)
     return out
+
+
+def censor_like(y_rep, y, cens: Censoring) -> np.ndarray:
+    """Replicates ``y_rep`` (..., N) censored as the data's rows are: a left-censored row's
+    replicate at or below its bound ``y`` is reported at the bound, a right-censored row's
+    above it likewise, an interval row's inside ``(y, y2]`` at ``y`` (the data's value);
+    exact rows and replicates beyond the censored side are kept as drawn.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c = Censoring(np.array([0, -1, -1, 1, 2]), np.array([np.nan, np.nan, np.nan, np.nan, 3.0]))
+    >>> censor_like(np.array([0.2, 0.4, 2.0, 5.0, 2.5]), np.array([9.0, 1.0, 1.0, 4.0, 2.0]), c).tolist()
+    [0.2, 1.0, 2.0, 4.0, 2.0]
+    """
+    y_rep = np.asarray(y_rep, dtype=float)
+    y = np.broadcast_to(np.asarray(y, dtype=float), y_rep.shape)
+    hit = ((cens.code == LEFT) & (y_rep <= y)) | ((cens.code == RIGHT) & (y_rep > y))
+    hit |= (cens.code == INTERVAL) & (y_rep > y) & (y_rep <= cens.upper)
+    return np.where(hit, y, y_rep)
+
+
+@dataclass(frozen=True)
+class DetectionLimit:
+    """A detection limit as a censoring process: a value below ``lower`` is reported at
+    ``lower`` and marked ``"left"``, one above ``upper`` at ``upper`` and marked ``"right"``,
+    the others ``"none"`` (brms' ``cens()`` codes). ``hb.sbc(model, ..., censor=
+    hb.DetectionLimit(lower=0.5))`` applies it to every simulated data set of a censored
+    model (``y | cens(c) ~ ...``), so that the simulations are censored as the data were.
+
+    Parameters
+    ----------
+    lower, upper : float or str, optional
+        The limits: a number for every row, or the name of a column holding each row's
+        limit (NaN: no limit on that row). At least one.
+    response, indicator : str, optional
+        The response and censoring-indicator columns; ``hb.sbc`` fills them in from the
+        model (:meth:`for_model`).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> lod = DetectionLimit(lower=1.0, response="y", indicator="c")
+    >>> lod(pd.DataFrame({"y": [0.3, 2.0]})).to_dict("list")
+    {'y': [1.0, 2.0], 'c': ['left', 'none']}
+    """
+
+    lower: float | str | None = None
+    upper: float | str | None = None
+    response: str | None = None
+    indicator: str | None = None
+
+    def __post_init__(self):
+        if self.lower is None and self.upper is None:
+            raise ValueError("DetectionLimit needs lower=, upper= or both (a number or a column name).")
+        for k in ("lower", "upper"):
+            v = getattr(self, k)
+            if v is not None and not isinstance(v, str) and not np.isfinite(float(v)):
+                raise ValueError(f"DetectionLimit {k}= must be a finite number or a column name, got {v!r}.")
+        if (isinstance(self.lower, (int, float)) and isinstance(self.upper, (int, float))
+                and not self.lower < self.upper):
+            raise ValueError(f"DetectionLimit needs lower < upper, got lower={self.lower}, upper={self.upper}.")
+
+    def for_model(self, spec) -> "DetectionLimit":
+        """The limit with the response and indicator columns of ``spec`` (a censored
+        model's spec), for :func:`hierbayes.sbc`.
+
+        Examples
+        --------
+        >>> from hierbayes.spec.formula import parse
+        >>> DetectionLimit(lower=0.5).for_model(parse("y | cens(c) ~ x")).indicator
+        'c'
+        """
+        if spec.censored is None:
+            raise ValueError(
+                "DetectionLimit censors the response of a censored model; this model has no "
+                "censoring column: write 'y | cens(c) ~ ...' (or censored='c')."
+            )
+        return dataclasses.replace(self, response=spec.response, indicator=spec.censored)
+
+    def _bound(self, data: pd.DataFrame, value, default: float) -> np.ndarray:
+        if value is None:
+            return np.full(len(data), default)
+        if isinstance(value, str):
+            if value not in data.columns:
+                raise KeyError(f"DetectionLimit's limit column {value!r} is not in the data.")
+            out = pd.to_numeric(data[value], errors="raise").to_numpy(dtype=float)
+            return np.where(np.isnan(out), default, out)
+        return np.full(len(data), float(value))
+
+    def __call__(self, data: pd.DataFrame) -> pd.DataFrame:
+        """A copy of ``data`` with the response censored at the limits and the indicator
+        column set."""
+        if self.response is None or self.indicator is None:
+            raise ValueError(
+                "DetectionLimit needs response= and indicator= (the columns to censor and to "
+                "mark); hb.sbc fills them in from the model."
+            )
+        y = data[self.response].to_numpy(dtype=float)
+        lo, hi = self._bound(data, self.lower, -np.inf), self._bound(data, self.upper, np.inf)
+        out = data.copy()
+        out[self.response] = np.clip(y, lo, hi)
+        out[self.indicator] = np.where(y < lo, "left", np.where(y > hi, "right", "none"))
+        return out

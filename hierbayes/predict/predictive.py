@@ -202,14 +202,36 @@ def fitted_draws(pd_: ParameterDraws, design: Design, rng) -> np.ndarray:
     return fam.draw(rng, mu, params, trials)
 
 
-def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
+def censored_replicates(y_rep: np.ndarray, design: Design) -> np.ndarray:
+    """Replicates (..., N) of a censored model's rows censored as the data are
+    (:func:`hierbayes.design.censoring.censor_like`: a replicate beyond a censored row's
+    bound is reported at the bound); ``y_rep`` itself for an uncensored model.
+
+    Examples
+    --------
+    >>> y_rep = posterior_predictive(fit.idata, fit.design, n_draws=10, censored=False)
+    >>> bool((censored_replicates(y_rep, fit.design) == y_rep).all())  # uncensored model
+    True
+    """
+    if design.censoring is None:
+        return y_rep
+    from hierbayes.design.censoring import censor_like
+
+    return censor_like(y_rep, design.y, design.censoring)
+
+
+def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed: int = 0,
+                         censored: bool = True) -> np.ndarray:
     """Replicated data ``y_rep`` (D, N) in design row order from posterior draws.
 
     Uses the random effects of the fitted clusters (``b_<g>``), so it replicates new
     observations of the same clusters; draws come from the model's family (counts for
     Poisson, 0/1 for Bernoulli, level indices 0 .. K-1 into ``design.response_levels``
     for an ordinal family, as ``design.y`` codes them, ...). For a non-Gaussian family with an AR(1) correlation
-    the latent process is drawn afresh from its fitted ``phi`` and ``sd_ar``.
+    the latent process is drawn afresh from its fitted ``phi`` and ``sd_ar``. A censored
+    model's replicates are censored row by row as the data are (``censored=True``,
+    :func:`censored_replicates`), so that they compare with the data in a predictive check;
+    ``censored=False`` gives the uncensored draws.
 
     Examples
     --------
@@ -219,11 +241,14 @@ def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed
     total = post.sizes["sample"]
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(total, size=min(n_draws or total, total), replace=False))
-    return fitted_draws(_flat_draws(post.isel(sample=idx), design), design, rng)
+    y_rep = fitted_draws(_flat_draws(post.isel(sample=idx), design), design, rng)
+    return censored_replicates(y_rep, design) if censored else y_rep
 
 
-def posterior_predictive_dataset(idata, design: Design, n_draws: int | None = None, seed: int = 0):
-    """Replicated data of the fitted rows as an ArviZ ``posterior_predictive`` group.
+def posterior_predictive_dataset(idata, design: Design, n_draws: int | None = None, seed: int = 0,
+                                 censored: bool = True):
+    """Replicated data of the fitted rows as an ArviZ ``posterior_predictive`` group
+    (censored as the data are for a censored model, unless ``censored=False``).
 
     Returns an :class:`xarray.Dataset` with variable ``y``, dims ``(chain, draw, obs)``, the
     ``obs`` coordinate equal to ``observed_data``'s (the user's row positions), so that
@@ -241,6 +266,8 @@ def posterior_predictive_dataset(idata, design: Design, n_draws: int | None = No
     post = thin(idata.posterior, n_draws)
     pd_ = parameter_draws(post, design)
     y_rep = fitted_draws(pd_, design, np.random.default_rng(seed))
+    if censored:
+        y_rep = censored_replicates(y_rep, design)
     order = np.argsort(design.rows)
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     y = xr.DataArray(

@@ -3,8 +3,9 @@
 Hyperparameters are drawn from their priors (:func:`hierbayes.backend.prior.draw_hyperparameters`),
 the random effects from ``N(0, S)`` given each draw, and the response from the model's
 likelihood (with its AR(1)/CAR(1) residual correlation) on the model's own design, so
-every simulated data set has the observed layout. A few summary statistics of each
-simulated data set are compared with the observed ones.
+every simulated data set has the observed layout; a censored model's draws are censored
+row by row as the data are (:func:`hierbayes.predict.predictive.censored_replicates`). A
+few summary statistics of each simulated data set are compared with the observed ones.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from hierbayes.design.build import Design
-from hierbayes.predict.predictive import ParameterDraws, correlation_parameter, fitted_draws
+from hierbayes.predict.predictive import (
+    ParameterDraws, censored_replicates, correlation_parameter, fitted_draws,
+)
 from hierbayes.likelihood.recover import covariance_cholesky
 from hierbayes import names
 
@@ -242,7 +245,7 @@ def sample_prior_predictive(
         b=b, chol=chol, chains=np.zeros(draws, dtype=int), draws=np.arange(draws),
         extra=extra, dpar_coefs=coefs,
     )
-    y = fitted_draws(pd_, design, rng)
+    y = censored_replicates(fitted_draws(pd_, design, rng), design)  # censored as the data are
     return PriorPredictive(
         prior=prior, y=design.to_user_order(y), observed=design.to_user_order(design.y),
         design=design, seed=seed,

@@ -173,7 +173,7 @@ def simulate(
         scale (``"~ x"``, as ``hb.Model(zi=...)``); ``params`` then gives ``beta_zi``
         (``beta_hu``) instead of ``zi`` (``hu``).
         A censored model's responses are drawn uncensored; its censoring columns are not
-        read.
+        read (``hb.sbc(censor=...)`` censors them).
     seed : int, optional
         The whole data-generating process (random effects and residuals) is one call of one
         ``numpy.random.Generator``: the same seed gives the same data.

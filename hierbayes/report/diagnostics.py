@@ -12,6 +12,7 @@ import textwrap
 from dataclasses import dataclass
 
 import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -353,6 +354,26 @@ def _flatten(ds: xr.Dataset) -> pd.Series:
     return pd.Series(vals, index=labels, dtype=float)
 
 
+def sampling_diagnostics(ds: xr.Dataset) -> pd.DataFrame:
+    """arviz-stats' sampling diagnostics of every scalar of ``ds`` (dims ``chain``, ``draw``):
+    rank-normalised split R-hat, bulk and tail ESS, and the Monte Carlo se of the mean; the
+    one source of these numbers for :func:`diagnose` and the summary table.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> ds = az.from_dict(posterior={"sigma": np.random.default_rng(0).normal(1, 0.1, (4, 500))}).posterior
+    >>> list(sampling_diagnostics(ds).columns)
+    ['r_hat', 'ess_bulk', 'ess_tail', 'mcse_mean']
+    """
+    return pd.DataFrame({
+        "r_hat": _flatten(azs.rhat(ds, method="rank")),
+        "ess_bulk": _flatten(azs.ess(ds, method="bulk")),
+        "ess_tail": _flatten(azs.ess(ds, method="tail")),
+        "mcse_mean": _flatten(azs.mcse(ds, method="mean")),
+    })
+
+
 def _row(check, value, threshold, ok, key=None, missing="", ctx=None, **fields) -> dict:
     """One row of :func:`diagnose`; ``ok=None`` or a NaN value means not checked."""
     advice, ok_msg, fail_msg = _TEXT[key or check]
@@ -465,17 +486,18 @@ def diagnose(idata, var_names: list[str] | None = None, *, context: Context | No
     ctx = context or Context()
     ds = hyper_posterior(idata, var_names)
     ess_min = THRESHOLDS.ess_per_chain * int(ds.sizes.get("chain", 1))
-    rhat = _flatten(az.rhat(ds, method="rank"))
+    stats = sampling_diagnostics(ds)
+    rhat = stats["r_hat"]
     rows = [_summary_row("R-hat", rhat, "max", THRESHOLDS.rhat_max, "R-hat", ctx)]
     flags = {}
     if rows[0]["ok"] is False and int(ds.sizes.get("chain", 1)) > 1:
         flags = _explain_rhat(rows[0], ds, rhat, ctx)
     for method, use in (("bulk", "posterior means and sds"), ("tail", "interval bounds")):
-        ess = _flatten(az.ess(ds, method=method))
+        ess = stats[f"ess_{method}"]
         fields = {"method": method, "use": use, "per": THRESHOLDS.ess_per_chain}
         rows.append(_summary_row(f"{method} ESS", ess, "min", ess_min, "ESS", ctx, **fields))
     sd = _flatten(ds.std(("chain", "draw")))
-    rel = _flatten(az.mcse(ds, method="mean")) / sd.where(sd > 0)
+    rel = stats["mcse_mean"] / sd.where(sd > 0)
     rows.append(_summary_row("MCSE", rel, "max", 1 / np.sqrt(ess_min), "MCSE", ctx))
     rows.extend(_sampler_rows(idata, ctx))
     out = Diagnosis(rows, columns=["check", "value", "threshold", "ok", "verdict", "advice"])

@@ -14,7 +14,10 @@ from hierbayes.report.plots import (
     plot_caterpillar, plot_ppc, plot_shrinkage_arrows, plot_shrinkage_densities, ppc_caption,
     rank_plot, trace_plot,
 )
-from hierbayes.report.residuals import ppc_lag1_autocorr, residual_summary, within_group_residuals
+from hierbayes.report.residuals import (
+    censored_rows_note, ppc_lag1_autocorr, residual_summary, within_group_residuals,
+)
+from hierbayes.report.ols import cluster_ols
 from hierbayes.report.shrinkage import shrinkage_frame, shrinkage_table
 from hierbayes import names
 
@@ -71,9 +74,17 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
         text += f"\n\nPSIS-LOO not available: {why_not}"
     if d.groups and all(names.effects(g.name) in fit.posterior for g in d.groups):
         resid = within_group_residuals(fit.idata, d)
-        tables["Standardized within-group residuals"] = residual_summary(resid).to_frame().T
-        if not d.spec.family.ordered_response:  # no per-cluster fits of ordinal responses
-            frame = shrinkage_frame(fit.idata, d)
+        note = censored_rows_note(d)
+        title = "Standardized within-group residuals" + ("" if note is None else f" ({note})")
+        tables[title] = residual_summary(resid).to_frame().T
+        try:
+            ols = cluster_ols(d)
+        except NotImplementedError as err:  # ordinal: no per-cluster fits, and the reason
+            ols = None
+            text += f"\n\nShrinkage report left out: {err}"
+        if ols is not None:
+            text += f"\n\nPer-cluster (no pooling) estimates of the shrinkage report: {ols.attrs['method']}."
+            frame = shrinkage_frame(fit.idata, d, ols=ols)
             tables["Shrinkage towards the population (per term)"] = shrinkage_table(fit.idata, d, frame=frame)
             figures["By-group OLS and mixed-model cluster coefficients"] = plot_shrinkage_densities(frame)
             figures["Per-cluster shrinkage: OLS estimate to posterior mean"] = plot_shrinkage_arrows(frame)

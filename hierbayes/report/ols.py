@@ -220,15 +220,24 @@ def _deviance(binary: bool, y, mu, w, idx, C) -> np.ndarray:
     return 2 * np.bincount(idx, weights=w * np.nan_to_num(d), minlength=C)
 
 
-def _irls(M, y, trials, idx, C, q, family):
+def _truncated_moments(mu):
+    """Mean and variance of the zero-truncated Poisson with Poisson mean ``mu``."""
+    m = mu / -np.expm1(-np.maximum(mu, 1e-300))
+    return m, np.maximum(m * (1.0 + mu - m), 1e-300)
+
+
+def _irls(M, y, trials, idx, C, q, family, truncated: bool = False):
     """Per-cluster GLM by IRLS on the family's link: coefficients, standard errors (Fisher
-    information, dispersion 1), status (and columns used)."""
+    information, dispersion 1), status (and columns used). ``truncated``: the zero-truncated
+    Poisson (log link, canonical) of the positive rows, the count part of a hurdle model."""
     binary = family.name in ("bernoulli", "binomial")
     link = family.link
     w = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
+    if truncated:  # the zeros belong to the hurdle part: they weigh nothing here
+        w = (y > 0).astype(float)
     yy = y / w if binary else y
-    n = np.bincount(idx, minlength=C)
-    G0, _ = _per_cluster_gram(M, np.zeros_like(y), idx, C)
+    n = np.bincount(idx, weights=w if truncated else None, minlength=C).astype(int)
+    G0, _ = _per_cluster_gram(M, np.zeros_like(y), idx, C, weights=w if truncated else None)
     use = _select_columns(G0, q)
     enough = n >= q
     zfull = _full_rank(G0[:, :q, :q])
@@ -243,26 +252,35 @@ def _irls(M, y, trials, idx, C, q, family):
     coef = np.full((C, M.shape[1]), np.nan)
     for _ in range(_IRLS_MAXIT):
         mu, dmu = _link_parts(link, eta)
-        var = mu * (1 - mu) if binary else mu
-        W = w * dmu**2 / np.maximum(var, 1e-300)
-        z = eta + (yy - mu) / np.maximum(dmu, 1e-300)
+        if truncated:  # canonical link: weight the truncated variance, residual from its mean
+            m, v = _truncated_moments(mu)
+            W, z = w * v, eta + (yy - m) / v
+        else:
+            var = mu * (1 - mu) if binary else mu
+            W = w * dmu**2 / np.maximum(var, 1e-300)
+            z = eta + (yy - mu) / np.maximum(dmu, 1e-300)
         G, r = _per_cluster_gram(M, z, idx, C, weights=W)
         step, _ = _solve(G, r, use, fit & ~done)
         live = fit & ~done
         coef[live] = step[live]
         eta = np.where(live[idx], np.einsum("nk,nk->n", M, np.nan_to_num(coef[idx])), eta)
         mu, _ = _link_parts(link, eta)
-        new = _deviance(binary, yy, mu, w, idx, C)
+        if truncated:  # -2 log-likelihood (up to constants) of the positive rows
+            ll = yy * eta - mu - np.log(-np.expm1(-np.maximum(mu, 1e-300)))
+            new = -2 * np.bincount(idx, weights=w * ll, minlength=C)
+        else:
+            new = _deviance(binary, yy, mu, w, idx, C)
         done |= live & (np.abs(new - dev) / (np.abs(new) + 0.1) < _IRLS_TOL)
         dev = np.where(live, new, dev)
         if done.all():
             break
     mu, dmu = _link_parts(link, eta)
     var = mu * (1 - mu) if binary else mu
-    G, _ = _per_cluster_gram(M, np.zeros_like(y), idx, C, weights=w * dmu**2 / np.maximum(var, 1e-300))
+    info = w * _truncated_moments(mu)[1] if truncated else w * dmu**2 / np.maximum(var, 1e-300)
+    G, _ = _per_cluster_gram(M, np.zeros_like(y), idx, C, weights=info)
     _, inv = _solve(G, np.zeros_like(coef), use, fit)
     se = np.sqrt(np.einsum("ckk->ck", inv))
-    edge = (mu < _BOUNDARY) | (binary & (mu > 1 - _BOUNDARY))
+    edge = ((mu < _BOUNDARY) | (binary & (mu > 1 - _BOUNDARY))) & (w > 0)
     boundary = np.bincount(idx, weights=edge.astype(float), minlength=C) > 0
     status = np.full(C, STATUS_OK, dtype=object)
     status[fit & ~done] = STATUS_NOT_CONVERGED
@@ -271,11 +289,37 @@ def _irls(M, y, trials, idx, C, q, family):
     status[all1] = STATUS_ALL1
     status[enough & ~zfull] = STATUS_RANK
     status[~enough] = STATUS_FEW
+    if truncated:  # no positive row: no count part to fit
+        status[all0] = STATUS_ALL0
     bad = status != STATUS_OK
     coef[bad], se[bad] = np.nan, np.nan
     counted = (STATUS_OK, STATUS_FEW, STATUS_RANK, STATUS_ALL0)
     counted += (STATUS_ALL1,) if binary else ()
     return coef, se, status, use, counted + (STATUS_SEPARATION, STATUS_NOT_CONVERGED)
+
+
+def count_part_note(family) -> str:
+    """What the per-cluster GLM of a zero-inflated or hurdle family estimates ("" for the
+    other families), as :func:`cluster_ols` appends it to ``attrs["method"]``.
+
+    Examples
+    --------
+    >>> from hierbayes.spec.families import get
+    >>> count_part_note(get("hurdle_poisson"))
+    ': a zero-truncated Poisson of the positive rows (the count part; the hurdle is not fitted per cluster)'
+    """
+    part = getattr(family, "part", None)
+    if part == "hu":
+        note = ": a zero-truncated Poisson of the positive rows (the count part; the hurdle is not fitted per cluster)"
+        if family.extra_params[0] == "alpha":
+            note += ("; the negative binomial's truncation depends on alpha, which is not estimated "
+                     "per cluster, so the estimates approximate its count part (close for large alpha)")
+        return note
+    if part == "zi":
+        return (": a Poisson GLM of every row, the zero inflation not fitted per cluster, so the "
+                "estimates are of log E[y] = eta + log(1 - zi), below the count part's eta by "
+                "-log(1 - zi), which biases the shrinkage factors")
+    return ""
 
 
 def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
@@ -290,6 +334,11 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
     a GLM per cluster on the model's link, fitted by IRLS (the negative binomial by its
     Poisson quasi-likelihood, which has the same estimating equations for the
     coefficients), so the estimates are on the scale of the model's cluster coefficients.
+    Hurdle families: the count part, a zero-truncated Poisson GLM of the cluster's positive
+    rows (exact for ``hurdle_poisson``; an approximation for ``hurdle_negbinomial``, whose
+    truncation depends on ``alpha``). Zero-inflated families: a Poisson GLM of every row,
+    which estimates ``log E[y] = eta + log(1 - zi)``, not ``eta`` (:func:`count_part_note`;
+    ``attrs["method"]`` says so).
 
     Parameters
     ----------
@@ -357,9 +406,11 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
     family = getattr(getattr(design, "spec", None), "family", None)
     if getattr(family, "ordered_response", False):
         raise NotImplementedError(
-            f"per-cluster estimates of the {family.name} family (one ordinal regression per "
-            "cluster, sharing cut-points) are not available, so neither is the shrinkage "
-            "report; the posterior cluster effects are in fit.posterior['b_<g>']."
+            f"per-cluster estimates of the {family.name} family are not available, so neither "
+            "is the shrinkage report: a cumulative-link regression per cluster has no finite "
+            "estimate for a cluster that misses a level or whose levels separate (common with "
+            "a few rows per cluster), and one with the model's shared cut-points is not a "
+            "no-pooling fit. The posterior cluster effects are in fit.posterior['b_<g>']."
         )
     y = np.asarray(design.y, dtype=float)
     M, extra = regressors(design, g.name)
@@ -370,8 +421,9 @@ def cluster_ols(design, group: str | None = None) -> pd.DataFrame:
         method = "least squares"
     else:
         trials = getattr(design, "trials", None)
-        coef, se, status, use, counted = _irls(M, y, trials, idx, C, q, family)
-        method = f"IRLS ({family.link} link)"
+        hurdle = getattr(family, "part", None) == "hu"
+        coef, se, status, use, counted = _irls(M, y, trials, idx, C, q, family, truncated=hurdle)
+        method = f"IRLS ({family.link} link)" + count_part_note(family)
     cols: dict[str, np.ndarray] = {}
     for k, t in enumerate(terms):
         cols[t] = coef[:, k]

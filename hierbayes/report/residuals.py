@@ -2,7 +2,9 @@
 
 The within-group residual of row ``i`` is ``y_i - x_i' beta - sum_g z_gi' b_g[c_i]``: the
 response minus the cluster-level fitted value (all random effects included), as
-``residuals(fit, type = "pearson")`` of an ``lme`` fit divided by the residual sd.
+``residuals(fit, type = "pearson")`` of an ``lme`` fit divided by the residual sd. A censored
+row's response is a bound, not a value, so its residual is unknown: NaN, left out of the
+summary and counted (:func:`censored_rows_note`).
 """
 
 from __future__ import annotations
@@ -66,8 +68,26 @@ def residual_summary(values) -> pd.Series:
     return pd.Series(q, index=["Min", "Q1", "Med", "Q3", "Max"], name="residuals")
 
 
+def censored_rows_note(design) -> str | None:
+    """What the residuals of a censored model leave out (None: nothing).
+
+    Examples
+    --------
+    >>> censored_rows_note(design) is None   # an uncensored model
+    True
+    """
+    if design.censoring is None:
+        return None
+    counts = {k: v for k, v in design.censoring.counts().items() if k != "none" and v}
+    n = sum(counts.values())
+    kinds = ", ".join(f"{v} {k}" for k, v in counts.items())
+    return (f"exact rows only: {n} censored row(s) left out" + (f" ({kinds})" if kinds else "")
+            + ", their residuals are unknown")
+
+
 def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarray:
-    """Within-group residuals at the posterior means of ``beta``, ``b_*`` and ``sigma``.
+    """Within-group residuals at the posterior means of ``beta``, ``b_*`` and ``sigma``
+    (NaN on a censored model's censored rows, whose responses are bounds).
 
     Parameters
     ----------
@@ -90,6 +110,16 @@ def within_group_residuals(idata, design, standardize: bool = True) -> np.ndarra
     >>> r = within_group_residuals(idata, design)
     >>> residual_summary(r)                          # doctest: +SKIP
     """
+    resid = _residuals(idata, design, standardize)
+    if design.censoring is None:
+        return resid
+    from hierbayes.design.censoring import NONE
+
+    return np.where(design.censoring.code == NONE, resid, np.nan)
+
+
+def _residuals(idata, design, standardize: bool) -> np.ndarray:
+    """:func:`within_group_residuals` on every row, the censored ones' bounds taken as values."""
     fitted = np.zeros(design.n)
     if design.X.shape[1]:
         beta = align(posterior_var(idata, "beta"), "coef", design.fixed_names, "beta")

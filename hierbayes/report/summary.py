@@ -11,6 +11,7 @@ import pandas as pd
 
 from hierbayes import names
 from hierbayes.criticism.sensitivity import hyperparameters
+from hierbayes.report.diagnostics import sampling_diagnostics
 
 COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
 
@@ -42,9 +43,9 @@ def parameter_table(idata, design, hdi_prob: float = 0.94) -> pd.DataFrame:
     'Intercept'
     """
     section = {h.label: h.section for h in names.hyperparameters(design)}
-    table = az.summary(
-        hyperparameters(idata, design), hdi_prob=hdi_prob, kind="all", round_to="none"
-    )
+    hyper = hyperparameters(idata, design)
+    table = az.summary(hyper, hdi_prob=hdi_prob, kind="stats", round_to="none")
+    table = table.join(sampling_diagnostics(hyper))  # arviz-stats, as diagnose() reports them
     table.insert(0, "section", [section[label] for label in table.index])
     hdi_cols = [c for c in table.columns if c.startswith("hdi_")]
     return table[["section", "mean", "sd", *hdi_cols, "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]]

@@ -346,6 +346,26 @@ def half_line(prior: Prior) -> bool:
 UNIT_INTERVAL = {"Beta", "Kumaraswamy", "LogitNormal"}
 
 
+def check_pacf_prior(name: str, prior: Prior) -> None:
+    """A partial autocorrelation's prior (hb.ARMA) lives on (-1, 1): a Uniform within it,
+    refused otherwise at hb.Model() with the spelling that works.
+
+    Examples
+    --------
+    >>> check_pacf_prior("arma_ar_pacf", Prior("Uniform", lower=-0.9, upper=0.9))
+    >>> check_pacf_prior("arma_ar_pacf", Prior("Normal", mu=0, sigma=1))
+    Traceback (most recent call last):
+    ...
+    ValueError: arma_ar_pacf (partial autocorrelations of hb.ARMA, in (-1, 1)) takes an hb.Prior('Uniform', lower=..., upper=...) within (-1, 1), got Prior('Normal', mu=0, sigma=1).
+    """
+    lo, hi = prior.params.get("lower"), prior.params.get("upper")
+    ok = (prior.dist == "Uniform" and isinstance(lo, (int, float)) and isinstance(hi, (int, float))
+          and -1.0 <= lo < hi <= 1.0)
+    if not ok:
+        raise ValueError(f"{name} (partial autocorrelations of hb.ARMA, in (-1, 1)) takes an "
+                         f"hb.Prior('Uniform', lower=..., upper=...) within (-1, 1), got {prior!r}.")
+
+
 def check_probability_prior(key: str, prior: Prior) -> None:
     """Refuse a prior for the probability ``key`` (``zi``, ``hu``) whose support is not
     within (0, 1): one of :data:`UNIT_INTERVAL`, or a Uniform inside [0, 1].
@@ -637,6 +657,8 @@ def resolve_priors(design, overrides: dict[str, Prior] | None) -> dict[str, Prio
             priors[key] = positive_prior(key, priors[key])
         if key not in coefs and key in names.PROBABILITIES:
             check_probability_prior(key, priors[key])
+        if key not in coefs and key in (names.ARMA_AR_PACF, names.ARMA_MA_PACF):
+            check_pacf_prior(key, priors[key])
     return priors
 
 

@@ -81,25 +81,83 @@ def simulation_inputs(model) -> dict:
     return {**model.inputs, "family": dataclasses.replace(fam, levels=model.design.response_levels)}
 
 
+def censoring_process(model, censor):
+    """The censoring process ``hb.sbc`` applies to each simulated data set of ``model``:
+    None for an uncensored model, ``censor`` (a
+    :class:`~hierbayes.design.censoring.DetectionLimit` given the model's columns) for a
+    censored one; refused otherwise.
+
+    Examples
+    --------
+    >>> censoring_process(model, None) is None
+    True
+    """
+    from hierbayes.design.censoring import DetectionLimit
+
+    spec = model.spec
+    if spec.censored is None:
+        if censor is not None:
+            raise ValueError(
+                "censor= is for a censored model (y | cens(c) ~ ...); this model has no "
+                "censoring column. Drop censor=, or censor the model's response."
+            )
+        return None
+    if censor is None:
+        raise ValueError(
+            "hb.sbc of a censored model needs censor=, the censoring process that made the "
+            "data: hb.DetectionLimit(lower=..., upper=...) for a detection limit, or a "
+            f"function data -> data that sets {spec.response!r} and the indicator column "
+            f"{spec.censored!r} of each simulated data set. hb.simulate draws uncensored "
+            "responses."
+        )
+    if isinstance(censor, DetectionLimit):
+        return censor.for_model(spec)
+    if isinstance(censor, dict):
+        raise TypeError(f"censor= takes hb.DetectionLimit(**{censor!r}) or a function, not a dict.")
+    if not callable(censor):
+        raise TypeError(
+            f"censor= must be hb.DetectionLimit(...) or a function data -> data, got {type(censor).__name__}."
+        )
+    return censor
+
+
+def _simulated(inputs: dict, params: dict, seed: int, censor, columns) -> pd.DataFrame:
+    """One SBC data set: ``hb.simulate`` at ``params``, then the censoring process, whose
+    result is checked (a data frame of the same rows with the model's ``columns``)."""
+    from hierbayes.predict.simulate import simulate
+
+    data = simulate(inputs["formula"], inputs["data"], params, correlation=inputs["correlation"],
+                    family=inputs["family"], seed=seed, sigma=inputs.get("sigma"),
+                    zi=inputs.get("zi"), hu=inputs.get("hu"))
+    if censor is None:
+        return data
+    out = censor(data)
+    if not isinstance(out, pd.DataFrame) or len(out) != len(data):
+        raise TypeError(
+            f"censor= must return a data frame of the {len(data)} simulated rows, got "
+            f"{type(out).__name__}" + (f" of {len(out)} rows." if hasattr(out, "__len__") else ".")
+        )
+    missing = [c for c in columns if c not in out.columns]
+    if missing:
+        raise KeyError(f"censor= returned a data frame without the model's column(s) {missing}.")
+    return out
+
+
 def _sbc_fit(task: FitTask) -> dict:
     """Worker: simulate one data set at the drawn parameters, fit it, rank the truth."""
     from hierbayes.model import Model
     from hierbayes.criticism.sensitivity import hyperparameters
-    from hierbayes.predict.simulate import simulate
 
     ex = task.extra
     inputs = dict(task.inputs)
-    inputs["data"] = simulate(inputs["formula"], inputs["data"], ex["params"],
-                              correlation=inputs["correlation"], family=inputs["family"],
-                              seed=ex["sim_seed"], sigma=inputs.get("sigma"),
-                              zi=inputs.get("zi"), hu=inputs.get("hu"))
+    inputs["data"] = _simulated(inputs, ex["params"], ex["sim_seed"], ex.get("censor"), ex.get("columns", ()))
     fit = Model(priors=task.priors, **inputs).fit(seed=task.seed, progressbar=False, **task.fit_kwargs)
     post = hyperparameters(fit.idata, fit.design)
     L = ex["n_ranks"]
     ranks, ess = {}, {}
-    import arviz as az
+    import arviz_stats as azs
 
-    ess_all = az.ess(post, method="bulk")
+    ess_all = azs.ess(post, method="bulk")
     for name, true in ex["truth"].items():
         draws = post[name].values.reshape(-1)  # chain-major
         keep = draws[np.linspace(0, draws.size - 1, L).round().astype(int)]
@@ -207,6 +265,7 @@ def sbc(
     chains: int = 2,
     max_workers: int | None = None,
     on_done=None,
+    censor=None,
     **fit_kwargs,
 ) -> SBCResult:
     """Simulation-based calibration of ``model``: prior draw -> simulate -> fit -> rank.
@@ -232,6 +291,14 @@ def sbc(
     max_workers : int, optional
     on_done : callable, optional
         ``on_done(index, result)`` as each simulation's fit finishes (progress).
+    censor : hb.DetectionLimit or callable, optional
+        A censored model's (``y | cens(c) ~ ...``) censoring process, applied to each
+        simulated (uncensored) data set before it is fitted; required for a censored model,
+        refused for another. ``hb.DetectionLimit(lower=0.5)`` reports values below 0.5 at
+        0.5, marked ``"left"`` (``upper=`` likewise, ``"right"``; a column name gives
+        per-row limits). A function ``data -> data`` returns the data with the response and
+        the indicator column (and an interval's upper-bound column) set; with the default
+        process pool it must be picklable (a module-level function, not a lambda).
     **fit_kwargs
         Other ``Model.fit`` arguments.
 
@@ -243,7 +310,9 @@ def sbc(
     Notes
     -----
     Any family :func:`hierbayes.simulate` draws (every family of
-    :mod:`hierbayes.spec.families`). Rank of the truth ``theta`` among draws
+    :mod:`hierbayes.spec.families`); a censored model with the censoring process
+    (``censor=``) that makes its data, so that each fit sees data censored as the model
+    assumes. Rank of the truth ``theta`` among draws
     ``theta_1..theta_L``: ``#{l : theta_l < theta}``, uniform on ``0..L`` under a
     calibrated posterior (Talts et al. 2018, theorem 1).
 
@@ -257,12 +326,7 @@ def sbc(
 
     if n_sims < 1:
         raise ValueError(f"n_sims must be a positive integer, got {n_sims}.")
-    if model.spec.censored is not None:
-        raise ValueError(
-            "hb.sbc does not take a censored model: hb.simulate draws uncensored responses, "
-            "and the censoring process that made the data is not part of the model. Run SBC "
-            "on the uncensored model, or simulate, censor and fit in a loop of your own."
-        )
+    censor = censoring_process(model, censor)
     if draws * chains < n_ranks:
         raise ValueError(
             f"draws * chains = {draws * chains} is fewer than n_ranks = {n_ranks}; raise draws "
@@ -273,6 +337,9 @@ def sbc(
     truth, params = _truth_and_params(prior_ds, model.design)
     fit_kw = dict(draws=draws, tune=tune, chains=chains, **fit_kwargs)
     inputs = simulation_inputs(model)
+    columns = tuple(c for c in (model.spec.censored, model.spec.censored_upper) if c is not None)
+    if censor is not None:  # fail here, not in every worker: the process on the first data set
+        _simulated(inputs, params[0], s_sims[0], censor, columns)
     tasks = [
         FitTask(
             inputs=inputs,
@@ -281,7 +348,8 @@ def sbc(
             seed=s_sims[2 * i + 1],
             tag=i,
             extra={"params": params[i], "truth": truth.iloc[i].to_dict(),
-                   "sim_seed": s_sims[2 * i], "n_ranks": n_ranks},
+                   "sim_seed": s_sims[2 * i], "n_ranks": n_ranks, "censor": censor,
+                   "columns": columns},
         )
         for i in range(n_sims)
     ]

@@ -95,6 +95,24 @@ def growth_by_sex() -> pd.DataFrame:
     return hb.simulate("distance ~ age + Sex + (1 | Subject)", layout, params, sigma="~ Sex", seed=62)
 
 
+def ordinal_ratings() -> pd.DataFrame:
+    """Ratings on a 1-4 scale by 100 raters of 8 items each (a cumulative-logit model with a
+    random intercept per rater on the latent scale; ordinal::clmm, brms ``cumulative``)."""
+    rng = np.random.default_rng(71)
+    layout = pd.DataFrame({"rater": np.repeat(np.arange(100), 8), "x": np.tile(rng.normal(size=8), 100)})
+    params = {"beta": {"x": 0.8}, "cutpoints": [-1.0, 0.5, 2.0], "sd_rater": [0.7]}
+    return hb.simulate("rating ~ x + (1 | rater)", layout, params, family="cumulative", seed=72)
+
+
+def sbc_intercepts() -> pd.DataFrame:
+    """The SBC notebook's design (20 groups x 5 rows, one predictor) with a response drawn
+    at fixed values: the model file fits the model whose calibration the notebook checks."""
+    rng = np.random.default_rng(7)
+    layout = pd.DataFrame({"g": np.repeat(np.arange(20), 5), "x": rng.normal(size=100)})
+    params = {"beta": {"Intercept": 0.5, "x": 1.0}, "sigma": 1.0, "sd_g": [0.7]}
+    return hb.simulate("y ~ x + (1 | g)", layout, params, seed=82)
+
+
 DATA = {
     "psych_slopes": psych_slopes,
     "logistic_schools": logistic_schools,
@@ -102,6 +120,8 @@ DATA = {
     "irregular_visits": irregular_visits,
     "gls_panel": gls_panel,
     "growth_by_sex": growth_by_sex,
+    "ordinal_ratings": ordinal_ratings,
+    "sbc_intercepts": sbc_intercepts,
 }
 
 

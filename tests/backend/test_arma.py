@@ -63,11 +63,9 @@ def test_spec_checks_and_backend_choice(data):
         hb.Model("y ~ x", data.assign(time=2 * data.time), correlation=A)
     assert m.priors["arma_ar_pacf"] == hb.Prior("Uniform", lower=-1.0, upper=1.0)
     assert m.priors["arma_ma_pacf"] == hb.Prior("Uniform", lower=-1.0, upper=1.0)
-    from hierbayes.backend import latent
-
-    bad = hb.Model("y ~ x", data, correlation=A, priors={"arma_ma_pacf": hb.Prior("Normal", mu=0, sigma=1)})
+    # refused at hb.Model(), before anything is built
     with pytest.raises(ValueError, match=r"arma_ma_pacf .* takes an hb.Prior\('Uniform'"):
-        latent.build(bad.design, bad.priors)
+        hb.Model("y ~ x", data, correlation=A, priors={"arma_ma_pacf": hb.Prior("Normal", mu=0, sigma=1)})
 
 
 def test_simulate_draws_the_arma_covariance():

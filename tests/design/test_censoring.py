@@ -157,11 +157,24 @@ def test_right_censored_fit_recovers_the_slope_and_loo(tmp_path):
     np.testing.assert_allclose(ll[c, d][np.argsort(np.argsort(cens.design.rows))], want, atol=1e-8)
     loo = cens.loo()
     assert np.isfinite(loo.elpd_loo)
-    # predictive draws are uncensored: they reach above the censoring point
-    y_rep = cens.posterior_predictive(n_draws=50)
-    assert y_rep.max() > df.y.max()
+    # predictive draws are censored as the data: a right-censored row's replicate above its
+    # bound is reported at the bound, so none exceeds it; the uncensored draws do
+    right = (df.c == "right").to_numpy()
+    raw = cens.posterior_predictive(n_draws=50, censored=False)
+    y_rep = cens.posterior_predictive(n_draws=50)  # stored in idata, replacing the raw draws
+    assert np.all(y_rep[:, right] <= df.y.to_numpy()[right])
+    assert (raw[:, right] > df.y.to_numpy()[right]).mean() > 0.3
+    np.testing.assert_array_equal(y_rep[:, ~right], raw[:, ~right])  # exact rows as drawn
+    np.testing.assert_array_equal(y_rep, np.minimum(raw, np.where(right, df.y, np.inf)))
+    assert np.all(cens.idata.posterior_predictive["y"].values[..., right] <= df.y.to_numpy()[right])
     pp = hb.Model("y | cens(c) ~ x + (1 | g)", df).sample_prior_predictive(draws=20, seed=1)
-    assert np.all(np.isfinite(pp.y))
+    assert np.all(np.isfinite(pp.y)) and np.all(pp.y[:, right] <= df.y.to_numpy()[right])
+    # residuals of the exact rows only; the censored ones counted
+    r = hb.report.within_group_residuals(cens.idata, cens.design)
+    assert np.isnan(r).sum() == right.sum() and np.isfinite(r[cens.design.censoring.code == 0]).all()
+    summary = cens.residuals()
+    assert f"{right.sum()} censored row(s) left out ({right.sum()} right)" in summary.name
+    assert summary["Max"] == pytest.approx(np.nanmax(r))
     assert "censored: " in "\n".join(cens.header()) and "right" in "\n".join(cens.header())
     back = hb.load(cens.save(tmp_path / "fit.nc"))
     assert back.spec.censored == "c"
@@ -188,8 +201,41 @@ def test_simulate_draws_uncensored_and_sbc_refuses():
                                                           "sigma": 1.0}, seed=2)
     assert sim.y.max() > df.y.max() + 0.5  # above the censoring point: not censored
     df["c"] = "none"
-    with pytest.raises(ValueError, match="censored model"):
+    with pytest.raises(ValueError, match="censored model needs censor="):
         hb.sbc(hb.Model("y | cens(c) ~ x + (1 | g)", df), 2)
+
+
+def test_censor_like_reports_replicates_beyond_each_bound_at_the_bound():
+    code = np.array([0, -1, -1, 1, 1, 2, 2, 2])
+    y = np.array([5.0, 1.0, 1.0, 4.0, 4.0, 2.0, 2.0, 2.0])
+    cens = Censoring(code, np.where(code == 2, 3.0, np.nan))
+    y_rep = np.array([[-9.0, 0.5, 1.5, 4.5, 3.0, 2.5, 3.5, 1.0],
+                      [9.0, 1.0, 7.0, 4.0, 8.0, 3.0, 2.0, -1.0]])
+    got = censoring.censor_like(y_rep, y, cens)
+    np.testing.assert_array_equal(got, [[-9.0, 1.0, 1.5, 4.0, 3.0, 2.0, 3.5, 1.0],
+                                        [9.0, 1.0, 7.0, 4.0, 4.0, 2.0, 2.0, -1.0]])
+
+
+def test_detection_limit_censors_at_numbers_and_columns():
+    df = pd.DataFrame({"y": [-2.0, 0.0, 5.0, 1.0], "lod": [-1.0, np.nan, 1.0, 2.0]})
+    out = hb.DetectionLimit(lower="lod", upper=4.0, response="y", indicator="c")(df)
+    assert out.y.tolist() == [-1.0, 0.0, 4.0, 2.0]
+    assert out.c.tolist() == ["left", "none", "right", "left"]
+    assert df.y.tolist() == [-2.0, 0.0, 5.0, 1.0]  # a copy: the input is untouched
+    spec = hb.spec.formula.parse("y | cens(c) ~ x")
+    assert hb.DetectionLimit(upper=1.0).for_model(spec) == hb.DetectionLimit(upper=1.0, response="y", indicator="c")
+    with pytest.raises(ValueError, match="lower=, upper= or both"):
+        hb.DetectionLimit()
+    with pytest.raises(ValueError, match="lower < upper"):
+        hb.DetectionLimit(lower=2.0, upper=1.0)
+    with pytest.raises(ValueError, match="finite number or a column name"):
+        hb.DetectionLimit(lower=np.inf)
+    with pytest.raises(ValueError, match="response= and indicator="):
+        hb.DetectionLimit(lower=0.0)(df)
+    with pytest.raises(ValueError, match="no censoring column"):
+        hb.DetectionLimit(lower=0.0).for_model(hb.spec.formula.parse("y ~ x"))
+    with pytest.raises(KeyError, match="'lod2'"):
+        hb.DetectionLimit(lower="lod2", response="y", indicator="c")(df)
 
 
 @pytest.mark.slow  # numba compiles the t cdf's gradient: ~150 s on two shared cores

@@ -24,6 +24,8 @@ EXPECTED = {
     "irregular_visits": ("Backend: marginal", "CAR(1)"),
     "gls_panel": ("Backend: latent", "phi (AR(1) correlation)"),
     "growth_by_sex": ("Backend: marginal", "sigma_Sex[Male]"),
+    "ordinal_ratings": ("Family: cumulative (logit link)", "cutpoint[2|3]"),
+    "sbc_intercepts": ("Backend: marginal", "sd(Intercept | g)"),
 }
 
 

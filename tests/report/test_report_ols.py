@@ -251,3 +251,53 @@ def test_binomial_and_poisson_clusters():
     assert ols.loc["none", "status"] == "all 0" and np.isnan(ols.loc["none", "Intercept"])
     np.testing.assert_allclose(ols.loc[["a", "b"], "Intercept_se"], 1 / np.sqrt(15 * m[["a", "b"]]),
                                rtol=1e-6)
+
+
+def _truncated_poisson_mle(part):
+    from scipy import optimize
+
+    pos = part[part["y"] > 0]
+    X = np.column_stack([np.ones(len(pos)), pos["x"]])
+    y = pos["y"].to_numpy()
+
+    def nll(b):
+        eta = X @ b
+        return np.sum(np.exp(eta) + np.log(-np.expm1(-np.exp(eta))) - y * eta)
+
+    return optimize.minimize(nll, np.zeros(2), method="BFGS", options={"gtol": 1e-10}).x
+
+
+def test_hurdle_clusters_fit_the_count_part_and_zero_inflated_ones_say_what_they_fit():
+    rng = np.random.default_rng(7)
+    df = pd.DataFrame({"id": np.repeat([f"c{i}" for i in range(6)] + ["zeros"], 30),
+                       "x": rng.normal(size=210)})
+    a = np.r_[rng.normal(1.5, 0.3, 6), 0.0]  # count means ~4.5: the hurdle's bias dominates
+    mu = np.exp(a[np.repeat(np.arange(7), 30)] + 0.4 * df["x"].to_numpy())
+    y = rng.poisson(mu)
+    for i in np.flatnonzero(y == 0):  # a zero-truncated Poisson count part
+        while y[i] == 0:
+            y[i] = rng.poisson(mu[i])
+    y[rng.random(210) < 0.4] = 0  # the hurdle
+    y[df["id"] == "zeros"] = 0
+    df["y"] = y
+    d = build_design(parse("y ~ x + (1 | id)", family="hurdle_poisson"), df)
+    with pytest.warns(UserWarning, match="1 with every response 0"):
+        ols = cluster_ols(d)
+    assert ols.attrs["method"].startswith("IRLS (log link): a zero-truncated Poisson")
+    assert ols.loc["zeros", "status"] == "all 0" and np.isnan(ols.loc["zeros", "Intercept"])
+    assert (ols["n"] == 30).all()
+    for i in range(6):
+        part = df[df["id"] == f"c{i}"]
+        assert ols.loc[f"c{i}", "Intercept"] == pytest.approx(_truncated_poisson_mle(part)[0], abs=1e-5)
+    # the count part's intercepts, which a Poisson GLM of every row misses (the hurdle's zeros)
+    plain = cluster_ols(build_design(parse("y ~ x + (1 | id)", family="poisson"), df[df["id"] != "zeros"]))
+    err, err_plain = np.abs(ols["Intercept"].iloc[:6] - a[:6]), np.abs(plain["Intercept"] - a[:6])
+    assert (err < 3 * ols["Intercept_se"].iloc[:6]).all() and err.mean() < 0.5 * err_plain.mean()
+    d = build_design(parse("y ~ x + (1 | id)", family="hurdle_negbinomial"), df)
+    with pytest.warns(UserWarning):
+        assert "approximate its count part" in cluster_ols(d).attrs["method"]
+    d = build_design(parse("y ~ x + (1 | id)", family="zip"), df)
+    with pytest.warns(UserWarning):
+        zi = cluster_ols(d)
+    assert "log E[y] = eta + log(1 - zi)" in zi.attrs["method"]
+    np.testing.assert_allclose(zi["Intercept"].iloc[:6], plain["Intercept"], rtol=1e-10)

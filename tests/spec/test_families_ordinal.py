@@ -364,3 +364,11 @@ def test_pymc_likelihood_equals_the_familys_logpdf(link, fast_mode):
     want = fam.logpdf(d.y, eta, {"cutpoints": c}).sum()
     got = model.compile_logp(vars=[model["y"]], jacobian=False, mode=fast_mode)(point)
     np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_report_says_why_there_is_no_shrinkage_section(fit, tmp_path):
+    with pytest.raises(NotImplementedError, match="misses a level"):
+        fit.cluster_ols()
+    html = fit.report(tmp_path).read_text()
+    assert "Shrinkage report left out" in html and "misses a level" in html
+    assert "Shrinkage towards the population" not in html

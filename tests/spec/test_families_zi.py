@@ -337,6 +337,12 @@ def test_predictive_checks_and_residuals(zi_formula_fit):
     assert np.all(np.isfinite(r)) and abs(np.mean(r)) < 0.3 and 0.6 < np.std(r) < 1.5
 
 
+def test_report_says_what_the_per_cluster_fits_estimate(zip_fit, tmp_path):
+    _, fit = zip_fit
+    html = fit.report(tmp_path).read_text()
+    assert "log E[y] = eta + log(1 - zi)" in html
+
+
 def test_save_load_round_trip(zi_formula_fit, tmp_path):
     m, fit = zi_formula_fit
     path = tmp_path / "fit.nc"
@@ -360,10 +366,14 @@ def test_hurdle_negbinomial_fit_with_a_hu_formula():
 
 # ------------------------------------------------------------------------------- SBC
 
-def _sbc_model(n_g=20, n_per=8, **kw):
+def _sbc_model(n_g=20, n_per=8, family="zip", **kw):
     priors = {"Intercept": hb.Prior("Normal", mu=0.5, sigma=0.5), "x": hb.Prior("Normal", mu=0, sigma=0.5),
               "sd_g": hb.Prior("HalfNormal", sigma=0.5)}
-    return hb.Model("y ~ x + (1 | g)", _data(4, n_g, n_per), family="zip", priors=priors, **kw)
+    if family.endswith("negbinomial"):  # overdispersion from mild (alpha ~ 8) to strong (~ 1)
+        priors["alpha"] = hb.Prior("Gamma", alpha=4.0, beta=1.0)
+    if family.startswith("hurdle"):
+        priors["hu"] = hb.Prior("Beta", alpha=2.0, beta=2.0)
+    return hb.Model("y ~ x + (1 | g)", _data(4, n_g, n_per), family=family, priors=priors, **kw)
 
 
 def test_sbc_mechanics_with_a_zi_formula():
@@ -379,6 +389,18 @@ def test_sbc_zero_inflated_poisson_calibrated():
     assert res.fits.error.isna().all(), res.fits.error.tolist()
     assert "zi (zero-inflation probability)" in res.ranks.columns
     assert (res.uniformity(bins=5).p_value > 0.001).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, part", [("zero_inflated_negbinomial", "zi (zero-inflation probability)"),
+                                          ("hurdle_poisson", "hu (hurdle probability)"),
+                                          ("hurdle_negbinomial", "hu (hurdle probability)")])
+def test_sbc_count_family_calibrated(family, part):
+    res = hb.sbc(_sbc_model(30, 8, family=family), 40, seed=22, n_ranks=49, draws=250, tune=400,
+                 max_workers=2)
+    assert res.fits.error.isna().all(), res.fits.error.tolist()
+    assert part in res.ranks.columns
+    assert (res.uniformity(bins=5).p_value > 0.001).all(), res.uniformity(bins=5)
 
 
 def test_a_probability_takes_a_prior_on_the_unit_interval():

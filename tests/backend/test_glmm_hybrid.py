@@ -188,8 +188,9 @@ def test_recovery_conditions_on_each_draws_offset():
 
 
 def test_a_short_fit_holds_every_factors_effects():
-    """A short native fit: b_<g> for both factors, the header names the integrated factor,
-    LOO is per subject and equals the kernel's per-cluster values given the draw's item effects."""
+    """A short native fit: b_<g> for both factors, the header names the integrated factor, the
+    metric is low-rank, LOO is per subject and equals the kernel's per-cluster values given
+    the draw's item effects."""
     m = hb.Model("y ~ x + (1 | subj) + (1 | item)", _crossed(n_subj=20, n_item=6, seed=5), family="bernoulli")
     fit = m.fit(draws=100, tune=150, chains=2, seed=1, progressbar=False)
     post = fit.posterior
@@ -197,6 +198,7 @@ def test_a_short_fit_holds_every_factors_effects():
     header = "\n".join(fit.header())
     assert "subj integrated out by adaptive Gauss-Hermite quadrature" in header
     assert "item sampled (hybrid" in header and "native numba kernel" in header
+    assert fit.options.mass_matrix == "low_rank"  # the hybrid's default metric
     ll = fit.log_likelihood()["y"]
     assert ll.dims == ("chain", "draw", "subj")
     d0 = post.isel(chain=0, draw=0)

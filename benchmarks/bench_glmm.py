@@ -24,7 +24,7 @@ load average of 6-17: every time is an upper bound; the ratios are within one ru
     bambi + nutpie             98.1    0     1.0039           352    3.6        15.0
 
 The hybrid needs half the leapfrog steps and, with the low-rank metric (which learns the
-intercept's correlation with the item effects), 15-18x the latent and bambi fits' min bulk
+intercept's correlation with the item effects), 18x and 12x the latent and bambi fits' min bulk
 ESS; but its gradient (the quadrature kernel: 9 nodes x 7,200 rows, Newton from zero at
 every call) costs several times theirs, and the recovery of the 300 subject effects per draw
 takes a fifth of the wall time: ESS/s 4.0x the latent backend's and 2.2x bambi's, short of

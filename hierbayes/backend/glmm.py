@@ -106,13 +106,24 @@ def integrated_group(design: Design):
 
 def sampled_groups(design: Design) -> list:
     """The grouping factors whose effects NUTS samples in the quadrature backend: all but
-    :func:`integrated_group` (none for one factor)."""
+    :func:`integrated_group` (none for one factor).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import hierbayes as hb
+    >>> df = pd.DataFrame({"y": [1, 0, 1, 1], "s": list("abcd"), "i": list("uuvv")})
+    >>> m = hb.Model("y ~ 1 + (1 | s) + (1 | i)", df, family="bernoulli")
+    >>> [g.name for g in sampled_groups(m.design)], hybrid(m.design)
+    (['i'], True)
+    """
     g = integrated_group(design)
     return [h for h in design.groups if h.name != g.name]
 
 
 def hybrid(design: Design) -> bool:
-    """Whether the quadrature model samples some factors' effects (several factors)."""
+    """Whether the quadrature model samples some factors' effects (several factors); see
+    :func:`sampled_groups` for an example."""
     return len(design.groups) > 1
 
 
@@ -131,7 +142,20 @@ def likelihood(design: Design, nagq: int | None = None) -> quadrature.MarginalGL
 def likelihood_and_order(design: Design, nagq: int | None = None):
     """:func:`likelihood` and the design row of each of its rows (its rows are sorted by
     the integrated factor's clusters): an offset in design order ``o`` enters as
-    ``o[order]``, and the kernel's offset gradient ``r`` goes back as ``out[order] = r``."""
+    ``o[order]``, and the kernel's offset gradient ``r`` goes back as ``out[order] = r``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import hierbayes as hb
+    >>> df = pd.DataFrame({"y": [1, 0, 1, 1], "s": list("abac"), "i": list("uuvv")})
+    >>> mg, order = likelihood_and_order(hb.Model("y ~ 1 + (1 | s) + (1 | i)", df, family="bernoulli").design)
+    >>> mg.rows.starts.tolist(), order.tolist()  # s (3 levels) integrated out
+    ([0, 2, 3, 4], [0, 1, 2, 3])
+
+    (The design already sorts its rows by the factor with the most levels, so ``order`` is
+    usually the identity; the Op does not rely on it.)
+    """
     g = integrated_group(design)
     Z = g.Z[:, ::-1] if _reversed(g) else g.Z
     rows, order = quadrature.cluster_rows(design.y, design.X, Z, g.index, g.n_levels,

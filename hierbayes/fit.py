@@ -69,6 +69,25 @@ class Fit:
             return 0
         return int(ss["diverging"].sum())
 
+    def _quadrature_backend(self) -> str:
+        """The header's backend line of a quadrature fit: which factor is integrated out, by
+        how many nodes, and (a hybrid) which factors are sampled and how."""
+        from hierbayes.backend import glmm
+
+        d = self.design
+        g = glmm.integrated_group(d)
+        others = glmm.sampled_groups(d)
+        nodes = self.timing.get("nagq", "?")
+        how = f"{nodes} nodes per effect" + (" (Laplace)" if nodes == 1 else "")
+        text = (f"marginal ({g.name} integrated out by adaptive Gauss-Hermite quadrature, {how}; "
+                f"{g.name} draws recovered"
+                + (f", Metropolis acceptance {self.timing['recover_acceptance']:.2f}"
+                   if "recover_acceptance" in self.timing else ""))
+        if others:
+            text += (f"; {', '.join(h.name for h in others)} sampled (hybrid: the factor with the "
+                     "most levels is integrated out; centring: see 'Sampled effects')")
+        return text + ")"
+
     def header(self) -> list[str]:
         d, o = self.design, self.options
         groups = ", ".join(f"{g.name}: {g.n_levels} levels" for g in d.groups) or "none"
@@ -85,11 +104,7 @@ class Fit:
             "latent": "latent (random effects sampled"
             + ("; centred or not per factor: see 'Sampled effects')" if self.timing.get("centering")
                else ")"),
-            "quadrature": "marginal (random effects integrated out by adaptive Gauss-Hermite "
-            f"quadrature, {self.timing.get('nagq', '?')} nodes per effect; "
-            + ", ".join(g.name for g in d.groups) + " draws recovered"
-            + (f", Metropolis acceptance {self.timing['recover_acceptance']:.2f}"
-               if "recover_acceptance" in self.timing else "") + ")",
+            "quadrature": self._quadrature_backend(),
         }[self.backend]
         lines = [
             "Bayesian "

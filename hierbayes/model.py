@@ -56,8 +56,9 @@ class Model:
         ``"ordinal"``: ordered levels, cut-points instead of an intercept; latent backend),
         or an object of :mod:`hierbayes.spec.families` such as ``Bernoulli(link="probit")``
         or ``Cumulative(levels=["low", "mid", "high"])``. Bernoulli,
-        binomial, Poisson and negative binomial models with one grouping factor can integrate
-        its effects out by adaptive Gauss-Hermite quadrature (``backend``); other
+        binomial, Poisson, negative binomial, Gamma and lognormal models can integrate one
+        grouping factor's effects out by adaptive Gauss-Hermite quadrature (``backend``; with
+        several factors the one with the most levels, the others sampled); other
         non-Gaussian models use the latent backend.
     priors : dict of str to hb.Prior, optional
         Replace default priors by parameter name (see ``model.priors``): ``"Intercept"``,
@@ -73,10 +74,11 @@ class Model:
     backend : {"auto", "marginal", "latent", "quadrature"}
         ``"marginal"``: the random effects integrated out, exactly for Gaussian models (with
         several factors, the largest integrated out and the others latent), by adaptive
-        Gauss-Hermite quadrature for GLMMs with one grouping factor (``"quadrature"``,
-        :mod:`hierbayes.backend.glmm`); ``"latent"``: every effect sampled (non-centred);
-        ``"auto"``: marginal where it applies (GLMMs: one effect per cluster), latent
-        otherwise.
+        Gauss-Hermite quadrature for GLMMs (``"quadrature"``, :mod:`hierbayes.backend.glmm`;
+        with several factors the same hybrid: the factor with the most levels integrated
+        out, the others' effects sampled and entering as an offset); ``"latent"``: every
+        effect sampled; ``"auto"``: marginal where it applies (GLMMs: one effect per
+        cluster of the integrated factor), latent otherwise.
     nagq : int, optional
         Quadrature backend: Gauss-Hermite nodes per effect (1 is the Laplace approximation;
         default 9, 7, 5 for 1, 2, 3 effects per cluster: the accuracy table of
@@ -328,7 +330,12 @@ class Model:
             nutpie's metric adaptation. Default ``"low_rank"`` (nutpie's low-rank-modified
             metric, which also learns the correlations between the ridge coordinates) for
             models sampled in ridge coordinates, where it doubled the bulk ESS over seeds on
-            the acceptance model (``benchmarks/bench_seeds.py``), ``"diag"`` otherwise.
+            the acceptance model (``benchmarks/bench_seeds.py``), and for the GLMM hybrid
+            (quadrature with sampled factors), where it learns the correlation of the
+            intercept with the sampled factor's effects (crossed Bernoulli 300 x 24,
+            ``benchmarks/bench_glmm.py --cases B5``: min bulk ESS 4,195 against 274 of 2,000
+            draws; the Poisson sites x years model of ``models/crossed_counts.toml`` at 2 x 500:
+            1,365 against 198); ``"diag"`` otherwise.
         compiler : {"auto", "native", "jax", "numba"}
             How nutpie evaluates the log-density. ``"auto"`` (default): the hand-written
             numba kernel (:mod:`hierbayes.backend.native.bridge`; microseconds per gradient,
@@ -376,12 +383,14 @@ class Model:
 
     def _sampler_options(self, *, target_accept, mass_matrix, **kw) -> sample.SamplerOptions:
         """The fit's sampler options, with this model's defaults for ``target_accept`` and
-        ``mass_matrix`` where they are None (ridge coordinates: 0.95 and low-rank)."""
+        ``mass_matrix`` where they are None (ridge coordinates: 0.95 and low-rank; the GLMM
+        hybrid: low-rank)."""
         ridge = self.ridge_coordinates
+        hybrid = self.backend == "quadrature" and len(self.design.groups) > 1
         if target_accept is None:
             target_accept = 0.95 if ridge else 0.8
         if mass_matrix is None:
-            mass_matrix = "low_rank" if ridge else "diag"
+            mass_matrix = "low_rank" if ridge or hybrid else "diag"
         return sample.SamplerOptions(target_accept=target_accept, mass_matrix=mass_matrix, **kw)
 
     # ------------------------------------------------------------------ post-processing
@@ -406,13 +415,14 @@ class Model:
         timing["recover_s"] = time.perf_counter() - t1
 
     def _add_glmm_effects(self, idata: az.InferenceData, seed: int, timing: dict) -> None:
-        """Quadrature backend: draw ``b_<g>`` per posterior draw from its exact conditional
-        (:func:`hierbayes.likelihood.recover_glmm.draw_random_effects`)."""
+        """Quadrature backend: draw the integrated factor's ``b_<g>`` per posterior draw from
+        its exact conditional (:func:`hierbayes.likelihood.recover_glmm.draw_random_effects`),
+        given that draw's sampled effects of the other factors in a hybrid model."""
         from hierbayes.backend import glmm
         from hierbayes.likelihood import quadrature, recover_glmm
 
         t1 = time.perf_counter()
-        g = self.design.groups[0]
+        g = glmm.integrated_group(self.design)
         post = idata.posterior
         corr = post[names.corr(g.name)].values if names.corr(g.name) in post else None
         sd = post[names.sd(g.name)].values
@@ -424,8 +434,11 @@ class Model:
         beta = post["beta"].values if self.design.p else np.zeros((nc, nd, 0))
         fp = quadrature.family_param(self.design.spec.family)
         alpha = None if fp is None else post[fp].values
-        mg = self.build().hb_marginal_glmm
-        b, info = recover_glmm.draw_random_effects(mg, beta, L, alpha, np.random.default_rng([seed, 1]))
+        model = self.build()
+        mg = model.hb_marginal_glmm
+        offset = glmm.sampled_offsets(self.design, post, model.hb_row_order)
+        b, info = recover_glmm.draw_random_effects(mg, beta, L, alpha, np.random.default_rng([seed, 1]),
+                                                   offset=offset)
         b = b[..., np.argsort(order)]  # back to the design's term order
         tdim = names.term_dim(g.name)
         post[names.effects(g.name)] = xr.DataArray(

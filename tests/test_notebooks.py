@@ -74,13 +74,12 @@ assert (table["z"].abs() < 2).all(), table
 assert "b_school" in fit.posterior
 """,
     "crossed_counts.ipynb": """
-assert model.backend == "latent"
+assert model.backend == "quadrature"  # the GLMM hybrid: site integrated out, year sampled
 # the posterior means within 2 sds of the simulation's values
 assert (table["z"].abs() < 2).all(), table
-# "the intercept and the cover slope mix slowly ...; the two sds mix well"
-sds = ["sd(Intercept | site)", "sd(Intercept | year)"]
-assert table.loc[sds, "ess_bulk"].min() > 400, table
-assert table.loc[["Intercept", "cover"], "ess_bulk"].max() < table.loc[sds, "ess_bulk"].min(), table
+# the hybrid with its low-rank metric: every parameter mixes (bulk ESS ~1,400-1,800 of
+# 1,000 draws, R-hat <= 1.01; the latent backend's intercept and cover had ~130-150)
+assert table["ess_bulk"].min() > 400 and table["r_hat"].max() <= 1.01, table
 """,
     "irregular_car1.ipynb": """
 from hierbayes.report.diagnostics import convergence_verdict

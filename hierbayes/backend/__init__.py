@@ -39,12 +39,13 @@ def choose(design: Design, backend: str) -> str:
     ``"marginal"`` integrates the random effects out: exactly for the Gaussian family (the
     collapsed backend, ``"marginal"``; with several factors a hybrid: the factor of
     :func:`~hierbayes.likelihood.collapsed.collapsed_group` is integrated out, the others stay
-    latent), by adaptive Gauss-Hermite quadrature for Bernoulli, binomial, Poisson and
-    negative binomial models with one grouping factor (``"quadrature"``,
-    :mod:`hierbayes.backend.glmm`). ``"auto"`` is the exact marginal backend where it applies,
-    the quadrature one for a GLMM with one random effect per cluster (q = 2-3 take
-    ``"marginal"`` explicitly), and the latent one otherwise; ``"latent"`` samples every
-    effect (non-centred).
+    latent), by adaptive Gauss-Hermite quadrature for Bernoulli, binomial, Poisson,
+    negative binomial, Gamma and lognormal models (``"quadrature"``,
+    :mod:`hierbayes.backend.glmm`; with several factors the same hybrid: the factor with the
+    most levels integrated out, the others sampled). ``"auto"`` is the exact marginal backend
+    where it applies, the quadrature one for a GLMM whose integrated factor has one random
+    effect per cluster (q = 2-3 take ``"marginal"`` explicitly), and the latent one
+    otherwise; ``"latent"`` samples every effect.
     """
     from hierbayes.backend import glmm
 
@@ -55,7 +56,7 @@ def choose(design: Design, backend: str) -> str:
         # q = 1: integrated out (4-8x the latent backend's ESS/s, benchmarks/bench_glmm.py);
         # q = 2-3 only when asked for (backend="marginal"): at 7 x 7 nodes through the JAX
         # callback it costs more wall time than the latent backend for the same ESS/s
-        one = glmm.unavailable(design) is None and design.groups[0].q == 1
+        one = glmm.unavailable(design) is None and glmm.integrated_group(design).q == 1
         return "quadrature" if one else "latent"
     if backend not in ("marginal", "latent", "quadrature"):
         raise ValueError(f"backend must be 'auto', 'marginal', 'latent' or 'quadrature', got {backend!r}.")
@@ -103,9 +104,13 @@ def check_nagq(nagq, backend: str) -> int | None:
 def sampled_groups(design: Design, backend: str) -> list:
     """The grouping factors whose effects NUTS samples under ``backend`` (the others are
     integrated out): all for the latent backend, all but the collapsed one for the
-    marginal backend, none for the quadrature backend."""
+    marginal backend and the quadrature backend (none with one factor)."""
     if backend == "latent":
         return list(design.groups)
+    if backend == "quadrature":
+        from hierbayes.backend import glmm
+
+        return glmm.sampled_groups(design)
     if backend == "marginal":
         cg = collapsed_group(design)
         return [g for g in design.groups if g.name != cg.name]
@@ -119,7 +124,7 @@ def build_model(design: Design, priors, backend: str, cdata: CollapsedData | Non
     if backend == "quadrature":
         from hierbayes.backend import glmm
 
-        return glmm.build(design, priors, nagq)
+        return glmm.build(design, priors, nagq, centering)
     if backend == "marginal":
         from hierbayes.backend import marginal
 

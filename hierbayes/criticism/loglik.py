@@ -47,19 +47,23 @@ def unit(design: Design, backend: str) -> str:
     if backend == "marginal":
         return collapsed.collapsed_group(design).name
     if backend == "quadrature":
-        return design.groups[0].name
+        from hierbayes.backend import glmm
+
+        return glmm.integrated_group(design).name
     return "obs"
 
 
 def _quadrature(design: Design, post, nagq: int | None = None) -> np.ndarray:
     """Per-cluster marginal log-likelihoods of a quadrature fit, (D, C): the kernel's
     ``per_cluster`` values at every draw (the effects integrated out, as in the sampled
-    density)."""
+    density; in a hybrid model given each draw's sampled effects of the other factors: LOO
+    leaves out one cluster of the integrated factor)."""
     from hierbayes.backend import glmm
     from hierbayes.likelihood import quadrature
 
-    g = design.groups[0]
-    mg = glmm.likelihood(design, nagq)  # the fit's own node count
+    g = glmm.integrated_group(design)
+    mg, order = glmm.likelihood_and_order(design, nagq)  # the fit's own node count
+    offset = glmm.sampled_offsets(design, post, order)
     beta = _flat(post, "beta") if design.p else None
     L = glmm.kernel_factors(g, _flat(post, names.sd(g.name)), _flat(post, names.corr(g.name)))
     fp = quadrature.family_param(design.spec.family)
@@ -69,7 +73,8 @@ def _quadrature(design: Design, post, nagq: int | None = None) -> np.ndarray:
     for d in range(D):
         b = np.zeros(0) if beta is None else beta[d]
         a = None if alpha is None else float(alpha[d])
-        out[d] = mg.value_and_grad(b, L[d], a, grad=False)["per_cluster"]
+        off = None if offset is None else offset(np.array([d]))[0]
+        out[d] = mg.value_and_grad(b, L[d], a, offset=off, grad=False)["per_cluster"]
     return out
 
 
@@ -292,7 +297,9 @@ def unit_log_likelihood(design: Design, backend: str, post, nagq: int | None = N
         values, coords = values[:, order], design.rows[order]
     else:
         if backend == "quadrature":
-            values, coords = _quadrature(design, post, nagq), list(design.groups[0].levels)
+            from hierbayes.backend import glmm
+
+            values, coords = _quadrature(design, post, nagq), list(glmm.integrated_group(design).levels)
         else:
             values = _marginal(design, post) if backend == "marginal" else _latent(design, post)
             coords = list(design.cluster_levels)

@@ -12,6 +12,11 @@ acceptance rate measures how close the proposal is (1 when the conditional is Ga
 reported. (Carrying the state from one posterior draw to the next instead is cheaper but
 wrong where the conditional moves with ``theta`` faster than the chain follows: a carried
 state in the proposal's light tail is rarely left, and the draws come out too wide.)
+
+A hybrid model (several factors) conditions each draw on that draw's sampled effects of the
+other factors: they enter the kernel as the rows' offset (``offset``), so the integrated
+factor's effects are drawn from ``p(u_c | y_c, theta, b_other)``, and together with the
+sampled effects they are draws of the joint posterior.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ def _log_target(mg: MarginalGLMM, eta_fixed: np.ndarray, L: np.ndarray, u: np.nd
 
 def draw_random_effects(mg: MarginalGLMM, beta: np.ndarray, L: np.ndarray, alpha: np.ndarray | None,
                         rng: np.random.Generator, steps: int = 5,
-                        chunk: int = 64) -> tuple[np.ndarray, dict]:
+                        chunk: int = 64, offset=None) -> tuple[np.ndarray, dict]:
     """Effects ``b`` per posterior draw, in the kernel's ``Z`` column order.
 
     Parameters
@@ -54,6 +59,10 @@ def draw_random_effects(mg: MarginalGLMM, beta: np.ndarray, L: np.ndarray, alpha
         Independence Metropolis steps per draw.
     chunk : int
         Draws handled at once (memory: chunk x rows numbers).
+    offset : callable, optional
+        ``offset(draws)`` -> (len(draws), N): each row's offset (kernel row order) at the
+        flat draw indices ``draws`` (``chain * nd + draw``): a hybrid model's sampled
+        effects of the other factors, computed a chunk at a time. Default: ``mg.rows.offset``.
 
     Returns
     -------
@@ -80,12 +89,13 @@ def draw_random_effects(mg: MarginalGLMM, beta: np.ndarray, L: np.ndarray, alpha
         n = sl.size
         mode = np.empty((n, C, q))
         Rt = np.empty((n, C, q, q))  # R' with H = R R'
+        off = np.broadcast_to(rows.offset, (n, rows.y.size)) if offset is None else offset(sl)
         for k, d in enumerate(sl):
             a = None if alpha_f is None else float(alpha_f[d])
-            ev = mg.value_and_grad(beta_f[d], L_f[d], a, grad=False)
+            ev = mg.value_and_grad(beta_f[d], L_f[d], a, offset=off[k], grad=False)
             mode[k], Rt[k] = ev["modes"], np.swapaxes(ev["chol_H"], -1, -2)
         params = {} if alpha_f is None else {family_param(mg.family): alpha_f[sl][:, None]}
-        eta_fixed = beta_f[sl] @ rows.X.T + rows.offset[None]
+        eta_fixed = beta_f[sl] @ rows.X.T + off
         Ls = L_f[sl]
 
         def proposal():

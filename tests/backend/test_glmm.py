@@ -80,8 +80,12 @@ def test_backend_choice():
     assert hb.Model("y ~ x + (1 | g)", df, family="poisson").backend == "quadrature"  # auto
     assert hb.Model("y ~ x + (1 | g)", df, family="poisson", backend="marginal").backend == "quadrature"
     df["h"] = np.arange(len(df)) % 3
-    with pytest.raises(ValueError, match="integrates out one grouping factor; this model has 2"):
-        hb.Model("y ~ x + (1 | g) + (1 | h)", df, family="poisson", backend="marginal")
+    # two factors: the hybrid (tests/backend/test_glmm_hybrid.py); a residual correlation is refused
+    assert hb.Model("y ~ x + (1 | g) + (1 | h)", df, family="poisson", backend="marginal").backend == "quadrature"
+    df["t"] = df.groupby("g").cumcount()
+    with pytest.raises(ValueError, match="residual correlation of a non-Gaussian family is a latent process"):
+        hb.Model("y ~ x + (1 | g)", df, family="poisson", backend="marginal",
+                 correlation=hb.AR1(time="t", group="g"))
     with pytest.raises(ValueError, match="student family has no marginal backend"):
         hb.Model("x ~ 1 + (1 | g)", df, family="student", backend="marginal")
 

@@ -38,9 +38,9 @@ def test_backend_choice(name):
     assert m2.backend == "latent"  # auto, q = 2: as for the count families
     assert hb.Model("y ~ x + (1 + x | g)", df, family=name, backend="marginal").backend == "quadrature"
     assert glmm.unavailable(m2.design) is None
-    df["h"] = np.arange(len(df)) % 3
-    with pytest.raises(ValueError, match="integrates out one grouping factor; this model has 2"):
-        hb.Model("y ~ x + (1 | g) + (1 | h)", df, family=name, backend="marginal")
+    df["h"] = np.arange(len(df)) % 3  # two factors: the hybrid, g integrated out
+    hy = hb.Model("y ~ x + (1 | g) + (1 | h)", df, family=name, backend="marginal")
+    assert hy.backend == "quadrature" and glmm.integrated_group(hy.design).name == "g"
 
 
 def test_a_parameter_formula_stays_latent():

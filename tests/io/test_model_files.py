@@ -20,7 +20,7 @@ EXPECTED = {
     "clark_ar1": ("Backend: marginal", "phi (AR(1) correlation)"),
     "psych_slopes": ("Backend: marginal", "condition"),
     "logistic_schools": ("adaptive Gauss-Hermite quadrature, 9 nodes", "hours"),
-    "crossed_counts": ("Backend: latent", "sd_year"),
+    "crossed_counts": ("site integrated out by adaptive Gauss-Hermite quadrature", "sd_year"),
     "irregular_visits": ("Backend: marginal", "CAR(1)"),
     "gls_panel": ("Backend: latent", "phi (AR(1) correlation)"),
     "growth_by_sex": ("Backend: marginal", "sigma_Sex[Male]"),

@@ -49,16 +49,16 @@ def _advice(fit):
     return d.loc["R-hat", "advice"] + " " + d.loc["divergences", "advice"]
 
 
-def _crossed_counts():
-    df = _counts()
-    df["site"] = np.arange(len(df)) % 3
-    return df
+def _ar1_counts_model():
+    """A Poisson model with an AR(1) process within id: the quadrature backend cannot take it
+    (a latent process), so it is latent."""
+    return hb.Model("y ~ x + (1 | id)", _counts(), family="poisson",
+                    correlation=hb.AR1(time="time", group="id"))
 
 
 def test_a_model_the_marginal_backend_cannot_take_is_never_told_to_use_it():
-    """A Poisson model with crossed factors: the quadrature backend integrates out one factor
-    only, so no advice may suggest backend='marginal' (it would raise)."""
-    model = hb.Model("y ~ x + (1 | id) + (1 | site)", _crossed_counts(), family="poisson")
+    """No advice may suggest backend='marginal' where it would raise."""
+    model = _ar1_counts_model()
     fit = _bad_sampling(fake_fit(model))
     assert fit.backend == "latent"
     text = _advice(fit)
@@ -156,10 +156,10 @@ def test_phi_at_both_signs_is_named_in_the_verdict_and_advice():
 
 
 def test_context_of_a_fit():
-    fit = fake_fit(hb.Model("y ~ x + (1 | id) + (1 | site)", _crossed_counts(), family="poisson"))
+    fit = fake_fit(_ar1_counts_model())
     ctx = Context.of(fit)
     assert ctx.backend == "latent" and ctx.can_collapse is False
-    assert ctx.marginal_reason == "the quadrature backend integrates out one grouping factor; this model has 2"
+    assert ctx.marginal_reason == "a residual correlation of a non-Gaussian family is a latent process"
     assert Context().can_collapse is None
 
 

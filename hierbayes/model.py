@@ -75,7 +75,7 @@ class Model:
         several factors, the largest integrated out and the others latent), by adaptive
         Gauss-Hermite quadrature for GLMMs with one grouping factor (``"quadrature"``,
         :mod:`hierbayes.backend.glmm`); ``"latent"``: every effect sampled (non-centred);
-        ``"auto"``: marginal where it applies (GLMMs: one effect per cluster), latent
+        ``"auto"``: marginal where it applies (GLMMs: one or two effects per cluster), latent
         otherwise.
     nagq : int, optional
         Quadrature backend: Gauss-Hermite nodes per effect (1 is the Laplace approximation;

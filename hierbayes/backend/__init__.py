@@ -45,7 +45,7 @@ def choose(design: Design, backend: str) -> str:
     latent), by adaptive Gauss-Hermite quadrature for Bernoulli, binomial, Poisson and
     negative binomial models with one grouping factor (``"quadrature"``,
     :mod:`hierbayes.backend.glmm`). ``"auto"`` is the exact marginal backend where it applies,
-    the quadrature one for a GLMM with one random effect per cluster (q = 2-3 take
+    the quadrature one for a GLMM with one or two random effects per cluster (q = 3 takes
     ``"marginal"`` explicitly), and the latent one otherwise; ``"latent"`` samples every
     effect (non-centred).
     """
@@ -55,10 +55,10 @@ def choose(design: Design, backend: str) -> str:
     if backend == "auto":
         if ok:
             return "marginal"
-        # q = 1: integrated out (4-8x the latent backend's ESS/s, benchmarks/bench_glmm.py);
-        # q = 2-3 only when asked for (backend="marginal"): at 7 x 7 nodes through the JAX
-        # callback it costs more wall time than the latent backend for the same ESS/s
-        one = glmm.unavailable(design) is None and design.groups[0].q == 1
+        # q = 1-2: integrated out (benchmarks/bench_glmm.py: q = 1 4-100x the latent backend's
+        # ESS/s; q = 2, B1 at 5 x 5 nodes: the latent fit did not converge, see README.md);
+        # q = 3 only when asked for (backend="marginal"): 125 nodes, not measured against latent
+        one = glmm.unavailable(design) is None and design.groups[0].q <= 2
         return "quadrature" if one else "latent"
     if backend not in ("marginal", "latent", "quadrature"):
         raise ValueError(f"backend must be 'auto', 'marginal', 'latent' or 'quadrature', got {backend!r}.")

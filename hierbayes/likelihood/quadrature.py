@@ -112,8 +112,9 @@ the last Newton evaluation) whose 99th-percentile error on the typical designs i
 cost by ``nagq``): 9 and 5 nodes. For q = 2 by the rule's effect on the posterior, measured
 on issue 21's B1 (``benchmarks/bench_glmm.py``: Bernoulli ``y ~ x + w + (1 + x | g)``, 500
 clusters x 8): the 4,000 draws of a Laplace fit reweighted to each rule by
-``exp(ll_rule - ll_laplace)`` (Pareto-smoothed, k = 0.26-0.33; 2026-12-03). Against 7 x 7,
-Laplace moves the sds' posterior means by 0.57 and 0.78 posterior sds (too far), 3 x 3 by
+``exp(ll_rule - ll_laplace)`` (Pareto-smoothed, k = 0.26-0.33; ``benchmarks/nagq_posterior.py``,
+2026-12-03). Against 7 x 7, Laplace moves the sds' posterior means by 0.57 and 0.78
+posterior sds and narrows the slope sd's posterior by a sixth (too far), 3 x 3 moves them by
 0.06 and 0.06, 5 x 5 by 0.003 and 0.003 (every other mean and sd by less), and 7 x 7 equals
 11 x 11 to 0.001: 5 x 5, 25 nodes (24 evaluations of the family per row beyond the Newton
 steps' 3-4). ``nagq = 1`` (Laplace) is 10-100 times less accurate and 2-5 times cheaper

@@ -80,6 +80,24 @@ def expit_pair(z):
 
 
 @jit
+def expit_parts(z):
+    """``(e, p, 1 - p)`` with one exp: ``e = e^-|z|``, ``p = 1 / (1 + e^-z)``; ``p`` and
+    ``1 - p`` are ``1 / (1 + e)`` and ``e / (1 + e)`` in the order of ``z``'s sign
+    (``log(1 + e^z) = max(z, 0) + log(1 + e)``).
+
+    Examples
+    --------
+    >>> [round(v, 6) for v in expit_parts(0.0)]
+    [1.0, 0.5, 0.5]
+    """
+    e = math.exp(-abs(z))
+    inv = 1.0 / (1.0 + e)
+    if z >= 0:
+        return e, inv, e * inv
+    return e, e * inv, inv
+
+
+@jit
 def log_ndtr_mills(t):
     """``(log Phi(t), phi(t) / Phi(t))``: erfc above t = -30, the asymptotic series of the
     inverse Mills ratio below.
@@ -147,13 +165,8 @@ def row_terms(code, y, n, eta, alpha):
     >>> [round(v, 6) for v in row_terms(POISSON, 2.0, 1.0, 0.0, 1.0)[:4]]
     [-1.0, 1.0, -1.0, -1.0]
     """
-    if code == LOGIT:  # one exp: e = e^-|eta|, p and 1 - p are 1 / (1 + e) and e / (1 + e)
-        e = math.exp(-abs(eta))
-        inv = 1.0 / (1.0 + e)
-        if eta >= 0:
-            p, r = inv, e * inv
-        else:
-            p, r = e * inv, inv
+    if code == LOGIT:
+        e, p, r = expit_parts(eta)
         w = p * r
         h = y * eta - n * (max(eta, 0.0) + math.log(1.0 + e))
         return h, y - n * p, -n * w, -n * w * (r - p), 0.0, 0.0, 0.0
@@ -261,12 +274,7 @@ def evaluate(code, y, tr, st, n, e0, Wc, q, alpha, u, D, grad, H):
             eta += Wc[i, a] * u[a]
         yi, ni = y[st + i], tr[st + i]
         if code == LOGIT and ni == 1.0:  # row_terms' logit case, the log taken once
-            e = math.exp(-abs(eta))
-            inv = 1.0 / (1.0 + e)
-            if eta >= 0:
-                pr, r = inv, e * inv
-            else:
-                pr, r = e * inv, inv
+            e, pr, r = expit_parts(eta)
             w = pr * r
             hs += yi * eta - max(eta, 0.0)
             prod *= 1.0 + e
@@ -384,42 +392,36 @@ def nodes_pass(code, y, tr, st, n, e0, Wc, Z, q, alpha, u, Ri, nodes, logw, cent
             eta = e0[i]
             for a in range(q):
                 eta += Wc[i, a] * U[k, a]
+            yi, ni = y[st + i], tr[st + i]
+            onep = 1.0  # logit rows: 1 + e^-|eta| (direct) or 1 + e^eta (factorised)
             if side > 0 and abs(eta) <= 30.0:
                 E = est[i]
                 for b in range(q):
                     E *= F[i, b, digits[k, b]]
-                yi = y[st + i]
                 if code == POISSON:
                     hs += yi * eta - E
                     d1 = yi - E
                 else:  # LOGIT, E = e^eta
-                    ni = tr[st + i]
                     d1 = yi - ni * E / (1.0 + E)
                     hs += yi * eta
-                    if ni == 1.0:
-                        prod *= 1.0 + E
-                        if prod > 1e250:
-                            hs -= math.log(prod)
-                            prod = 1.0
-                    else:
-                        hs -= ni * math.log(1.0 + E)
+                    onep = 1.0 + E
             elif code == LOGIT:  # row_terms' logit case without the log (and no d2, d3)
-                yi, ni = y[st + i], tr[st + i]
-                e = math.exp(-abs(eta))
-                inv = 1.0 / (1.0 + e)
-                d1 = yi - ni * (inv if eta >= 0 else e * inv)
+                e, pr, _ = expit_parts(eta)
+                d1 = yi - ni * pr
                 hs += yi * eta - ni * max(eta, 0.0)
+                onep = 1.0 + e
+            else:
+                h, d1, _, _, ha, _, _ = row_terms(code, yi, ni, eta, alpha)
+                hs += h
+                hsa += ha
+            if code == LOGIT:  # the log of one-trial rows taken once per node
                 if ni == 1.0:
-                    prod *= 1.0 + e
-                    if prod > 1e300:
+                    prod *= onep
+                    if prod > 1e250:
                         hs -= math.log(prod)
                         prod = 1.0
                 else:
-                    hs -= ni * math.log(1.0 + e)
-            else:
-                h, d1, _, _, ha, _, _ = row_terms(code, y[st + i], tr[st + i], eta, alpha)
-                hs += h
-                hsa += ha
+                    hs -= ni * math.log(onep)
             Dk[k, i] = d1
             for a in range(q):
                 gam[k, a] += Wc[i, a] * d1

@@ -77,7 +77,7 @@ class Model:
         Gauss-Hermite quadrature for GLMMs (``"quadrature"``, :mod:`hierbayes.backend.glmm`;
         with several factors the same hybrid: the factor with the most levels integrated
         out, the others' effects sampled and entering as an offset); ``"latent"``: every
-        effect sampled; ``"auto"``: marginal where it applies (GLMMs: one effect per
+        effect sampled; ``"auto"``: marginal where it applies (GLMMs: one or two effects per
         cluster of the integrated factor), latent otherwise.
     nagq : int, optional
         Quadrature backend: Gauss-Hermite nodes per effect (1 is the Laplace approximation;

@@ -43,8 +43,8 @@ def choose(design: Design, backend: str) -> str:
     negative binomial, Gamma and lognormal models (``"quadrature"``,
     :mod:`hierbayes.backend.glmm`; with several factors the same hybrid: the factor with the
     most levels integrated out, the others sampled). ``"auto"`` is the exact marginal backend
-    where it applies, the quadrature one for a GLMM whose integrated factor has one random
-    effect per cluster (q = 2-3 take ``"marginal"`` explicitly), and the latent one
+    where it applies, the quadrature one for a GLMM whose integrated factor has one or two
+    random effects per cluster (q = 3 takes ``"marginal"`` explicitly), and the latent one
     otherwise; ``"latent"`` samples every effect.
     """
     from hierbayes.backend import glmm
@@ -53,10 +53,10 @@ def choose(design: Design, backend: str) -> str:
     if backend == "auto":
         if ok:
             return "marginal"
-        # q = 1: integrated out (4-8x the latent backend's ESS/s, benchmarks/bench_glmm.py);
-        # q = 2-3 only when asked for (backend="marginal"): at 7 x 7 nodes through the JAX
-        # callback it costs more wall time than the latent backend for the same ESS/s
-        one = glmm.unavailable(design) is None and glmm.integrated_group(design).q == 1
+        # q = 1-2: integrated out (benchmarks/bench_glmm.py: q = 1 4-100x the latent backend's
+        # ESS/s; q = 2, B1 at 5 x 5 nodes: the latent fit did not converge, see README.md);
+        # q = 3 only when asked for (backend="marginal"): 125 nodes, not measured against latent
+        one = glmm.unavailable(design) is None and glmm.integrated_group(design).q <= 2
         return "quadrature" if one else "latent"
     if backend not in ("marginal", "latent", "quadrature"):
         raise ValueError(f"backend must be 'auto', 'marginal', 'latent' or 'quadrature', got {backend!r}.")

@@ -106,14 +106,23 @@ posterior little: a per-cluster bias ``e(theta)`` shifts the estimate by about
 ``grad e / i_c`` (``i_c`` one cluster's information) against a posterior sd of
 ``1 / sqrt(C i_c)``, so a 1e-4 bias matters only beyond ~1e8 clusters.
 
-``DEFAULT_NAGQ``: the smallest odd node count (odd: the centre node reuses the last Newton
-evaluation) whose 99th-percentile error on the typical designs is below 1e-4 for q = 1,
-1e-3 for q = 2 and 1e-2 for q = 3 (a budget that grows with q, because each dimension
-multiplies the cost by ``nagq``): 9, 7 and 5 nodes (8, 48 and 124 evaluations of the
-family per row beyond the Newton steps' 2-3). ``nagq = 1`` (Laplace) is 10-100 times less
-accurate and 2-10 times cheaper (``benchmarks/bench_quadrature.py``: a Bernoulli
-(1 | g) model of 20,000 clusters x 5 rows takes about 14 ms of CPU per gradient with
-Laplace and 33 ms with 9 nodes; (1 + x | g) on 500 x 8 rows 0.6 ms and 5.5 ms with 7 x 7).
+``DEFAULT_NAGQ``: for q = 1 and 3 the smallest odd node count (odd: the centre node reuses
+the last Newton evaluation) whose 99th-percentile error on the typical designs is below 1e-4
+(q = 1) and 1e-2 (q = 3; a budget that grows with q, because each dimension multiplies the
+cost by ``nagq``): 9 and 5 nodes. For q = 2 by the rule's effect on the posterior, measured
+on issue 21's B1 (``benchmarks/bench_glmm.py``: Bernoulli ``y ~ x + w + (1 + x | g)``, 500
+clusters x 8): the 4,000 draws of a Laplace fit reweighted to each rule by
+``exp(ll_rule - ll_laplace)`` (Pareto-smoothed, k = 0.26-0.33; ``benchmarks/nagq_posterior.py``,
+2026-12-03). Against 7 x 7, Laplace moves the sds' posterior means by 0.57 and 0.78
+posterior sds and narrows the slope sd's posterior by a sixth (too far), 3 x 3 moves them by
+0.06 and 0.06, 5 x 5 by 0.003 and 0.003 (every other mean and sd by less), and 7 x 7 equals
+11 x 11 to 0.001: 5 x 5, 25 nodes (24 evaluations of the family per row beyond the Newton
+steps' 3-4). ``nagq = 1`` (Laplace) is 10-100 times less accurate and 2-5 times cheaper
+(``benchmarks/bench_quadrature.py``: a Bernoulli (1 | g) model of 20,000 clusters x 5 rows
+takes about 14 ms of CPU per gradient with Laplace and 33 ms with 9 nodes; the native
+callback of B1's (1 + x | g), Newton from zero, 0.8 ms with Laplace, 1.2 ms with 3 x 3,
+2.1 ms with 5 x 5 and 3.3 ms with 7 x 7: logit and Poisson nodes on a product grid take
+``e^eta`` as products of per-dimension exponentials, :func:`~hierbayes.likelihood.quadrature_kernel.nodes_pass`).
 """
 
 from __future__ import annotations
@@ -128,7 +137,7 @@ from hierbayes.likelihood import quadrature_kernel as qk
 from hierbayes.spec.families import Family
 
 #: nodes per dimension by the number of effects per cluster (see the module docstring)
-DEFAULT_NAGQ = {1: 9, 2: 7, 3: 5}
+DEFAULT_NAGQ = {1: 9, 2: 5, 3: 5}
 #: Newton iterations stop when the largest step in the whitened effects is below this. The
 #: mode is then off by less than that; the value moves with it to first order (through
 #: ``log|H|`` and the nodes), so a looser 1e-8 shifts Laplace values by up to 3e-9 per

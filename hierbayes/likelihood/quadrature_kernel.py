@@ -80,6 +80,24 @@ def expit_pair(z):
 
 
 @jit
+def expit_parts(z):
+    """``(e, p, 1 - p)`` with one exp: ``e = e^-|z|``, ``p = 1 / (1 + e^-z)``; ``p`` and
+    ``1 - p`` are ``1 / (1 + e)`` and ``e / (1 + e)`` in the order of ``z``'s sign
+    (``log(1 + e^z) = max(z, 0) + log(1 + e)``).
+
+    Examples
+    --------
+    >>> [round(v, 6) for v in expit_parts(0.0)]
+    [1.0, 0.5, 0.5]
+    """
+    e = math.exp(-abs(z))
+    inv = 1.0 / (1.0 + e)
+    if z >= 0:
+        return e, inv, e * inv
+    return e, e * inv, inv
+
+
+@jit
 def log_ndtr_mills(t):
     """``(log Phi(t), phi(t) / Phi(t))``: erfc above t = -30, the asymptotic series of the
     inverse Mills ratio below.
@@ -147,13 +165,8 @@ def row_terms(code, y, n, eta, alpha):
     >>> [round(v, 6) for v in row_terms(POISSON, 2.0, 1.0, 0.0, 1.0)[:4]]
     [-1.0, 1.0, -1.0, -1.0]
     """
-    if code == LOGIT:  # one exp: e = e^-|eta|, p and 1 - p are 1 / (1 + e) and e / (1 + e)
-        e = math.exp(-abs(eta))
-        inv = 1.0 / (1.0 + e)
-        if eta >= 0:
-            p, r = inv, e * inv
-        else:
-            p, r = e * inv, inv
+    if code == LOGIT:
+        e, p, r = expit_parts(eta)
         w = p * r
         h = y * eta - n * (max(eta, 0.0) + math.log(1.0 + e))
         return h, y - n * p, -n * w, -n * w * (r - p), 0.0, 0.0, 0.0
@@ -254,13 +267,25 @@ def evaluate(code, y, tr, st, n, e0, Wc, q, alpha, u, D, grad, H):
         for b in range(q):
             H[a, b] = 1.0 if a == b else 0.0
     hs, has = 0.0, 0.0
+    prod = 1.0  # logit rows of one trial: prod (1 + e^-|eta|), one log per evaluation
     for i in range(n):
         eta = e0[i]
         for a in range(q):
             eta += Wc[i, a] * u[a]
-        h, d1, d2, d3, ha, d1a, d2a = row_terms(code, y[st + i], tr[st + i], eta, alpha)
-        hs += h
-        has += ha
+        yi, ni = y[st + i], tr[st + i]
+        if code == LOGIT and ni == 1.0:  # row_terms' logit case, the log taken once
+            e, pr, r = expit_parts(eta)
+            w = pr * r
+            hs += yi * eta - max(eta, 0.0)
+            prod *= 1.0 + e
+            if prod > 1e300:
+                hs -= math.log(prod)
+                prod = 1.0
+            d1, d2, d3, d1a, d2a = yi - pr, -w, -w * (r - pr), 0.0, 0.0
+        else:
+            h, d1, d2, d3, ha, d1a, d2a = row_terms(code, yi, ni, eta, alpha)
+            hs += h
+            has += ha
         D[0, i], D[1, i], D[2, i], D[3, i], D[4, i] = d1, d2, d3, d1a, d2a
         for a in range(q):
             grad[a] += Wc[i, a] * d1
@@ -269,7 +294,7 @@ def evaluate(code, y, tr, st, n, e0, Wc, q, alpha, u, D, grad, H):
     for a in range(q):
         for b in range(a):
             H[b, a] = H[a, b]
-    return hs - 0.5 * uu, has
+    return hs - math.log(prod) - 0.5 * uu, has
 
 
 @jit
@@ -314,11 +339,32 @@ def newton(code, y, tr, st, n, e0, Wc, q, alpha, csum, u, tol, max_iter, D, grad
 
 @jit
 def nodes_pass(code, y, tr, st, n, e0, Wc, Z, q, alpha, u, Ri, nodes, logw, center, g, has, grad, D,
-               U, terms, Dk, gam, ZD, gak):
+               U, terms, Dk, gam, ZD, gak, side, F, est, digits):
     """Every node's point ``U[k]``, ``terms[k] = log w~_k + g(u_k)``, ``h'`` per row
     ``Dk[k]``, ``gam[k] = grad g(u_k)``, ``ZD[k] = Z^T h'_k`` and ``gak[k] = sum dh/dalpha``;
-    the node at the mode (``center``) is copied from the Newton pass."""
+    the node at the mode (``center``) is copied from the Newton pass.
+
+    ``side > 0`` (:func:`factorised_side`: a product grid of ``side`` nodes per dimension, a
+    logit or Poisson family) takes ``e^eta`` at the nodes as products: on the grid
+    ``eta_ik = eta*_i + sum_b t_ib x_(j_b)``, ``t_ib = sqrt 2 sum_a W_ia Ri_ba``, so
+    ``e^eta_ik = e^eta*_i prod_b F_ib(j_b)`` with ``F_ib(j) = e^(t_ib x_j)``: ``q side``
+    exponentials per row instead of ``side^q`` (``F`` (nmax, q, side), ``est`` (nmax,) are
+    scratch; ``digits`` (K, q) the grid index ``j_b`` of each node, :func:`grid_digits`). A
+    node row with ``|eta| > 30`` is computed directly."""
     K = nodes.shape[0]
+    if side > 0:
+        for i in range(n):
+            eta = e0[i]
+            for a in range(q):
+                eta += Wc[i, a] * u[a]
+            est[i] = math.exp(eta)
+            for b in range(q):
+                t = 0.0
+                for a in range(b + 1):
+                    t += Wc[i, a] * Ri[b, a]
+                t *= SQRT2
+                for j in range(side):
+                    F[i, b, j] = math.exp(t * nodes[j, q - 1])
     for k in range(K):
         uu = 0.0
         for a in range(q):
@@ -341,18 +387,46 @@ def nodes_pass(code, y, tr, st, n, e0, Wc, Z, q, alpha, u, Ri, nodes, logw, cent
         for a in range(q):
             gam[k, a] = -U[k, a]
         hs, hsa = 0.0, 0.0
+        prod = 1.0  # logit rows of one trial: prod (1 + e^-|eta|), one log per node
         for i in range(n):
             eta = e0[i]
             for a in range(q):
                 eta += Wc[i, a] * U[k, a]
-            h, d1, _, _, ha, _, _ = row_terms(code, y[st + i], tr[st + i], eta, alpha)
-            hs += h
-            hsa += ha
+            yi, ni = y[st + i], tr[st + i]
+            onep = 1.0  # logit rows: 1 + e^-|eta| (direct) or 1 + e^eta (factorised)
+            if side > 0 and abs(eta) <= 30.0:
+                E = est[i]
+                for b in range(q):
+                    E *= F[i, b, digits[k, b]]
+                if code == POISSON:
+                    hs += yi * eta - E
+                    d1 = yi - E
+                else:  # LOGIT, E = e^eta
+                    d1 = yi - ni * E / (1.0 + E)
+                    hs += yi * eta
+                    onep = 1.0 + E
+            elif code == LOGIT:  # row_terms' logit case without the log (and no d2, d3)
+                e, pr, _ = expit_parts(eta)
+                d1 = yi - ni * pr
+                hs += yi * eta - ni * max(eta, 0.0)
+                onep = 1.0 + e
+            else:
+                h, d1, _, _, ha, _, _ = row_terms(code, yi, ni, eta, alpha)
+                hs += h
+                hsa += ha
+            if code == LOGIT:  # the log of one-trial rows taken once per node
+                if ni == 1.0:
+                    prod *= onep
+                    if prod > 1e250:
+                        hs -= math.log(prod)
+                        prod = 1.0
+                else:
+                    hs -= ni * math.log(onep)
             Dk[k, i] = d1
             for a in range(q):
                 gam[k, a] += Wc[i, a] * d1
                 ZD[k, a] += Z[st + i, a] * d1
-        terms[k] = logw[k] + hs - 0.5 * uu
+        terms[k] = logw[k] + hs - math.log(prod) - 0.5 * uu
         gak[k] = hsa
 
 
@@ -458,6 +532,55 @@ def _prepare_cluster(X, Z, offset, st, n, beta, L, p, q, e0, Wc):
 
 
 @jit
+def factorised_side(code, nodes, q):
+    """Nodes per dimension when ``nodes`` (K, q) is a product grid in
+    :func:`~hierbayes.likelihood.quadrature.gauss_hermite_grid`'s order (the last dimension
+    fastest) and the family's ``e^eta`` terms factorise over it (logit, Poisson), q >= 2;
+    0 otherwise (:func:`nodes_pass` then evaluates every node directly).
+
+    Examples
+    --------
+    >>> from hierbayes.likelihood.quadrature import gauss_hermite_grid
+    >>> grid = gauss_hermite_grid(5, 2)[0]
+    >>> factorised_side(LOGIT, grid, 2), factorised_side(PROBIT, grid, 2)
+    (5, 0)
+    """
+    K = nodes.shape[0]
+    if q < 2 or not (code == LOGIT or code == POISSON):
+        return 0
+    side = int(round(K ** (1.0 / q)))
+    if side ** q != K:
+        return 0
+    for k in range(K):
+        kk = k
+        for b in range(q - 1, -1, -1):
+            if nodes[k, b] != nodes[kk % side, q - 1]:
+                return 0
+            kk //= side
+    return side
+
+
+@jit
+def grid_digits(K, q, side):
+    """``digits[k, b]``: the index along dimension ``b`` of node ``k`` of a product grid of
+    ``side`` nodes per dimension, the last dimension fastest (zeros for ``side = 0``).
+
+    Examples
+    --------
+    >>> grid_digits(4, 2, 2).tolist()
+    [[0, 0], [0, 1], [1, 0], [1, 1]]
+    """
+    out = np.zeros((K, q), dtype=np.int64)
+    if side > 0:
+        for k in range(K):
+            kk = k
+            for b in range(q - 1, -1, -1):
+                out[k, b] = kk % side
+                kk //= side
+    return out
+
+
+@jit
 def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts, nodes, logw,
                    center, tol, max_iter, modes, chol_out, ll_out, g_offset, want_grad, q_zeros):
     """Marginal log-likelihood summed over clusters and its gradient.
@@ -505,6 +628,9 @@ def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts
     s_row, Dk = np.empty(nmax), np.empty((K, nmax))
     U, terms, pi, gam = np.empty((K, q)), np.empty(K), np.empty(K), np.empty((K, q))
     ZD, gak = np.empty((K, q)), np.empty(K)
+    side = factorised_side(code, nodes, q)
+    F, est = np.empty((nmax, q, max(side, 1))), np.empty(nmax)
+    digits = grid_digits(K, q, side)
     grad, step, ut, u, G_u, rhs, v = (np.empty(q), np.empty(q), np.empty(q), np.empty(q),
                                       np.empty(q), np.empty(q), np.empty(q))
     H, R, Ri, M, G_R, P, G_H, WG = (np.empty((q, q)), np.zeros((q, q)), np.empty((q, q)), np.empty((q, q)),
@@ -533,7 +659,7 @@ def value_and_grad(code, y, trials, X, Z, offset, starts, beta, L, alpha, consts
                 chol_out[c, a, b] = R[a, b]
         tri_inverse(R, Ri, q)
         nodes_pass(code, y, trials, st, n, e0, Wc, Z, q, alpha, u, Ri, nodes, logw, center, g, has,
-                   grad, D, U, terms, Dk, gam, ZD, gak)
+                   grad, D, U, terms, Dk, gam, ZD, gak, side, F, est, digits)
         value = csum + node_weights(terms, pi)
         for a in range(q):
             value -= math.log(R[a, a])

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hierbayes.likelihood.quadrature import MarginalGLMM, family_param
+from hierbayes.likelihood.quadrature import MarginalGLMM, family_param, marginal_glmm
 
 
 def _log_target(mg: MarginalGLMM, eta_fixed: np.ndarray, L: np.ndarray, u: np.ndarray,
@@ -84,6 +84,9 @@ def draw_random_effects(mg: MarginalGLMM, beta: np.ndarray, L: np.ndarray, alpha
     alpha_f = None if alpha is None else alpha.reshape(D)
     out = np.empty((D, C, q))
     accepted = 0
+    # the proposal needs each cluster's mode and Hessian only: one node (the nodes' pass is
+    # most of a q = 2-3 evaluation), warm-started from the previous draw (one thread here)
+    laplace = marginal_glmm(mg.family, rows, nagq=1, tol=mg.tol, max_iter=mg.max_iter)
     for s in range(0, D, chunk):
         sl = np.arange(s, min(s + chunk, D))
         n = sl.size
@@ -92,7 +95,7 @@ def draw_random_effects(mg: MarginalGLMM, beta: np.ndarray, L: np.ndarray, alpha
         off = np.broadcast_to(rows.offset, (n, rows.y.size)) if offset is None else offset(sl)
         for k, d in enumerate(sl):
             a = None if alpha_f is None else float(alpha_f[d])
-            ev = mg.value_and_grad(beta_f[d], L_f[d], a, offset=off[k], grad=False)
+            ev = laplace.value_and_grad(beta_f[d], L_f[d], a, offset=off[k], grad=False)
             mode[k], Rt[k] = ev["modes"], np.swapaxes(ev["chol_H"], -1, -2)
         params = {} if alpha_f is None else {family_param(mg.family): alpha_f[sl][:, None]}
         eta_fixed = beta_f[sl] @ rows.X.T + off

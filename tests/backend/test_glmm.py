@@ -79,6 +79,11 @@ def test_backend_choice():
     df = _poisson()
     assert hb.Model("y ~ x + (1 | g)", df, family="poisson").backend == "quadrature"  # auto
     assert hb.Model("y ~ x + (1 | g)", df, family="poisson", backend="marginal").backend == "quadrature"
+    df["z"] = np.random.default_rng(2).normal(size=len(df))
+    # auto: two effects per cluster integrated out, three only when asked for
+    assert hb.Model("y ~ x + (1 + x | g)", df, family="poisson").backend == "quadrature"
+    assert hb.Model("y ~ x + (1 + x + z | g)", df, family="poisson").backend == "latent"
+    assert hb.Model("y ~ x + (1 + x + z | g)", df, family="poisson", backend="marginal").backend == "quadrature"
     df["h"] = np.arange(len(df)) % 3
     # two factors: the hybrid (tests/backend/test_glmm_hybrid.py); a residual correlation is refused
     assert hb.Model("y ~ x + (1 | g) + (1 | h)", df, family="poisson", backend="marginal").backend == "quadrature"
@@ -159,7 +164,7 @@ def test_reversed_factor_gives_the_design_orders_likelihood():
     from hierbayes.likelihood import quadrature
 
     data = _poisson(15, 6, slope_sd=0.4)
-    assert hb.Model("y ~ x + (1 + x | g)", data, family="poisson").backend == "latent"  # auto, q = 2
+    assert hb.Model("y ~ x + (1 + x | g)", data, family="poisson").backend == "quadrature"  # auto, q = 2
     m = hb.Model("y ~ x + (1 + x | g)", data, family="poisson", backend="marginal")
     assert m.backend == "quadrature"
     g = m.design.groups[0]

@@ -146,13 +146,15 @@ def test_backend_choice_and_refusals():
     assert auto.backend == "quadrature" and list(auto.centering) == ["item"]
     assert hb.Model("y ~ x + (1 | item) + (1 | subj)", df, family="bernoulli",
                     backend="marginal").backend == "quadrature"
-    # auto: the integrated factor has q = 1; q = 2 only when asked for
-    assert hb.Model("y ~ x + (1 + x | subj) + (1 | item)", df, family="bernoulli").backend == "latent"
-    assert hb.Model("y ~ x + (1 + x | subj) + (1 | item)", df, family="bernoulli",
+    # auto: the integrated factor has q <= 2; q = 3 only when asked for
+    assert hb.Model("y ~ x + (1 + x | subj) + (1 | item)", df, family="bernoulli").backend == "quadrature"
+    df["x2"] = df.x**2
+    assert hb.Model("y ~ x + (1 + x + x2 | subj) + (1 | item)", df, family="bernoulli").backend == "latent"
+    assert hb.Model("y ~ x + (1 + x + x2 | subj) + (1 | item)", df, family="bernoulli",
                     backend="marginal").backend == "quadrature"
     # q = 2 on the sampled factor is fine for auto
     assert hb.Model("y ~ x + (1 | subj) + (1 + x | item)", df, family="bernoulli").backend == "quadrature"
-    df["x2"], df["x3"] = df.x**2, df.x**3
+    df["x3"] = df.x**3
     with pytest.raises(ValueError, match=r"1 to 3 effects per cluster, not 4 of 'subj' \(the factor with the most"):
         hb.Model("y ~ x + (1 + x + x2 + x3 | subj) + (1 | item)", df, family="bernoulli", backend="marginal")
     with pytest.raises(ValueError, match="names no sampled grouping factor: its effects are integrated out"):

@@ -48,7 +48,13 @@ def row_layout(lay) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def lag_coefficient(code, phi, lag):
     """``a = phi^lag`` of a row with a predecessor: AR(1) keeps the sign of a negative
-    ``phi`` on odd whole lags, as :func:`hierbayes.likelihood.arprocess.coefficients`."""
+    ``phi`` on odd whole lags, as :func:`hierbayes.likelihood.arprocess.coefficients`.
+
+    Examples
+    --------
+    >>> lag_coefficient(AR1, -0.5, 3.0), lag_coefficient(CAR1, 0.25, 0.5)
+    (-0.125, 0.5)
+    """
     if code == AR1:
         if lag < 1.5:
             return phi
@@ -79,6 +85,11 @@ def draw_chunk(y, X, Z, order, starts, lag, code, beta, s2, phi, S_inv, z, offse
         ``Z`` (both in design row order); a (0, 0) array for none.
     out : (n, C, q) array
         Written with the draws.
+
+    Examples
+    --------
+    Called by :func:`hierbayes.likelihood.recover.draw_random_effects` (whose example runs
+    it); ``tests/likelihood/test_recover.py`` checks it against the numpy reference.
     """
     n, C, q, p = beta.shape[0], starts.size - 1, Z.shape[1], X.shape[1]
     has_off, has_sd = offset.shape[0] > 0, row_sd.shape[0] > 0

@@ -397,7 +397,15 @@ def loglik_pooled(buf, beta, s2, phi, S):
 @_jit
 def lag_coef(phi, lag, log_phi, inv_phi):
     """``a = phi^lag`` by one exp (``lag`` is whole when ``phi < 0``: AR(1)) and
-    ``da/dphi``; at ``phi = 0``, ``a = 0`` and ``da = 1`` for a lag of 1 (0 beyond)."""
+    ``da/dphi``; at ``phi = 0``, ``a = 0`` and ``da = 1`` for a lag of 1 (0 beyond).
+
+    Examples
+    --------
+    >>> import math
+    >>> a, da = lag_coef(-0.5, 3.0, math.log(0.5), -2.0)
+    >>> round(a, 6), round(da, 6)
+    (-0.125, 0.75)
+    """
     if phi != 0.0:
         a = math.exp(lag * log_phi)
         if phi < 0.0 and lag % 2.0 == 1.0:

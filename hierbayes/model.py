@@ -307,6 +307,7 @@ class Model:
         compiler: str = "auto",
         max_treedepth: int = 10,
         recover_random_effects: bool = True,
+        recover_thin: int = 1,
         **sampler_kwargs,
     ) -> Fit:
         """Sample the posterior with NUTS.
@@ -349,12 +350,25 @@ class Model:
             The maximum depth of NUTS trees (nutpie's ``maxdepth``, PyMC's
             ``max_treedepth``; 2^depth leapfrog steps at most per draw).
         recover_random_effects : bool
-            Marginal backend: draw ``b_<g>`` back per posterior draw (default True).
+            Marginal and quadrature backends: draw ``b_<g>`` back per posterior draw
+            (default True).
+        recover_thin : int
+            Draw ``b_<g>`` back at every ``recover_thin``-th draw of each chain only
+            (default 1: every draw, into ``fit.posterior``). With k > 1 the effects go to
+            the group ``fit.idata.random_effects`` (dims ``chain, draw, <g>, <g>__term``,
+            the draw labels those of the posterior draws they belong to), holding
+            ``draws / k`` draws: their memory is C x q x chains x draws / k numbers.
+            Cluster coefficients, shrinkage, residuals, posterior predictive draws and
+            predictions for fitted clusters then use those draws
+            (:func:`hierbayes.predict.predictive.effects_posterior`); the summary,
+            diagnostics and LOO use every draw.
 
         Returns
         -------
         Fit
         """
+        if isinstance(recover_thin, bool) or not isinstance(recover_thin, (int, np.integer)) or recover_thin < 1:
+            raise ValueError(f"recover_thin must be a whole number >= 1 (1: every draw), got {recover_thin!r}.")
         t0 = time.perf_counter()
         opts = self._sampler_options(
             draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
@@ -374,9 +388,9 @@ class Model:
             timing["nagq"] = pm_model.hb_marginal_glmm.nagq
         idata = self._tidy(raw)
         if self.backend == "marginal" and recover_random_effects:
-            self._add_random_effects(idata, opts.seed, timing)
+            self._add_random_effects(idata, opts.seed, timing, int(recover_thin))
         if self.backend == "quadrature" and recover_random_effects:
-            self._add_glmm_effects(idata, opts.seed, timing)
+            self._add_glmm_effects(idata, opts.seed, timing, int(recover_thin))
         timing["total_s"] = time.perf_counter() - t0
         return Fit(idata, self.design, self.priors, self.backend, self.layout, opts, timing,
                    inputs=self.inputs)
@@ -407,23 +421,37 @@ class Model:
         idata = az.InferenceData(**groups, observed_data=xr.Dataset({"y": y}))
         return idata
 
-    def _add_random_effects(self, idata: az.InferenceData, seed: int, timing: dict) -> None:
-        """Marginal backend: add the collapsed group's ``b_<g>`` draws to the posterior."""
+    @staticmethod
+    def _store_effects(idata: az.InferenceData, b: xr.DataArray, thin: int) -> None:
+        """``b_<g>`` into the posterior (every draw) or the ``random_effects`` group."""
+        if thin == 1:
+            idata.posterior[b.name] = b
+        elif names.EFFECTS_GROUP in idata.groups():
+            idata[names.EFFECTS_GROUP][b.name] = b
+        else:
+            idata.add_groups({names.EFFECTS_GROUP: xr.Dataset({b.name: b})})
+
+    def _add_random_effects(self, idata: az.InferenceData, seed: int, timing: dict, thin: int = 1) -> None:
+        """Marginal backend: add the collapsed group's ``b_<g>`` draws (every ``thin``-th)."""
         t1 = time.perf_counter()
         g = collapsed.collapsed_group(self.design)
-        idata.posterior[names.effects(g.name)] = self._recover(idata, seed)
+        post = idata.posterior.isel(draw=slice(None, None, thin))
+        b = self._recover(post, seed).rename(names.effects(g.name))
+        self._store_effects(idata, b, thin)
         timing["recover_s"] = time.perf_counter() - t1
+        timing["recover_thin"] = thin
 
-    def _add_glmm_effects(self, idata: az.InferenceData, seed: int, timing: dict) -> None:
-        """Quadrature backend: draw the integrated factor's ``b_<g>`` per posterior draw from
-        its exact conditional (:func:`hierbayes.likelihood.recover_glmm.draw_random_effects`),
-        given that draw's sampled effects of the other factors in a hybrid model."""
+    def _add_glmm_effects(self, idata: az.InferenceData, seed: int, timing: dict, thin: int = 1) -> None:
+        """Quadrature backend: draw the integrated factor's ``b_<g>`` per posterior draw (every
+        ``thin``-th) from its exact conditional
+        (:func:`hierbayes.likelihood.recover_glmm.draw_random_effects`), given that draw's
+        sampled effects of the other factors in a hybrid model."""
         from hierbayes.backend import glmm
         from hierbayes.likelihood import quadrature, recover_glmm
 
         t1 = time.perf_counter()
         g = glmm.integrated_group(self.design)
-        post = idata.posterior
+        post = idata.posterior.isel(draw=slice(None, None, thin))
         corr = post[names.corr(g.name)].values if names.corr(g.name) in post else None
         sd = post[names.sd(g.name)].values
         nc, nd = sd.shape[:2]
@@ -441,16 +469,17 @@ class Model:
                                                    offset=offset)
         b = b[..., np.argsort(order)]  # back to the design's term order
         tdim = names.term_dim(g.name)
-        post[names.effects(g.name)] = xr.DataArray(
-            b, dims=["chain", "draw", g.name, tdim],
+        self._store_effects(idata, xr.DataArray(
+            b, dims=["chain", "draw", g.name, tdim], name=names.effects(g.name),
             coords={"chain": post.chain, "draw": post.draw, g.name: list(g.levels), tdim: list(g.terms)},
-        )
+        ), thin)
         timing["recover_s"] = time.perf_counter() - t1
+        timing["recover_thin"] = thin
         timing["recover_acceptance"] = info["acceptance"]
 
-    def _recover(self, idata: az.InferenceData, seed: int) -> xr.DataArray:
+    def _recover(self, post: xr.Dataset, seed: int) -> xr.DataArray:
+        """The collapsed group's ``b_<g>`` at the draws of ``post`` (a posterior dataset)."""
         g = collapsed.collapsed_group(self.design)
-        post = idata.posterior
         nc, nd = post.sizes["chain"], post.sizes["draw"]
 
         def flat(name):

@@ -25,6 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: the InferenceData group of random-effect draws recovered at thinned draws
+#: (``Model.fit(recover_thin=k)``, k > 1); with every draw they are in the posterior
+EFFECTS_GROUP = "random_effects"
 #: the fixed-effect coefficients and their dim
 FIXED = "beta"
 COEF_DIM = "coef"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hierbayes.likelihood import smallmat
+from hierbayes.likelihood import recover_kernel, smallmat
 from hierbayes.likelihood.arprocess import coefficients as ar_coefficients, whiten
 from hierbayes.likelihood.collapsed import padded_arrays, collapsed_group
 from hierbayes.design.build import Design
@@ -62,11 +62,17 @@ def draw_random_effects(
     phi: np.ndarray | None,
     L_S: np.ndarray,
     rng: np.random.Generator,
-    chunk: int = 250,
+    chunk: int | None = None,
     offset: np.ndarray | None = None,
     row_sigma: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Draw ``b`` (D, C, q) given D flattened posterior draws.
+    """Draw ``b`` (D, C, q) given D flattened posterior draws, cluster by cluster.
+
+    The numba kernel :func:`hierbayes.likelihood.recover_kernel.draw_chunk` (one pass per
+    draw over each cluster's rows, memory linear in the rows) for no correlation, AR(1) and
+    CAR(1); :func:`draw_random_effects_numpy` (the reference, on the padded layout) for the
+    other correlations. Both take the same random numbers in the same order, so they give
+    the same draws for the same ``rng``.
 
     Parameters
     ----------
@@ -78,8 +84,9 @@ def draw_random_effects(
     L_S : (D, q, q) array
         Cholesky factors of the random-effect covariance.
     rng : numpy Generator
-    chunk : int
-        Draws processed at once (bounds memory at chunk x N x q numbers).
+    chunk : int, optional
+        Draws processed at once; default: at most 250, fewer for many clusters, so the
+        chunk's random numbers stay near 2^24.
     offset : (D, N) array, optional
         Per-draw offset in design row order, subtracted from the response: the other
         factors' ``Z b`` of a hybrid model, so the collapsed factor's effects are drawn
@@ -91,7 +98,71 @@ def draw_random_effects(
 
     Examples
     --------
-    See ``tests/test_recover.py``: the recovered draws match a latent fit's posterior.
+    >>> import numpy as np, hierbayes as hb
+    >>> m = hb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1"),
+    ...              correlation=hb.AR1(time="time", group="id"))
+    >>> D = 3
+    >>> b = draw_random_effects(m.design, np.zeros((D, 2)), np.ones(D), np.full(D, 0.5),
+    ...                         np.ones((D, 1, 1)), np.random.default_rng(0))
+    >>> b.shape == (D, m.design.groups[0].n_levels, 1)
+    True
+    """
+    corr = design.correlation.kind if design.correlation is not None else None
+    if corr not in recover_kernel.CODES:
+        return draw_random_effects_numpy(design, beta, sigma, phi, L_S, rng, chunk or 250,
+                                         offset=offset, row_sigma=row_sigma)
+    g = collapsed_group(design)
+    D, q, C = beta.shape[0], g.q, design.layout.n_clusters
+    order, starts, lag = recover_kernel.row_layout(design.layout)
+    chunk = chunk or int(min(250, max(1, 2**24 // (C * q))))
+    X = np.asarray(design.X, dtype=float).reshape(design.n, -1)[order]  # cluster order
+    Zg = np.asarray(g.Z, dtype=float)[order]
+    y = np.asarray(design.y, dtype=float)[order]
+    S_inv = np.linalg.inv(L_S @ np.swapaxes(L_S, -1, -2))
+    s2 = sigma**2 if row_sigma is None else np.ones(D)
+    ph = np.zeros(D) if phi is None else np.asarray(phi, dtype=float)
+    none = np.zeros((0, 0))
+    out = np.empty((D, C, q))
+    for s in range(0, D, chunk):
+        sl = slice(s, min(s + chunk, D))
+        z = rng.standard_normal((q, sl.stop - sl.start, C))
+        recover_kernel.draw_chunk(
+            y, X, Zg, order, starts, lag, recover_kernel.CODES[corr],
+            np.ascontiguousarray(beta[sl], dtype=float).reshape(sl.stop - sl.start, -1),
+            np.ascontiguousarray(s2[sl], dtype=float), np.ascontiguousarray(ph[sl]),
+            np.ascontiguousarray(S_inv[sl]), z,
+            none if offset is None else np.ascontiguousarray(offset[sl], dtype=float),
+            none if row_sigma is None else np.ascontiguousarray(row_sigma[sl], dtype=float),
+            out[sl],
+        )
+    return out
+
+
+def draw_random_effects_numpy(
+    design: Design,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    phi: np.ndarray | None,
+    L_S: np.ndarray,
+    rng: np.random.Generator,
+    chunk: int = 250,
+    offset: np.ndarray | None = None,
+    row_sigma: np.ndarray | None = None,
+) -> np.ndarray:
+    """As :func:`draw_random_effects`, in numpy on the padded (cluster x occasion) layout,
+    vectorised over (draw, cluster): the reference of the numba kernel, and the sampler of
+    the correlations it does not cover (compound symmetry). Parameters as
+    :func:`draw_random_effects`; ``chunk`` bounds memory at chunk x N x q numbers.
+
+    Examples
+    --------
+    >>> import numpy as np, hierbayes as hb
+    >>> m = hb.Model("y ~ time + (0 + time | id)", hb.datasets.load("clark_ar1"),
+    ...              correlation=hb.CompSymm(group="id"))
+    >>> b = draw_random_effects_numpy(m.design, np.zeros((2, 2)), np.ones(2), np.full(2, 0.3),
+    ...                               np.ones((2, 1, 1)), np.random.default_rng(0))
+    >>> b.shape[0], b.shape[2]
+    (2, 1)
     """
     lay, g = design.layout, collapsed_group(design)
     pad = padded_arrays(design, g)

@@ -32,7 +32,9 @@ from hierbayes import names
 from hierbayes.likelihood import structured
 from hierbayes.design.build import Design
 from hierbayes.design.newdata import GROUP_MODES, NewRows, new_rows
-from hierbayes.predict.predictive import ParameterDraws, family_param_rows, parameter_draws, thin
+from hierbayes.predict.predictive import (
+    ParameterDraws, effects_posterior, family_param_rows, parameter_draws, thin,
+)
 
 KINDS = ("mean", "response", "probabilities")
 #: the dim of the per-category probabilities of an ordinal family (``kind="probabilities"``)
@@ -294,7 +296,8 @@ def predict(
         )
     design = fit.design
     new = new_rows(design, new_data, groups)
-    post = thin(fit.idata.posterior, n_draws)
+    # fitted clusters' effects: the draws they were recovered at (every draw by default)
+    post = thin(effects_posterior(fit.idata) if groups == "existing" else fit.idata.posterior, n_draws)
     pd_ = parameter_draws(post, design)
     rng = np.random.default_rng(seed)
 

@@ -101,6 +101,36 @@ def thin(posterior, n_draws: int | None):
     return posterior.isel(draw=idx)
 
 
+def effects_posterior(idata):
+    """The posterior together with the random-effect draws ``b_<g>``, on common draws.
+
+    ``idata.posterior`` itself when the effects are in it (a fit recovers them at every
+    draw by default); for a fit with ``recover_thin=k`` (k > 1), whose effects are in the
+    group ``random_effects`` at every k-th draw of each chain, the posterior at those draws
+    with them merged in. Everything that combines ``b_<g>`` with the other parameters draw
+    by draw (cluster coefficients, shrinkage, residuals, posterior predictive draws,
+    predictions) reads this.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np, xarray as xr
+    >>> idata = az.from_dict(posterior={"sigma": np.ones((2, 10))})
+    >>> effects_posterior(idata) is idata.posterior
+    True
+    >>> b = xr.Dataset({"b_id": (("chain", "draw", "id"), np.zeros((2, 5, 3)))},
+    ...                coords={"chain": [0, 1], "draw": [0, 2, 4, 6, 8]})
+    >>> idata.add_groups(random_effects=b)
+    >>> post = effects_posterior(idata)
+    >>> post["draw"].values.tolist(), sorted(post.data_vars)
+    ([0, 2, 4, 6, 8], ['b_id', 'sigma'])
+    """
+    post = idata.posterior
+    if names.EFFECTS_GROUP not in idata.groups():
+        return post
+    effects = idata[names.EFFECTS_GROUP]
+    return post.sel(draw=effects["draw"].values).assign(**effects.data_vars)
+
+
 def correlation_parameter(post, design: Design, draws):
     """The residual correlation's parameter draws from ``post`` (a posterior or prior
     dataset) through ``draws(name, *dims)``: ``phi`` (D,) of AR(1)/CAR(1)/compound symmetry,
@@ -237,7 +267,7 @@ def posterior_predictive(idata, design: Design, n_draws: int | None = None, seed
     --------
     >>> y_rep = posterior_predictive(fit.idata, fit.design, n_draws=100)
     """
-    post = idata.posterior.stack(sample=("chain", "draw"))
+    post = effects_posterior(idata).stack(sample=("chain", "draw"))
     total = post.sizes["sample"]
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(total, size=min(n_draws or total, total), replace=False))
@@ -263,7 +293,7 @@ def posterior_predictive_dataset(idata, design: Design, n_draws: int | None = No
     """
     import xarray as xr
 
-    post = thin(idata.posterior, n_draws)
+    post = thin(effects_posterior(idata), n_draws)
     pd_ = parameter_draws(post, design)
     y_rep = fitted_draws(pd_, design, np.random.default_rng(seed))
     if censored:

@@ -21,6 +21,7 @@ from arviz_stats.base import array_stats
 import pandas as pd
 import xarray as xr
 
+from hierbayes.predict.predictive import effects_posterior
 from hierbayes.report.ols import group_block
 from hierbayes import names
 
@@ -116,10 +117,14 @@ def absorption_matrix(design, group: str | None = None) -> np.ndarray:
 
 
 def posterior_var(idata, name: str, hint: str = "") -> xr.DataArray:
-    """The posterior variable ``name`` of ``idata``; a clear error (with ``hint``) if absent."""
-    post = getattr(idata, "posterior", None)
-    if post is None:
+    """The posterior variable ``name`` of ``idata``; a clear error (with ``hint``) if absent.
+
+    Read from :func:`~hierbayes.predict.predictive.effects_posterior`: for a fit whose
+    random effects were recovered at thinned draws, every variable at those draws, so that
+    the reports combining ``b_<g>`` with ``beta`` use the same draws for both."""
+    if getattr(idata, "posterior", None) is None:
         raise ValueError("idata has no posterior group; pass the InferenceData of a fit.")
+    post = effects_posterior(idata)
     if name not in post:
         raise KeyError(
             f"posterior has no variable {name!r}{hint}; it has {sorted(post.data_vars)}."

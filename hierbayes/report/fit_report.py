@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hierbayes.predict.predictive import posterior_predictive
+from hierbayes.predict.predictive import effects_posterior, posterior_predictive
 from hierbayes.report.diagnostics import verdict_lines
 from hierbayes.report.html import write_report
 from hierbayes.report.plots import (
@@ -72,7 +72,8 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
         tables["Leave-one-out cross-validation (PSIS-LOO)"] = loo
     else:
         text += f"\n\nPSIS-LOO not available: {why_not}"
-    if d.groups and all(names.effects(g.name) in fit.posterior for g in d.groups):
+    with_b = effects_posterior(fit.idata)
+    if d.groups and all(names.effects(g.name) in with_b for g in d.groups):
         resid = within_group_residuals(fit.idata, d)
         note = censored_rows_note(d)
         title = "Standardized within-group residuals" + ("" if note is None else f" ({note})")
@@ -95,7 +96,7 @@ def write_fit_report(fit, out_dir, n_ppc: int = 200, seed: int = 0) -> Path:
         if d.correlation is not None:
             tables["Posterior predictive check: lag-1 residual autocorrelation"] = ppc_lag1(fit, y_rep).to_frame().T
     for g in d.groups:
-        if names.effects(g.name) in fit.posterior:
+        if names.effects(g.name) in with_b:
             figures[f"Random effects of {g.name}: posterior means and 94% intervals"] = (
                 plot_caterpillar(fit.idata, g.name))
     figures["Trace plots of the hyperparameters"] = trace_plot(fit.idata, compact=True)

@@ -448,11 +448,14 @@ def plot_caterpillar(idata, group: str, prob: float = 0.94, max_levels: int = 60
     """
     from hierbayes import names
 
+    from hierbayes.predict.predictive import effects_posterior
+
     var = names.effects(group)
-    if var not in idata.posterior:
-        have = sorted(v for v in idata.posterior.data_vars if names.is_effects(v))
+    post = effects_posterior(idata)
+    if var not in post:
+        have = sorted(v for v in post.data_vars if names.is_effects(v))
         raise KeyError(f"the posterior has no {var!r} (random effects of {group!r}); it has {have}.")
-    b = idata.posterior[var]
+    b = post[var]
     term_dim = names.term_dim(group)
     level_dim = next(d for d in b.dims if d not in ("chain", "draw", term_dim))
     flat = b.stack(sample=("chain", "draw")).transpose(level_dim, term_dim, "sample").values

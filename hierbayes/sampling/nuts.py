@@ -80,7 +80,8 @@ _PASSED = {
 
 #: fit()'s own sampling arguments
 _FIT_ARGUMENTS = {"draws", "tune", "chains", "cores", "seed", "target_accept", "max_treedepth",
-                  "progressbar", "sampler", "mass_matrix", "compiler", "recover_random_effects"}
+                  "progressbar", "sampler", "mass_matrix", "compiler", "recover_random_effects",
+                  "recover_thin"}
 
 
 def sampler_keywords(sampler: str) -> set[str]:

@@ -228,7 +228,8 @@ def test_initial_points_are_thread_safe(ref):
 
 
 @pytest.mark.parametrize("corr", ["ar1", "car1", None])
-@pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + w + (1 + x + w | g)"])
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + w + (1 + x | g)",
+                                     "y ~ x + w + (1 + x + w | g)"])
 def test_whitened_layout_equals_dense_on_ragged_clusters(ref, corr, formula):
     """Work linear in the rows (whitening + Woodbury) gives the dense algebra's density and
     gradient: size-1 clusters, clusters of 12 rows, gaps, irregular times, rows shuffled."""

@@ -395,6 +395,100 @@ def loglik_pooled(buf, beta, s2, phi, S):
 
 
 @_jit
+def lag_coef(phi, lag, log_phi, inv_phi):
+    """``a = phi^lag`` by one exp (``lag`` is whole when ``phi < 0``: AR(1)) and
+    ``da/dphi``; at ``phi = 0``, ``a = 0`` and ``da = 1`` for a lag of 1 (0 beyond).
+
+    Examples
+    --------
+    >>> import math
+    >>> a, da = lag_coef(-0.5, 3.0, math.log(0.5), -2.0)
+    >>> round(a, 6), round(da, 6)
+    (-0.125, 0.75)
+    """
+    if phi != 0.0:
+        a = math.exp(lag * log_phi)
+        if phi < 0.0 and lag % 2.0 == 1.0:
+            a = -a
+        return a, lag * a * inv_phi
+    return 0.0, 1.0 if lag == 1.0 else 0.0
+
+
+@_jit
+def whitened_rows_q2(buf, kg, zg, tg, n, p, u, corr, phi, log_phi, inv_phi, xe, XZ, acc):
+    """:func:`loglik_whitened`'s pass over one cluster's rows for q = 2, its sums in scalar
+    locals: writes ``xe`` (p), ``XZ`` (p, 2) and ``acc`` = (ee, A1, A5, prod(1 - a^2), h (2),
+    Q00, Q10, Q11, A2 (2), A3 (2), A4 (2 x 2, row-major)); False if a row's ``1 - a^2 <= 0``."""
+    m = p + 1
+    ee = a1 = a5 = 0.0
+    prod_r = 1.0
+    h0 = h1 = q00 = q10 = q11 = 0.0
+    b0 = b1 = c0 = c1 = d00 = d01 = d10 = d11 = 0.0
+    for k in range(p):
+        xe[k] = 0.0
+        XZ[k, 0] = 0.0
+        XZ[k, 1] = 0.0
+    e_prev = zp0 = zp1 = 0.0
+    for s in range(n):
+        row = kg + s * m
+        zrow = zg + s * 2
+        e = buf[row]
+        for i in range(p):
+            e += buf[row + 1 + i] * u[1 + i]
+        z0 = buf[zrow]
+        z1 = buf[zrow + 1]
+        if s == 0 or corr == 0:
+            et, t0, t1 = e, z0, z1
+            c = a = 0.0
+        else:
+            a, da = lag_coef(phi, buf[tg + s] - buf[tg + s - 1], log_phi, inv_phi)
+            one = 1.0 - a * a
+            if not one > 0:
+                return False
+            prod_r *= one
+            c = 1.0 / math.sqrt(one)
+            cc = a * c * c
+            et = c * (e - a * e_prev)
+            t0 = c * (z0 - a * zp0)
+            t1 = c * (z1 - a * zp1)
+            dz0 = cc * t0 - c * zp0
+            dz1 = cc * t1 - c * zp1
+            de = cc * et - c * e_prev
+            dae = da * et
+            a1 += dae * de
+            a5 += da * cc
+            dt0 = da * t0
+            dt1 = da * t1
+            b0 += dt0 * de
+            b1 += dt1 * de
+            c0 += dae * dz0
+            c1 += dae * dz1
+            d00 += dt0 * dz0
+            d01 += dt0 * dz1
+            d10 += dt1 * dz0
+            d11 += dt1 * dz1
+        e_prev, zp0, zp1 = e, z0, z1
+        ee += et * et
+        h0 += t0 * et
+        h1 += t1 * et
+        q00 += t0 * t0
+        q10 += t1 * t0
+        q11 += t1 * t1
+        for k in range(p):  # whitened X row, accumulated as it is made
+            xk = buf[row + 1 + k]
+            if s > 0 and corr != 0:
+                xk = c * (xk - a * buf[row - m + 1 + k])
+            xe[k] += xk * et
+            XZ[k, 0] += xk * t0
+            XZ[k, 1] += xk * t1
+    acc[0], acc[1], acc[2], acc[3] = ee, a1, a5, prod_r
+    acc[4], acc[5], acc[6], acc[7], acc[8] = h0, h1, q00, q10, q11
+    acc[9], acc[10], acc[11], acc[12] = b0, b1, c0, c1
+    acc[13], acc[14], acc[15], acc[16] = d00, d01, d10, d11
+    return True
+
+
+@_jit
 def loglik_whitened(buf, beta, s2, phi, S):
     """Collapsed log-likelihood of clusters held one by one (``H_DIRECT == 2``) and its
     gradient, in one pass over each cluster's rows: DESIGN.md's whitening + Woodbury route.
@@ -458,6 +552,7 @@ def loglik_whitened(buf, beta, s2, phi, S):
     W1 = np.empty((q, q))
     K = np.empty((q, q))
     Kh = np.empty(q)
+    sums = np.empty(17)
     Ks = np.zeros((q, q))
     J = np.zeros((q, q))
     vv_e = 0.0
@@ -467,81 +562,93 @@ def loglik_whitened(buf, beta, s2, phi, S):
         kg = oK + g * T * m
         zg = oZ + g * T * q
         tg = oT + g * T
-        ee = a1 = a5 = 0.0
-        prod_r = 1.0  # prod (1 - a_k^2): one log per cluster
-        for x in range(q):
-            h[x] = A2[x] = A3[x] = 0.0
-            for y_ in range(q):
-                Q[x, y_] = A4[x, y_] = 0.0
-        for k in range(p):
-            xe[k] = 0.0
-            for b in range(q):
-                XZ[k, b] = 0.0
-        e_prev = 0.0
-        for s in range(n):
-            row = kg + s * m
-            zrow = zg + s * q
-            e = buf[row]
-            for i in range(p):
-                e += buf[row + 1 + i] * u[1 + i]
-            if s == 0 or corr == 0:
-                et = e
-                for b in range(q):
-                    zt[b] = buf[zrow + b]
-                c = 1.0
-                a = 0.0
-            else:
-                lag = buf[tg + s] - buf[tg + s - 1]
-                if phi != 0.0:  # a = phi^lag by one exp (lag is whole when phi < 0: AR(1))
-                    a = math.exp(lag * log_phi)
-                    if phi < 0.0 and lag % 2.0 == 1.0:
-                        a = -a
-                    da = lag * a * inv_phi
-                else:
-                    a = 0.0
-                    da = 1.0 if lag == 1.0 else 0.0
-                one = 1.0 - a * a
-                if not one > 0:
-                    return np.nan, g_beta, g_s2, g_phi, g_S
-                prod_r *= one
-                c = 1.0 / math.sqrt(one)
-                cc = a * c * c
-                et = c * (e - a * e_prev)
-                for b in range(q):
-                    zp = buf[zrow - q + b]
-                    zt[b] = c * (buf[zrow + b] - a * zp)
-                    dz[b] = cc * zt[b] - c * zp
-                de = cc * et - c * e_prev
-                a1 += da * et * de
-                a5 += da * cc
-                for x in range(q):
-                    dzx = da * zt[x]
-                    A2[x] += dzx * de
-                    A3[x] += da * et * dz[x]
-                    for y_ in range(q):
-                        A4[x, y_] += dzx * dz[y_]
-            e_prev = e
-            ee += et * et
+        if q == 2:
+            if not whitened_rows_q2(buf, kg, zg, tg, n, p, u, corr, phi, log_phi, inv_phi, xe, XZ, sums):
+                return np.nan, g_beta, g_s2, g_phi, g_S
+            ee, a1, a5, prod_r = sums[0], sums[1], sums[2], sums[3]
+            h[0], h[1], Q[0, 0], Q[1, 0], Q[1, 1] = sums[4], sums[5], sums[6], sums[7], sums[8]
+            A2[0], A2[1], A3[0], A3[1] = sums[9], sums[10], sums[11], sums[12]
+            A4[0, 0], A4[0, 1], A4[1, 0], A4[1, 1] = sums[13], sums[14], sums[15], sums[16]
+        else:
+            ee = a1 = a5 = 0.0
+            prod_r = 1.0  # prod (1 - a_k^2): one log per cluster
             for x in range(q):
-                h[x] += zt[x] * et
-                for y_ in range(x + 1):
-                    Q[x, y_] += zt[x] * zt[y_]
-            for k in range(p):  # whitened X row, accumulated as it is made
-                xk = buf[row + 1 + k]
-                if s > 0 and corr != 0:
-                    xk = c * (xk - a * buf[row - m + 1 + k])
-                xe[k] += xk * et
+                h[x] = A2[x] = A3[x] = 0.0
+                for y_ in range(q):
+                    Q[x, y_] = A4[x, y_] = 0.0
+            for k in range(p):
+                xe[k] = 0.0
                 for b in range(q):
-                    XZ[k, b] += xk * zt[b]
+                    XZ[k, b] = 0.0
+            e_prev = 0.0
+            for s in range(n):
+                row = kg + s * m
+                zrow = zg + s * q
+                e = buf[row]
+                for i in range(p):
+                    e += buf[row + 1 + i] * u[1 + i]
+                if s == 0 or corr == 0:
+                    et = e
+                    for b in range(q):
+                        zt[b] = buf[zrow + b]
+                    c = 1.0
+                    a = 0.0
+                else:
+                    a, da = lag_coef(phi, buf[tg + s] - buf[tg + s - 1], log_phi, inv_phi)
+                    one = 1.0 - a * a
+                    if not one > 0:
+                        return np.nan, g_beta, g_s2, g_phi, g_S
+                    prod_r *= one
+                    c = 1.0 / math.sqrt(one)
+                    cc = a * c * c
+                    et = c * (e - a * e_prev)
+                    for b in range(q):
+                        zp = buf[zrow - q + b]
+                        zt[b] = c * (buf[zrow + b] - a * zp)
+                        dz[b] = cc * zt[b] - c * zp
+                    de = cc * et - c * e_prev
+                    a1 += da * et * de
+                    a5 += da * cc
+                    for x in range(q):
+                        dzx = da * zt[x]
+                        A2[x] += dzx * de
+                        A3[x] += da * et * dz[x]
+                        for y_ in range(q):
+                            A4[x, y_] += dzx * dz[y_]
+                e_prev = e
+                ee += et * et
+                for x in range(q):
+                    h[x] += zt[x] * et
+                    for y_ in range(x + 1):
+                        Q[x, y_] += zt[x] * zt[y_]
+                for k in range(p):  # whitened X row, accumulated as it is made
+                    xk = buf[row + 1 + k]
+                    if s > 0 and corr != 0:
+                        xk = c * (xk - a * buf[row - m + 1 + k])
+                    xe[k] += xk * et
+                    for b in range(q):
+                        XZ[k, b] += xk * zt[b]
         for x in range(q):
             for y_ in range(x):
                 Q[y_, x] = Q[x, y_]
-        for x in range(q):  # K = (s2 S^-1 + Q)^-1
-            for y_ in range(q):
-                B[x, y_] = s2 * Sinv[x, y_] + Q[x, y_]
-        logdet_b = _chol_inverse(B, q, Cw, Ci, K)
-        if logdet_b != logdet_b:
-            return np.nan, g_beta, g_s2, g_phi, g_S
+        if q == 2:  # K = (s2 S^-1 + Q)^-1 in closed form
+            b00 = s2 * Sinv[0, 0] + Q[0, 0]
+            b10 = s2 * Sinv[1, 0] + Q[1, 0]
+            b11 = s2 * Sinv[1, 1] + Q[1, 1]
+            det = b00 * b11 - b10 * b10
+            if not (b00 > 0 and det > 0):
+                return np.nan, g_beta, g_s2, g_phi, g_S
+            logdet_b = math.log(det)
+            K[0, 0] = b11 / det
+            K[1, 1] = b00 / det
+            K[0, 1] = K[1, 0] = -b10 / det
+        else:
+            for x in range(q):  # K = (s2 S^-1 + Q)^-1
+                for y_ in range(q):
+                    B[x, y_] = s2 * Sinv[x, y_] + Q[x, y_]
+            logdet_b = _chol_inverse(B, q, Cw, Ci, K)
+            if logdet_b != logdet_b:
+                return np.nan, g_beta, g_s2, g_phi, g_S
         hKh = 0.0
         for x in range(q):
             acc = 0.0

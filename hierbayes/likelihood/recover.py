@@ -29,6 +29,27 @@ def covariance_cholesky(sd: np.ndarray, corr: np.ndarray | None) -> np.ndarray:
     return np.linalg.cholesky(cov)
 
 
+#: numbers per (draw, cluster, occasion) array that one chunk of :func:`draw_random_effects`
+#: holds at most (a few such arrays are alive at once: about 32 MB each)
+CHUNK_CELLS = 4_000_000
+
+
+def draw_chunk(design: Design, cells: int = CHUNK_CELLS) -> int:
+    """Posterior draws per chunk of :func:`draw_random_effects`: at most 250, and at most
+    ``cells`` numbers per padded (draws x clusters x occasions) array, so that memory
+    stays bounded on unbalanced data (a few clusters of many rows widen the padded layout).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.likelihood.recover import draw_chunk
+    >>> draw_chunk(hb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1")).design)
+    250
+    """
+    C, T = design.layout.pos.shape
+    return int(max(1, min(250, cells // max(1, C * T))))
+
+
 def draw_random_effects(
     design: Design,
     beta: np.ndarray,
@@ -36,7 +57,7 @@ def draw_random_effects(
     phi: np.ndarray | None,
     L_S: np.ndarray,
     rng: np.random.Generator,
-    chunk: int = 250,
+    chunk: int | None = None,
     offset: np.ndarray | None = None,
     row_sigma: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -52,8 +73,9 @@ def draw_random_effects(
     L_S : (D, q, q) array
         Cholesky factors of the random-effect covariance.
     rng : numpy Generator
-    chunk : int
-        Draws processed at once (bounds memory at chunk x N x q numbers).
+    chunk : int, optional
+        Draws processed at once (default :func:`draw_chunk`; memory is a few chunk x
+        clusters x occasions arrays).
     offset : (D, N) array, optional
         Per-draw offset in design row order, subtracted from the response: the other
         factors' ``Z b`` of a hybrid model, so the collapsed factor's effects are drawn
@@ -73,6 +95,7 @@ def draw_random_effects(
     corr = design.correlation.kind if design.correlation is not None else None
     D, q = beta.shape[0], g.q
     C = lay.n_clusters
+    chunk = draw_chunk(design) if chunk is None else int(chunk)
     out = np.empty((D, C, q))
     S_inv_all = np.linalg.inv(L_S @ np.swapaxes(L_S, -1, -2))  # (D, q, q)
     for s in range(0, D, chunk):

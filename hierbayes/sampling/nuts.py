@@ -317,6 +317,7 @@ def run(
         if native.use:
             compiled = compile_native(model, key, timing, (native.design, native.priors), native.kind)
             timing["compiler"] = "native"
+            timing["native_kind"] = native.kind
         else:
             # a model may need numba (hb_compiler: a graph with an Op JAX lacks, e.g. the
             # gradient of the t cdf in nu of a censored Student-t model)

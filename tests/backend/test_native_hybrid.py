@@ -56,7 +56,17 @@ CASES = {
                        "sd_h": hb.Prior("Gamma", alpha=2.0, beta=1.5),
                        "sd_k": hb.Prior("HalfNormal", sigma=[1.0, 0.5])}),
     "nested": ("y ~ x + (1 | a / g)", None, None, {}),
+    # the default run's cases: each covers several of the above in one model
+    "ar1, q2 lkj + q2 lkj centred + q1 non-centred": (
+        "y ~ x + (1 + x | g) + (1 + x | h) + (1 | k)", "ar1", {"h": True, "k": False},
+        {"corr_h": hb.Prior("LKJ", eta=2.0)}),
+    "car1, q1 + q2 independent centred + q2 lkj non-centred": (
+        "y ~ x + w + (1 | g) + (1 + w || h) + (1 + x | k)", "car1", {"h": True, "k": False},
+        {"phi": hb.Prior("Beta", alpha=2.0, beta=2.0), "sd_h": hb.Prior("Gamma", alpha=2.0, beta=1.5)}),
 }
+#: the cases of the default run (the others are marked slow: their features are covered here)
+FAST = {"nested", "ar1, q2 lkj + q2 lkj centred + q1 non-centred",
+        "car1, q1 + q2 independent centred + q2 lkj non-centred"}
 
 
 def _model(name: str) -> hb.Model:
@@ -66,34 +76,51 @@ def _model(name: str) -> hb.Model:
     return hb.Model(formula, df, correlation=correlation, priors=priors or None, centered=centered)
 
 
-@pytest.mark.parametrize("name", list(CASES))
+def _slices(model, point: dict) -> dict[str, tuple[int, int]]:
+    """Offset and size of each free variable's value in the sampled vector (nutpie's order)."""
+    out, k = {}, 0
+    for v in model.value_vars:
+        size = int(np.size(point[v.name]))
+        out[v.name] = (k, size)
+        k += size
+    return out
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in CASES])
 def test_hybrid_kernel_equals_pymc_logp_and_gradient(name):
+    import pytensor
+
     m = _model(name)
     assert m.backend == "marginal" and len(m.design.groups) >= 2
     assert hyb.unsupported(m.design, m.priors, m.backend) is None, name
     model = m.build()
-    _, slices = hyb.initial_point_fn(model)
-    buf, info = hyb.pack(m.design, m.priors, slices)
     ip = model.initial_point()
+    slices = _slices(model, ip)
+    buf, info = hyb.pack(m.design, m.priors, slices)
     shapes = {k: np.shape(v) for k, v in ip.items()}
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    outs = model.replace_rvs_by_values([model[n] for n in info["expanded"][0]])
-    dets = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    # one function for the log-density, its gradient and the expanded variables
+    lp = model.logp()
+    outs = [lp, *pytensor.grad(lp, model.value_vars),
+            *model.replace_rvs_by_values([model[n] for n in info["expanded"][0]])]
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    nv = len(model.value_vars)
     rng = np.random.default_rng(1)
     finite = 0
     for _ in range(10):
         x = rng.normal(size=info["n_dim"]) * 0.7
         pt = {k: x[o:o + s].reshape(shapes[k]) for k, (o, s) in slices.items()}
-        want = float(logp(pt))
+        res = fn(pt)
+        want = float(res[0])
         got, got_g = hyb.logp_and_grad(buf, x)
         if not np.isfinite(want):
             assert not np.isfinite(got), name
             continue
         finite += 1
         assert abs(got - want) <= 1e-8 * max(1.0, abs(want)), (name, got, want)
-        want_g = dlogp(pt)
+        want_g = np.concatenate([np.ravel(g) for g in res[1:1 + nv]])
         np.testing.assert_allclose(got_g, want_g, rtol=1e-8, atol=1e-8 * max(1, np.abs(want_g).max()))
-        flat = np.concatenate([np.ravel(v) for v in dets(pt)])
+        flat = np.concatenate([np.ravel(v) for v in res[1 + nv:]])
         np.testing.assert_allclose(hyb.expand(buf, x), flat, rtol=1e-10, atol=1e-12)
     assert finite >= 5, name
 

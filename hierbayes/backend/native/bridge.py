@@ -196,7 +196,7 @@ def unsupported_priors(design: Design, priors: dict[str, Prior], groups, ridge: 
     >>> m = hb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1"),
     ...              priors={"time": hb.Prior("Uniform", lower=-5, upper=5)})
     >>> unsupported_priors(m.design, m.priors, m.design.groups, False)
-    "prior of 'time' (Prior('Uniform', lower=-5, upper=5)) is not in the kernel"
+    "prior of 'time' (Uniform(lower=-5, upper=5)) is not in the kernel"
     """
     for n in design.fixed_names:
         p = priors[n]

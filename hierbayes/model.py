@@ -332,7 +332,8 @@ class Model:
             How nutpie evaluates the log-density. ``"auto"`` (default): the hand-written
             numba kernel (:mod:`hierbayes.backend.native.bridge`; microseconds per gradient,
             compiled once per installation and cached on disk) for a Gaussian model with one
-            grouping factor integrated out and priors it knows, else JAX (seconds to
+            grouping factor integrated out (the others, if any, sampled: the hybrid
+            kernel) and priors it knows, else JAX (seconds to
             compile). ``"native"`` insists on the kernel (an error says why it does not
             apply); ``"jax"``; ``"numba"`` (PyTensor's numba backend: a minute or more to
             compile). When the kernel is not used, ``fit.timing["native_reason"]`` and the

@@ -2,7 +2,8 @@
 
 nutpie evaluates the log-density with the hand-written numba kernel of
 :mod:`hierbayes.backend.native.bridge` where it applies (collapsed Gaussian models with one grouping
-factor: compiled once per installation, microseconds per gradient), otherwise with the
+factor: compiled once per installation, microseconds per gradient; with several factors the
+hybrid kernel of :mod:`hierbayes.backend.native.hybrid_bridge`), otherwise with the
 PyMC model compiled through JAX (or PyTensor's numba backend on request).
 
 Compiled nutpie models are cached for the session by the structure of the model (shapes,

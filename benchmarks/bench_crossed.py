@@ -1,5 +1,6 @@
 """Crossed and nested designs (issue 16's shapes): hierbayes at its defaults against its
-previous path (every sampled factor non-centred) and bambi + nutpie, in the same process.
+previous paths (every sampled factor non-centred; the log-density through PyMC + JAX
+instead of the native hybrid kernel) and bambi + nutpie, in the same process.
 
     python benchmarks/bench_crossed.py                      # C2-C4, every tool
     python benchmarks/bench_crossed.py --cases C1 --tools default bambi
@@ -7,8 +8,11 @@ previous path (every sampled factor non-centred) and bambi + nutpie, in the same
 Per case and tool: wall time of the fit (compile included; each tool's compile cache is
 warmed by a discarded first fit, as a user's second fit would find it), divergences, max
 R-hat and min bulk ESS over the hyperparameters, min bulk ESS per second, leapfrog steps per
-draw, peak resident memory of the process so far, and the ESS/s ratios against the previous
-path and bambi. Defaults everywhere: 4 chains x 1,000 draws + 1,000 tune.
+draw, the peak of the numbers Python allocated during the fit (``tracemalloc``: numpy
+arrays, the trace, the recovery of the collapsed factor's effects; not JAX's or numba's own
+buffers), the peak resident memory of the process so far (``getrusage``), and the ESS/s
+ratios against the previous path and bambi. Defaults everywhere: 4 chains x 1,000 draws +
+1,000 tune.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -69,21 +74,26 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def fit_hierbayes(case: str, centered: str) -> dict:
+def fit_hierbayes(case: str, centered: str, compiler: str = "auto") -> dict:
     import hierbayes as hb
 
     c = CASES[case]
     df = simulated(case)
+    tracemalloc.start()
     t0 = time.perf_counter()
     model = hb.Model(c["formula"], df, family=c["family"])
     if centered == "none":  # the previous path: every sampled factor non-centred
         model = hb.Model(c["formula"], df, family=c["family"],
                          centered={k: False for k in model.centering})
-    fit = model.fit(seed=1, progressbar=False)
+    fit = model.fit(seed=1, progressbar=False, compiler=compiler)
     seconds = time.perf_counter() - t0
-    out = {"case": case, "tool": f"hierbayes {model.backend}" + (" non-centred" if centered == "none" else ""),
-           **_stats(fit.idata, seconds, _hyper(fit.posterior))}
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    label = (f"hierbayes {model.backend} {fit.timing.get('compiler')}"
+             + (" non-centred" if centered == "none" else ""))
+    out = {"case": case, "tool": label, **_stats(fit.idata, seconds, _hyper(fit.posterior))}
     out["centering"] = "; ".join(f"{k}: {v.describe()}" for k, v in model.centering.items())
+    out["traced_gb"] = round(traced / 1e9, 2)
     out["peak_gb"] = round(peak_gb(), 2)
     return out
 
@@ -105,6 +115,7 @@ def fit_bambi(case: str) -> dict:
 
 
 TOOLS = {"default": lambda c: fit_hierbayes(c, "auto"),
+         "jax": lambda c: fit_hierbayes(c, "auto", compiler="jax"),
          "noncentred": lambda c: fit_hierbayes(c, "none"),
          "bambi": fit_bambi}
 
@@ -124,8 +135,9 @@ def main():
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     prev = df[df.tool.str.endswith("non-centred")].set_index("case")["ess_per_s"]
+    jax = df[df.tool.str.endswith(" jax")].set_index("case")["ess_per_s"]
     bam = df[df.tool == "bambi + nutpie"].set_index("case")["ess_per_s"]
-    for base, label in ((prev, "x_previous"), (bam, "x_bambi")):
+    for base, label in ((prev, "x_previous"), (jax, "x_jax"), (bam, "x_bambi")):
         df[label] = [round(r.ess_per_s / base[r.case], 1) if r.case in base else None for r in df.itertuples()]
     print(df.drop(columns=["centering"], errors="ignore").to_string(index=False))
     if "centering" in df:

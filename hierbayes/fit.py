@@ -14,6 +14,9 @@ from hierbayes.report.summary import Summary, parameter_table
 
 
 #: how the summary names the way nutpie evaluated the log-density
+#: what the summary header says of the native kernels other than the one-factor one
+_NATIVE_KINDS = {"hybrid": "hybrid: one factor integrated out, the others sampled",
+                 "glmm": "adaptive quadrature"}
 _COMPILERS = {
     "native": "native numba kernel",
     "jax": "PyMC model compiled with JAX",
@@ -141,6 +144,8 @@ class Fit:
         """How the log-density was evaluated, and why not by the native kernel."""
         t = self.timing
         how = _COMPILERS.get(t.get("compiler"))
+        if t.get("compiler") == "native" and t.get("native_kind") in _NATIVE_KINDS:
+            how = f"{how} ({_NATIVE_KINDS[t['native_kind']]})"
         if how is None and self.options.sampler == "pymc":
             how = "PyTensor"
         why = t.get("native_reason")

@@ -341,7 +341,8 @@ class Model:
             How nutpie evaluates the log-density. ``"auto"`` (default): the hand-written
             numba kernel (:mod:`hierbayes.backend.native.bridge`; microseconds per gradient,
             compiled once per installation and cached on disk) for a Gaussian model with one
-            grouping factor integrated out and priors it knows, else JAX (seconds to
+            grouping factor integrated out (the others, if any, sampled: the hybrid
+            kernel) and priors it knows, else JAX (seconds to
             compile). ``"native"`` insists on the kernel (an error says why it does not
             apply); ``"jax"``; ``"numba"`` (PyTensor's numba backend: a minute or more to
             compile). When the kernel is not used, ``fit.timing["native_reason"]`` and the
@@ -516,10 +517,16 @@ class Model:
                 .values.reshape(D, h.n_levels, h.q)
                 for h in others
             }
-            offset = linear_predictor(self.design, np.zeros((D, 0)), bs, groups=others)
-            b = recover.draw_random_effects(
-                self.design, flat("beta"), sigma, phi, L_S, rng, offset=offset, row_sigma=rs
-            )
+            beta = flat("beta")
+            b = np.empty((D, g.n_levels, g.q))
+            chunk = recover.draw_chunk(self.design)
+            for s in range(0, D, chunk):  # the offset (draws x rows) one chunk at a time
+                sl = slice(s, min(s + chunk, D))
+                offset = linear_predictor(self.design, np.zeros((sl.stop - sl.start, 0)),
+                                          {k: v[sl] for k, v in bs.items()}, groups=others)
+                b[sl] = recover.draw_random_effects(
+                    self.design, beta[sl], sigma[sl], None if phi is None else phi[sl], L_S[sl],
+                    rng, chunk=chunk, offset=offset, row_sigma=None if rs is None else rs[sl])
         else:
             b = draw(self.design, flat("beta"), sigma, phi, L_S, rng)
         tdim = names.term_dim(g.name)

@@ -55,6 +55,27 @@ def whiten_dense(design: Design, corr: str, theta: np.ndarray, e: np.ndarray, Zc
     return e, Zcols
 
 
+#: numbers per (draw, cluster, occasion) array that one chunk of :func:`draw_random_effects`
+#: holds at most (a few such arrays are alive at once: about 32 MB each)
+CHUNK_CELLS = 4_000_000
+
+
+def draw_chunk(design: Design, cells: int = CHUNK_CELLS) -> int:
+    """Posterior draws per chunk of :func:`draw_random_effects`: at most 250, and at most
+    ``cells`` numbers per padded (draws x clusters x occasions) array, so that memory
+    stays bounded on unbalanced data (a few clusters of many rows widen the padded layout).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.likelihood.recover import draw_chunk
+    >>> draw_chunk(hb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1")).design)
+    250
+    """
+    C, T = design.layout.pos.shape
+    return int(max(1, min(250, cells // max(1, C * T))))
+
+
 def draw_random_effects(
     design: Design,
     beta: np.ndarray,
@@ -109,7 +130,7 @@ def draw_random_effects(
     """
     corr = design.correlation.kind if design.correlation is not None else None
     if corr not in recover_kernel.CODES:
-        return draw_random_effects_numpy(design, beta, sigma, phi, L_S, rng, chunk or 250,
+        return draw_random_effects_numpy(design, beta, sigma, phi, L_S, rng, chunk or draw_chunk(design),
                                          offset=offset, row_sigma=row_sigma)
     g = collapsed_group(design)
     D, q, C = beta.shape[0], g.q, design.layout.n_clusters
@@ -170,6 +191,7 @@ def draw_random_effects_numpy(
     corr = design.correlation.kind if design.correlation is not None else None
     D, q = beta.shape[0], g.q
     C = lay.n_clusters
+    chunk = draw_chunk(design) if chunk is None else int(chunk)
     out = np.empty((D, C, q))
     S_inv_all = np.linalg.inv(L_S @ np.swapaxes(L_S, -1, -2))  # (D, q, q)
     for s in range(0, D, chunk):

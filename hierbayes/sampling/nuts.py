@@ -2,7 +2,8 @@
 
 nutpie evaluates the log-density with the hand-written numba kernel of
 :mod:`hierbayes.backend.native.bridge` where it applies (collapsed Gaussian models with one grouping
-factor: compiled once per installation, microseconds per gradient), otherwise with the
+factor: compiled once per installation, microseconds per gradient; with several factors the
+hybrid kernel of :mod:`hierbayes.backend.native.hybrid_bridge`), otherwise with the
 PyMC model compiled through JAX (or PyTensor's numba backend on request).
 
 Compiled nutpie models are cached for the session by the structure of the model (shapes,
@@ -211,9 +212,7 @@ def compile_native(model: pm.Model, key: str, timing: dict, native, kind: str = 
     """The nutpie model of the native kernel (``kind``: the Gaussian collapsed kernel or the
     GLMM quadrature callback); the starting-point function is cached per model structure,
     the data buffer is packed anew (cheap) on every call."""
-    from hierbayes.backend.native import bridge, glmm_bridge
-
-    native_mod = glmm_bridge if kind == "glmm" else bridge
+    native_mod = native_module(kind)
 
     t0 = time.perf_counter()
     ckey = f"{key}-native"
@@ -228,6 +227,25 @@ def compile_native(model: pm.Model, key: str, timing: dict, native, kind: str = 
     return compiled
 
 
+def native_module(kind: str):
+    """The bridge module of a native kernel: ``"gaussian"`` (one factor integrated out,
+    :mod:`hierbayes.backend.native.bridge`), ``"hybrid"`` (one of several factors integrated
+    out, the others sampled: :mod:`hierbayes.backend.native.hybrid_bridge`) or ``"glmm"``
+    (adaptive quadrature: :mod:`hierbayes.backend.native.glmm_bridge`).
+
+    Examples
+    --------
+    >>> native_module("hybrid").__name__
+    'hierbayes.backend.native.hybrid_bridge'
+    """
+    from hierbayes.backend.native import bridge, glmm_bridge, hybrid_bridge
+
+    mods = {"gaussian": bridge, "hybrid": hybrid_bridge, "glmm": glmm_bridge}
+    if kind not in mods:
+        raise ValueError(f"native kernel kind must be one of {sorted(mods)}, got {kind!r}.")
+    return mods[kind]
+
+
 @dataclass(frozen=True)
 class NativeDecision:
     """Whether nutpie evaluates the log-density with the native kernel, and why not.
@@ -239,7 +257,7 @@ class NativeDecision:
     reason: str | None = None
     design: object = None
     priors: dict | None = None
-    kind: str = "gaussian"  # which kernel: the Gaussian collapsed one or the GLMM callback
+    kind: str = "gaussian"  # which kernel (:func:`native_module`): "gaussian", "hybrid" or "glmm"
 
 
 def decide_native(design, priors: dict, backend: str, opts: SamplerOptions) -> NativeDecision:
@@ -259,10 +277,10 @@ def decide_native(design, priors: dict, backend: str, opts: SamplerOptions) -> N
         return NativeDecision(False, "the sampler is PyMC's NUTS (the kernel is a nutpie callback)")
     if opts.compiler not in ("auto", "native"):
         return NativeDecision(False, f"compiler={opts.compiler!r} was asked for")
-    from hierbayes.backend.native import bridge, glmm_bridge
-
     kind = "glmm" if backend == "quadrature" else "gaussian"
-    why = (glmm_bridge if kind == "glmm" else bridge).unsupported(design, priors, backend)
+    if kind == "gaussian" and design is not None and len(design.groups) > 1:
+        kind = "hybrid"  # several factors: one integrated out, the others sampled
+    why = native_module(kind).unsupported(design, priors, backend)
     if why is None:
         return NativeDecision(True, None, design, priors, kind)
     if opts.compiler == "native":
@@ -301,6 +319,7 @@ def run(
         if native.use:
             compiled = compile_native(model, key, timing, (native.design, native.priors), native.kind)
             timing["compiler"] = "native"
+            timing["native_kind"] = native.kind
         else:
             # a model may need numba (hb_compiler: a graph with an Op JAX lacks, e.g. the
             # gradient of the t cdf in nu of a censored Student-t model)

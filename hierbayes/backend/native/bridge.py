@@ -171,34 +171,52 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
     if getattr(design.spec.family, "name", None) != "gaussian":
         return "the kernel covers the Gaussian family"
     if len(design.groups) != 1:
-        return "the kernel covers one grouping factor"
+        return ("the one-factor kernel covers one grouping factor (several: "
+                "hierbayes.backend.native.hybrid_bridge)")
     if design.dpars:
         return (f"the kernel has one residual sd; this model has a formula for "
                 f"{', '.join(design.dpars)}")
-    g = design.groups[0]
-    coef_names = list(design.fixed_names)
-    for n in coef_names:
+    why = unsupported_priors(design, priors, design.groups, reparam.applies(design, priors))
+    if why is not None:
+        return why
+    if design.layout is None:
+        return "the design has no cluster layout"
+    return None
+
+
+def unsupported_priors(design: Design, priors: dict[str, Prior], groups, ridge: bool) -> str | None:
+    """Which prior the kernels lack, if any: the fixed effects' (whole-line, untruncated),
+    sigma's and each of ``groups``' sds (positive, known), their correlations (LKJ), and
+    phi's (with ``ridge`` False, a ``Uniform`` or ``Beta``: PyMC's interval and log-odds
+    transforms). None when the kernels know every one.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> m = hb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1"),
+    ...              priors={"time": hb.Prior("Uniform", lower=-5, upper=5)})
+    >>> unsupported_priors(m.design, m.priors, m.design.groups, False)
+    "prior of 'time' (Uniform(lower=-5, upper=5)) is not in the kernel"
+    """
+    for n in design.fixed_names:
         p = priors[n]
         if p.dist not in _REAL or p.truncated_at is not None or prior_rows(p, 1) is None:
             return f"prior of {n!r} ({p}) is not in the kernel"
     if not half_line(priors["sigma"]) or prior_rows(priors["sigma"], 1) is None:
         return "prior of 'sigma' is not in the kernel"
-    sd = priors[names.sd(g.name)]
-    if not half_line(sd) or prior_rows(sd, g.q) is None:
-        return f"prior of 'sd_{g.name}' is not in the kernel"
-    corr = design.correlation
-    ridge = reparam.applies(design, priors)
-    if corr is not None:
+    for g in groups:
+        sd = priors[names.sd(g.name)]
+        if not half_line(sd) or prior_rows(sd, g.q) is None:
+            return f"prior of 'sd_{g.name}' is not in the kernel"
+        cp = priors.get(names.corr(g.name))
+        if g.q > 1 and g.correlated and cp is not None and cp.dist != "LKJ":
+            return f"prior of 'corr_{g.name}' is not LKJ"
+    if design.correlation is not None:
         ph = priors["phi"]
         if prior_rows(ph, 1) is None:
             return "prior of 'phi' is not in the kernel"
         if not ridge and ph.dist not in ("Uniform", "Beta"):
             return "prior of 'phi' is not in the kernel"
-    cp = priors.get(names.corr(g.name))
-    if g.q > 1 and g.correlated and cp is not None and cp.dist != "LKJ":
-        return f"prior of 'corr_{g.name}' is not LKJ"
-    if design.layout is None:
-        return "the design has no cluster layout"
     return None
 
 
@@ -326,7 +344,7 @@ def _coordinates(design: Design, priors: dict[str, Prior], slices: dict):
         xl = slices[names.chol_rest(g.name)][0] if q > 1 else 0
         lo = reparam.phi_support(design, priors)[0]
         return kernel.MODE_RIDGE, order, xr, xl, lo, hi
-    xr = _slot(slices, "sigma")
+    xr = log_slot(slices, "sigma")
     if corr is not None:
         ph = priors["phi"]
         key = "phi_interval__" if ph.dist == "Uniform" else "phi_logodds__"
@@ -339,14 +357,20 @@ def _coordinates(design: Design, priors: dict[str, Prior], slices: dict):
         xl = slices[names.value_var(names.chol(g.name), "cholesky-cov-packed")][0]
     else:
         order = np.arange(q)
-        xl = _slot(slices, names.sd(g.name))
+        xl = log_slot(slices, names.sd(g.name))
     return kernel.MODE_PLAIN, order, xr, xl, lo, hi
 
 
-def _slot(slices: dict, name: str) -> int:
+def log_slot(slices: dict, name: str) -> int:
     """Where the log of the positive ``name`` sits in the sampled vector: PyMC's log
     transform, or for a prior truncated at 0 (``pm.Truncated``) its interval transform with
-    no upper bound, which is the same map ``x = log(value)``."""
+    no upper bound, which is the same map ``x = log(value)``.
+
+    Examples
+    --------
+    >>> log_slot({"beta": (0, 2), "sigma_log__": (2, 1)}, "sigma")
+    2
+    """
     for transform in ("log", "interval"):
         key = names.value_var(name, transform)
         if key in slices:

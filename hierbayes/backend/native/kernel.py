@@ -94,9 +94,15 @@ def prior_dual(buf, off, v):
 def lkj_chol_logp(buf, L, q, n):
     """PyMC's ``LKJCholeskyCov`` log density of a lower-triangular ``L`` (duals), with the
     sd priors of the sampled term order."""
-    eta = buf[H_ETA]
-    out = d.const(buf[H_NORM], n)
-    sdoff = int(buf[O_SDPRI])
+    return lkj_chol_logp_at(buf, L, q, n, buf[H_ETA], buf[H_NORM], int(buf[O_SDPRI]))
+
+
+@_jit
+def lkj_chol_logp_at(buf, L, q, n, eta, norm, sdoff):
+    """:func:`lkj_chol_logp` with the LKJ ``eta``, its log normaliser ``norm`` and the
+    offset ``sdoff`` of the q sd priors given (another factor's than the header's: the
+    sampled factors of :mod:`hierbayes.backend.native.hybrid_kernel`)."""
+    out = d.const(norm, n)
     for i in range(q):
         var = d.const(0.0, n)
         for j in range(i + 1):
@@ -259,6 +265,14 @@ def _chol_inverse(V, nn, C, Ci, Om):
             Om[i, j] = t
             Om[j, i] = t
     return logdet
+
+
+@_jit
+def chol_inverse(V, nn, C, Ci, Om):
+    """``log|V|`` of the leading ``nn x nn`` block of a small SPD matrix ``V``, its inverse
+    written into ``Om`` (``C``, ``Ci``: work arrays); NaN if ``V`` is not positive definite.
+    The public form of this kernel's Cholesky step, for the other native kernels."""
+    return _chol_inverse(V, nn, C, Ci, Om)
 
 
 @_jit

@@ -107,7 +107,7 @@ class Fit:
             "latent": "latent (random effects sampled"
             + ("; centred or not per factor: see 'Sampled effects')" if self.timing.get("centering")
                else ")"),
-            "quadrature": self._quadrature_backend(),
+            "quadrature": self._quadrature_backend() if self.backend == "quadrature" else "",
         }[self.backend]
         lines = [
             "Bayesian "

@@ -160,12 +160,30 @@ def _whitened_cost(C: int, T: int, m: int, q: int) -> float:
     return C * (T * (3 * m + 4 * q * q) + 6 * q**3)
 
 
-def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str | None:
-    """Why the kernel cannot compute this model's log-density (None when it can)."""
+def dense_correlation_reason(design: Design, kernel: str = "the kernel") -> str | None:
+    """Why ``kernel`` (the native kernels whiten AR(1)/CAR(1) only) cannot take the model's
+    residual correlation, or None.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> m = hb.Model("y ~ time + (1 | id)", hb.datasets.load("clark_ar1"),
+    ...              correlation=hb.ARMA(time="time", group="id", p=1))
+    >>> dense_correlation_reason(m.design)
+    "the kernel's residual correlations are AR(1)/CAR(1); hb.ARMA is not in it"
+    """
     corr = design.correlation
     if corr is not None and getattr(corr, "dense", False):
-        return (f"the kernel's residual correlations are AR(1)/CAR(1); "
+        return (f"{kernel}'s residual correlations are AR(1)/CAR(1); "
                 f"hb.{type(corr).__name__} is not in it")
+    return None
+
+
+def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str | None:
+    """Why the kernel cannot compute this model's log-density (None when it can)."""
+    why = dense_correlation_reason(design)
+    if why is not None:
+        return why
     if backend != "marginal":
         return "the kernel covers the marginal backend"
     if getattr(design.spec.family, "name", None) != "gaussian":

@@ -31,10 +31,9 @@ def unsupported(design: Design, priors: dict[str, Prior], backend: str) -> str |
     >>> unsupported(m.design, m.priors, "latent")
     'the hybrid kernel covers the marginal backend'
     """
-    corr = design.correlation
-    if corr is not None and getattr(corr, "dense", False):
-        return (f"the hybrid kernel's residual correlations are AR(1)/CAR(1); "
-                f"hb.{type(corr).__name__} is not in it")
+    why = bridge.dense_correlation_reason(design, "the hybrid kernel")
+    if why is not None:
+        return why
     if backend != "marginal":
         return "the hybrid kernel covers the marginal backend"
     if getattr(design.spec.family, "name", None) != "gaussian":

@@ -50,7 +50,7 @@ def _flat(point):
     ("y ~ x + (1 | g)", "lognormal"),
     ("y ~ x + (1 + x || g)", "lognormal"),
 ])
-def test_model_density_has_the_kernels_gradient(formula, family):
+def test_model_density_has_the_kernels_gradient(fast_mode, formula, family):
     m = hb.Model(formula, _data(family), family=family, backend="marginal")
     assert m.backend == "quadrature"
     model = m.build()
@@ -69,7 +69,7 @@ def test_model_density_has_the_kernels_gradient(formula, family):
             k += s
         return out
 
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    logp, dlogp = model.compile_logp(mode=fast_mode), model.compile_dlogp(mode=fast_mode)
     h = 1e-6
     fd = np.array([(logp(point(x0 + h * e)) - logp(point(x0 - h * e))) / (2 * h) for e in np.eye(x0.size)])
     np.testing.assert_allclose(dlogp(point(x0)), fd, rtol=1e-5, atol=1e-5)
@@ -190,7 +190,7 @@ def test_reversed_factor_gives_the_design_orders_likelihood():
     ("y ~ x + (1 | g)", "lognormal"),
     ("y ~ x + (1 + x | g)", "lognormal"),
 ])
-def test_native_callback_equals_the_pymc_model(formula, family):
+def test_native_callback_equals_the_pymc_model(fast_mode, formula, family):
     """The nutpie callback (priors, Jacobians, the quadrature likelihood) gives the PyMC
     model's log-density and gradient at random points, and its draws' natural parameters."""
     from hierbayes.backend.native import bridge, glmm_bridge
@@ -203,9 +203,9 @@ def test_native_callback_equals_the_pymc_model(formula, family):
     fp = quadrature.family_param(m.design.spec.family)
     assert fp is None or fp in info["expanded"][0]
     shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    logp, dlogp = model.compile_logp(mode=fast_mode), model.compile_dlogp(mode=fast_mode)
     dets = model.compile_fn(model.replace_rvs_by_values([model[n] for n in info["expanded"][0]]),
-                            inputs=model.value_vars, on_unused_input="ignore")
+                            inputs=model.value_vars, on_unused_input="ignore", mode=fast_mode)
     rng = np.random.default_rng(3)
     for _ in range(5):
         x = rng.normal(size=info["n_dim"]) * 0.6

@@ -48,14 +48,14 @@ def _unflat(ip, keys, v):
     # kernel's offset gradient is the first case's (the native test checks this model too)
     pytest.param("y ~ x + (1 | subj) + (1 + x | item)", "poisson", {"item": True}, marks=pytest.mark.slow),
 ])
-def test_model_density_has_the_kernels_gradient(formula, family, centered):
+def test_model_density_has_the_kernels_gradient(fast_mode, formula, family, centered):
     m = hb.Model(formula, _crossed(family=family, slope_sd=0.3), family=family, centered=centered)
     assert m.backend == "quadrature" and glmm.integrated_group(m.design).name == "subj"
     model = m.build()
     ip = model.initial_point()
     keys, x0 = _flat(ip)
     x0 = x0 + np.random.default_rng(0).normal(0, 0.3, x0.size)
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    logp, dlogp = model.compile_logp(mode=fast_mode), model.compile_dlogp(mode=fast_mode)
     h = 1e-6
     fd = np.array([(logp(_unflat(ip, keys, x0 + h * e)) - logp(_unflat(ip, keys, x0 - h * e))) / (2 * h)
                    for e in np.eye(x0.size)])
@@ -76,7 +76,7 @@ def test_jax_lowering_equals_the_c_backend():
     np.testing.assert_allclose(model.compile_dlogp(mode="JAX")(p), model.compile_dlogp()(p), atol=1e-12)
 
 
-def test_hybrid_density_is_the_brute_force_integral():
+def test_hybrid_density_is_the_brute_force_integral(fast_mode):
     """The model's log-likelihood at fixed beta, sds and item effects equals, cluster by
     cluster, the subject effect integrated by scipy quad given those item effects."""
     df = _crossed(n_subj=6, n_item=4, seed=2)
@@ -84,7 +84,7 @@ def test_hybrid_density_is_the_brute_force_integral():
                  centered={"item": True})
     model = m.build()
     loglik = model.compile_fn(model.replace_rvs_by_values([model["loglik"]]), inputs=model.value_vars,
-                              on_unused_input="ignore")
+                              on_unused_input="ignore", mode=fast_mode)
     beta, sd_s = np.array([0.3, -0.6]), 1.3
     b_item = np.array([0.7, -0.4, 0.1, -1.1])
     point = {"beta": beta, "sd_subj_log__": np.log([sd_s]), "sd_item_log__": np.log([0.5]),
@@ -111,7 +111,7 @@ def test_hybrid_density_is_the_brute_force_integral():
     ("y ~ x + (1 + x | subj) + (1 + x | item)", "poisson", {"item": False}),
     ("y ~ x + (1 | subj) + (1 + x || item)", "poisson", {"item": True}),
 ])
-def test_native_callback_equals_the_pymc_model(formula, family, centered):
+def test_native_callback_equals_the_pymc_model(fast_mode, formula, family, centered):
     """The callback (priors and Jacobians of both factors, the sampled effects centred or
     not, the quadrature with their offset) gives the PyMC model's log-density, gradient and
     natural parameters (the sampled factors' b among them) at random points."""
@@ -125,9 +125,9 @@ def test_native_callback_equals_the_pymc_model(formula, family, centered):
     buf, info = glmm_bridge.pack(m.design, m.priors, slices, model.hb_marginal_glmm, model.hb_row_order)
     assert "b_item" in info["expanded"][0]
     shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    logp, dlogp = model.compile_logp(mode=fast_mode), model.compile_dlogp(mode=fast_mode)
     dets = model.compile_fn(model.replace_rvs_by_values([model[n] for n in info["expanded"][0]]),
-                            inputs=model.value_vars, on_unused_input="ignore")
+                            inputs=model.value_vars, on_unused_input="ignore", mode=fast_mode)
     rng = np.random.default_rng(3)
     for _ in range(3):
         x = rng.normal(size=info["n_dim"]) * 0.6

@@ -86,17 +86,17 @@ def test_collapsed_loglik_is_the_dense_marginal(corr, formula):
 
 
 @pytest.mark.parametrize("corr, formula", CASES[1:3], ids=["unstructured-sd", "arma11"])
-def test_the_pymc_models_potential_is_the_collapsed_loglik(corr, formula):
+def test_the_pymc_models_potential_is_the_collapsed_loglik(fast_mode, corr, formula):
     m = hb.Model(formula, _frame(5), correlation=corr)
     model = m.build()
     point = model.initial_point()
     rng = np.random.default_rng(2)
     point = {k: v + rng.normal(scale=0.2, size=np.shape(v)) for k, v in point.items()}
     outs = model.unobserved_value_vars  # every parameter on its own scale, deterministics too
-    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", mode=fast_mode)
     vals = dict(zip([v.name for v in outs], fn(point)))
     (loglik,) = model.replace_rvs_by_values([model["loglik"]])
-    pot = model.compile_fn(loglik, inputs=model.value_vars, on_unused_input="ignore")(point)
+    pot = model.compile_fn(loglik, inputs=model.value_vars, on_unused_input="ignore", mode=fast_mode)(point)
     d, cd = m.design, m._cdata
     g = d.groups[0]
     S = np.diag(np.atleast_1d(vals[f"sd_{g.name}"]) ** 2)

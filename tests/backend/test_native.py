@@ -88,7 +88,7 @@ def _point(slices, shapes, x):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_kernel_equals_pymc_logp_and_gradient(ref, name):
+def test_kernel_equals_pymc_logp_and_gradient(ref, fast_mode, name):
     formula, corr, priors = CASES[name]
     m = _model(ref, formula, corr, priors, seed=len(name))
     assert m.backend == "marginal"
@@ -102,11 +102,11 @@ def test_kernel_equals_pymc_logp_and_gradient(ref, name):
     assert buf[kernel.H_DIRECT] == kernel.DIRECT_WHITENED and pooled[kernel.H_DIRECT] == kernel.POOLED
     ip = model.initial_point()
     shapes = {k: np.shape(v) for k, v in ip.items()}
-    logp = model.compile_logp()
-    dlogp = model.compile_dlogp()
+    logp = model.compile_logp(mode=fast_mode)
+    dlogp = model.compile_dlogp(mode=fast_mode)
     det_names = info["expanded"][0]
     outs = model.replace_rvs_by_values([model[n] for n in det_names])
-    dets = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    dets = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", mode=fast_mode)
     rng = np.random.default_rng(1)
     finite = 0
     for _ in range(16):
@@ -132,7 +132,7 @@ def test_kernel_equals_pymc_logp_and_gradient(ref, name):
     assert finite >= 3, name
 
 
-def test_patterns_pool_identical_clusters(ref):
+def test_patterns_pool_identical_clusters(fast_mode, ref):
     """Balanced data: one pattern holds every cluster; the density is still exact."""
     m = _model(ref, "y ~ x + (1 + t | g)", "ar1", {}, seed=3, balanced=True)
     model = m.build()
@@ -144,7 +144,7 @@ def test_patterns_pool_identical_clusters(ref):
     x = np.random.default_rng(2).normal(size=info["n_dim"])
     ip = model.initial_point()
     pt = _point(slices, {k: np.shape(v) for k, v in ip.items()}, x)
-    want = float(model.compile_logp()(pt))
+    want = float(model.compile_logp(mode=fast_mode)(pt))
     assert abs(native.logp_and_grad(buf, x)[0] - want) <= 1e-8 * max(1.0, abs(want))
 
 
@@ -230,7 +230,7 @@ def test_initial_points_are_thread_safe(ref):
 @pytest.mark.parametrize("corr", ["ar1", "car1", None])
 @pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + w + (1 + x | g)",
                                      "y ~ x + w + (1 + x + w | g)"])
-def test_whitened_layout_equals_dense_on_ragged_clusters(ref, corr, formula):
+def test_whitened_layout_equals_dense_on_ragged_clusters(fast_mode, ref, corr, formula):
     """Work linear in the rows (whitening + Woodbury) gives the dense algebra's density and
     gradient: size-1 clusters, clusters of 12 rows, gaps, irregular times, rows shuffled."""
     rng = np.random.default_rng(7)
@@ -242,7 +242,7 @@ def test_whitened_layout_equals_dense_on_ragged_clusters(ref, corr, formula):
     _, slices = native.initial_point_fn(model)
     fast, info = native.pack(m.design, m.priors, slices, layout="direct")
     dense, _ = native.pack(m.design, m.priors, slices, layout="direct_dense")
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    logp, dlogp = model.compile_logp(mode=fast_mode), model.compile_dlogp(mode=fast_mode)
     shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
     checked = 0
     for _ in range(10):

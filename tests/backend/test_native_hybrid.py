@@ -88,7 +88,7 @@ def _slices(model, point: dict) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
                                   for n in CASES])
-def test_hybrid_kernel_equals_pymc_logp_and_gradient(name):
+def test_hybrid_kernel_equals_pymc_logp_and_gradient(fast_mode, name):
     import pytensor
 
     m = _model(name)
@@ -103,7 +103,7 @@ def test_hybrid_kernel_equals_pymc_logp_and_gradient(name):
     lp = model.logp()
     outs = [lp, *pytensor.grad(lp, model.value_vars),
             *model.replace_rvs_by_values([model[n] for n in info["expanded"][0]])]
-    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", mode=fast_mode)
     nv = len(model.value_vars)
     rng = np.random.default_rng(1)
     finite = 0

@@ -120,7 +120,7 @@ KW = [
 
 @pytest.mark.parametrize("kw", KW, ids=lambda k: "-".join(str(v) for v in k.values()) or "default")
 @pytest.mark.parametrize("formula,corr,perm,overrides", CASES)
-def test_prior_density_is_unchanged(formula, corr, perm, overrides, kw):
+def test_prior_density_is_unchanged(fast_mode, formula, corr, perm, overrides, kw):
     design, priors, model = _case(formula, corr, perm, overrides, **kw)
     g = design.groups[0]
     q = g.q
@@ -135,7 +135,7 @@ def test_prior_density_is_unchanged(formula, corr, perm, overrides, kw):
     assert all(model.rvs_to_transforms[v] is None for v in model.free_RVs)
     names = [v.name for v in model.value_vars]
     sizes = [int(np.prod(model.initial_point()[n].shape)) for n in names]
-    logp_fn = model.compile_logp()
+    logp_fn = model.compile_logp(mode=fast_mode)
     out_fn = _compile(
         model,
         [model["sigma"], model["phi"], model[f"sd_{g.name}"]]

@@ -192,6 +192,7 @@ def test_unknown_sampler_options_are_named(ref, kw, name):
         m.fit(draws=20, tune=20, chains=1, progressbar=False, **kw)
 
 
+@pytest.mark.slow  # a full fit each way; the density and gradient are tested equal above
 def test_native_fit_matches_jax_fit(ref):
     """End to end: same variables, dims and coords as the JAX path, posterior means within
     Monte Carlo error (the densities are equal, so only sampling noise differs)."""
